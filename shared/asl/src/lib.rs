@@ -1,0 +1,50 @@
+//! A faithful, embeddable interpreter of the Amazon States Language (JSONPath
+//! query mode), with AWS-shaped execution history, a durable SQLite-backed
+//! engine, and the Step Functions JSON protocol for a local API endpoint.
+//!
+//! The same definition file that AWS Step Functions runs is parsed and
+//! executed here; Task states call in-process handlers through a
+//! [`TaskInvoker`].
+//!
+//! ```
+//! use certops_asl::{Engine, EngineOptions, NoTasks, TokioClock};
+//! use std::sync::Arc;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let engine = Engine::open(EngineOptions::default(), Arc::new(NoTasks), Arc::new(TokioClock::system())).unwrap();
+//! let sm = engine
+//!     .create_state_machine(
+//!         "hello",
+//!         r#"{"StartAt": "Greet", "States": {"Greet": {"Type": "Pass",
+//!             "Parameters": {"greeting.$": "States.Format('Hello, {}!', $.who)"}, "End": true}}}"#,
+//!         "arn:aws:iam::123456789012:role/certops-local",
+//!     )
+//!     .unwrap();
+//! let started = engine.start_execution(&sm.arn, Some("first"), serde_json::json!({"who": "world"})).unwrap();
+//! let done = engine.wait_for(&started.meta.execution_arn).await.unwrap();
+//! assert_eq!(done.output.unwrap()["greeting"], "Hello, world!");
+//! # });
+//! ```
+
+pub mod api;
+pub mod choice;
+pub mod clock;
+pub mod definition;
+pub mod engine;
+pub mod history;
+pub mod intrinsics;
+pub mod machine;
+pub mod path;
+pub mod store;
+
+pub use clock::{Clock, TokioClock};
+pub use definition::{DefinitionError, StateMachine};
+pub use engine::{
+    BoxFuture, Engine, EngineError, EngineOptions, ExecutionInfo, MachineInfo, NoTasks, Storage, TaskInvoker,
+    TaskRequest,
+};
+pub use history::{EventType, HistoryEvent};
+pub use machine::{ExecutionStatus, StatesError};
+
+/// The role ARN given to state machines created without one.
+pub const DEFAULT_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/certops-local";

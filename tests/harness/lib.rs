@@ -1,0 +1,6 @@
+//! Test harness shared by the end-to-end tests: a scripted task invoker for
+//! conformance fixtures, and helpers to start `certops` processes on free
+//! loopback ports and stop them on drop.
+
+pub mod process;
+pub mod scripted;
