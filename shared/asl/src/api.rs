@@ -49,7 +49,11 @@ impl ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        let status = if matches!(e, EngineError::Store(_)) { 500 } else { 400 };
+        let status = if matches!(e, EngineError::Store(_)) {
+            500
+        } else {
+            400
+        };
         ApiError {
             status,
             code: e.code().to_string(),
@@ -97,7 +101,12 @@ impl Req {
     }
 }
 
-fn page<T>(items: Vec<T>, req: &Req, default_max: usize, cap: usize) -> Result<(Vec<T>, Option<String>), ApiError> {
+fn page<T>(
+    items: Vec<T>,
+    req: &Req,
+    default_max: usize,
+    cap: usize,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
     let max = match req.int("maxResults")? {
         None | Some(0) => default_max,
         Some(n) if n < 0 => return Err(ApiError::validation("maxResults must not be negative")),
@@ -109,13 +118,19 @@ fn page<T>(items: Vec<T>, req: &Req, default_max: usize, cap: usize) -> Result<(
             .decode(t)
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.strip_prefix("offset:").and_then(|n| n.parse::<usize>().ok()))
-            .ok_or_else(|| ApiError::new("InvalidToken", "Invalid Token: the nextToken is not valid"))?,
+            .and_then(|s| {
+                s.strip_prefix("offset:")
+                    .and_then(|n| n.parse::<usize>().ok())
+            })
+            .ok_or_else(|| {
+                ApiError::new("InvalidToken", "Invalid Token: the nextToken is not valid")
+            })?,
     };
     let total = items.len();
     let out: Vec<T> = items.into_iter().skip(start).take(max).collect();
-    let next = (start + out.len() < total)
-        .then(|| base64::engine::general_purpose::STANDARD.encode(format!("offset:{}", start + out.len())));
+    let next = (start + out.len() < total).then(|| {
+        base64::engine::general_purpose::STANDARD.encode(format!("offset:{}", start + out.len()))
+    });
     Ok((out, next))
 }
 
@@ -167,23 +182,34 @@ fn execution_json(e: &ExecutionInfo, full: bool) -> Value {
 fn parse_json_field(text: Option<&str>, what: &str, code: &str) -> Result<Value, ApiError> {
     match text {
         None => Ok(json!({})),
-        Some(t) => serde_json::from_str(t).map_err(|e| ApiError::new(code, format!("{what} is not valid JSON: {e}"))),
+        Some(t) => serde_json::from_str(t)
+            .map_err(|e| ApiError::new(code, format!("{what} is not valid JSON: {e}"))),
     }
 }
 
 /// Handles one request: `target` is the `X-Amz-Target` header, `body` the raw body.
 pub fn handle(engine: &Engine, target: &str, body: &[u8]) -> Result<Value, ApiError> {
-    let op = target
-        .strip_prefix(TARGET_PREFIX)
-        .ok_or_else(|| ApiError::new("UnknownOperationException", format!("unknown X-Amz-Target '{target}'")))?;
+    let op = target.strip_prefix(TARGET_PREFIX).ok_or_else(|| {
+        ApiError::new(
+            "UnknownOperationException",
+            format!("unknown X-Amz-Target '{target}'"),
+        )
+    })?;
     let parsed: Value = if body.iter().all(|b| b.is_ascii_whitespace()) {
         json!({})
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::new("SerializationException", format!("the request body is not valid JSON: {e}")))?
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(
+                "SerializationException",
+                format!("the request body is not valid JSON: {e}"),
+            )
+        })?
     };
     let Value::Object(map) = parsed else {
-        return Err(ApiError::new("SerializationException", "the request body must be a JSON object"));
+        return Err(ApiError::new(
+            "SerializationException",
+            "the request body must be a JSON object",
+        ));
     };
     let r = Req(map);
     match op {
@@ -201,7 +227,9 @@ pub fn handle(engine: &Engine, target: &str, body: &[u8]) -> Result<Value, ApiEr
             let m = engine.create_state_machine(name, definition, role)?;
             Ok(json!({"stateMachineArn": m.arn, "creationDate": secs(m.created_ms)}))
         }
-        "DescribeStateMachine" => Ok(machine_json(&engine.describe_state_machine(r.req_str("stateMachineArn")?)?)),
+        "DescribeStateMachine" => Ok(machine_json(
+            &engine.describe_state_machine(r.req_str("stateMachineArn")?)?,
+        )),
         "ListStateMachines" => {
             let all = engine.list_state_machines();
             let (items, next) = page(all, &r, 100, 1000)?;
@@ -238,7 +266,10 @@ pub fn handle(engine: &Engine, target: &str, body: &[u8]) -> Result<Value, ApiEr
             let e = engine.start_execution(arn, r.str("name")?, input)?;
             Ok(json!({"executionArn": e.meta.execution_arn, "startDate": secs(e.meta.start_ms)}))
         }
-        "DescribeExecution" => Ok(execution_json(&engine.describe_execution(r.req_str("executionArn")?)?, true)),
+        "DescribeExecution" => Ok(execution_json(
+            &engine.describe_execution(r.req_str("executionArn")?)?,
+            true,
+        )),
         "ListExecutions" => {
             let sm = r.req_str("stateMachineArn")?;
             engine.describe_state_machine(sm)?;
@@ -281,7 +312,11 @@ pub fn handle(engine: &Engine, target: &str, body: &[u8]) -> Result<Value, ApiEr
         }
         "StopExecution" => {
             let arn = r.req_str("executionArn")?;
-            let e = engine.stop_execution(arn, r.str("error")?.map(str::to_string), r.str("cause")?.map(str::to_string))?;
+            let e = engine.stop_execution(
+                arn,
+                r.str("error")?.map(str::to_string),
+                r.str("cause")?.map(str::to_string),
+            )?;
             Ok(json!({"stopDate": secs(e.stop_ms.unwrap_or(e.meta.start_ms))}))
         }
         "SendTaskSuccess" => {
@@ -292,7 +327,11 @@ pub fn handle(engine: &Engine, target: &str, body: &[u8]) -> Result<Value, ApiEr
         }
         "SendTaskFailure" => {
             let token = r.req_str("taskToken")?;
-            engine.send_task_failure(token, r.str("error")?.map(str::to_string), r.str("cause")?.map(str::to_string))?;
+            engine.send_task_failure(
+                token,
+                r.str("error")?.map(str::to_string),
+                r.str("cause")?.map(str::to_string),
+            )?;
             Ok(json!({}))
         }
         "SendTaskHeartbeat" => {

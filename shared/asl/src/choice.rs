@@ -150,7 +150,11 @@ pub struct ChoiceError {
 impl Rule {
     /// Parses a rule object; `top` is true for a member of `Choices` (which carries `Next`/`Assign`).
     pub fn parse(o: &Map<String, Value>, top: bool) -> Result<Rule, String> {
-        let allowed_extra: &[&str] = if top { &["Next", "Assign", "Comment"] } else { &["Comment"] };
+        let allowed_extra: &[&str] = if top {
+            &["Next", "Assign", "Comment"]
+        } else {
+            &["Comment"]
+        };
         let mut keys = o.keys().filter(|k| !allowed_extra.contains(&k.as_str()));
         let mut rest: Vec<&String> = Vec::new();
         for k in keys.by_ref() {
@@ -159,7 +163,9 @@ impl Rule {
         if let Some(v) = o.get("And").or_else(|| o.get("Or")) {
             let which = if o.contains_key("And") { "And" } else { "Or" };
             if rest.len() != 1 {
-                return Err(format!("'{which}' may not be combined with other operators"));
+                return Err(format!(
+                    "'{which}' may not be combined with other operators"
+                ));
             }
             let arr = v
                 .as_array()
@@ -173,7 +179,11 @@ impl Rule {
                         .and_then(|o| Rule::parse(o, false))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            return Ok(if which == "And" { Rule::And(rules) } else { Rule::Or(rules) });
+            return Ok(if which == "And" {
+                Rule::And(rules)
+            } else {
+                Rule::Or(rules)
+            });
         }
         if let Some(v) = o.get("Not") {
             if rest.len() != 1 {
@@ -191,13 +201,22 @@ impl Rule {
         if ops.len() != 1 {
             return Err(format!(
                 "a comparison needs exactly one operator, found {}",
-                if ops.is_empty() { "none".to_string() } else { ops.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") }
+                if ops.is_empty() {
+                    "none".to_string()
+                } else {
+                    ops.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
             ));
         }
         let key = ops[0].as_str();
         let value = &o[key];
         if let Some((_, test)) = TESTS.iter().find(|(n, _)| *n == key) {
-            let expected = value.as_bool().ok_or_else(|| format!("'{key}' must be true or false"))?;
+            let expected = value
+                .as_bool()
+                .ok_or_else(|| format!("'{key}' must be true or false"))?;
             return Ok(Rule::Test {
                 variable,
                 test: *test,
@@ -216,7 +235,9 @@ impl Rule {
             return Err("'StringMatchesPath' is not an operator".into());
         }
         let rhs = if is_path {
-            let s = value.as_str().ok_or_else(|| format!("'{key}' must be a path string"))?;
+            let s = value
+                .as_str()
+                .ok_or_else(|| format!("'{key}' must be a path string"))?;
             Rhs::Path(Path::parse(s).map_err(|e| format!("{key}: {e}"))?)
         } else {
             let ok = match op {
@@ -232,7 +253,9 @@ impl Rule {
                 | Op::NumericLessThanEquals
                 | Op::NumericGreaterThanEquals => value.is_number(),
                 Op::BooleanEquals => value.is_boolean(),
-                _ => value.as_str().is_some_and(|s| DateTime::parse_from_rfc3339(s).is_ok()),
+                _ => value
+                    .as_str()
+                    .is_some_and(|s| DateTime::parse_from_rfc3339(s).is_ok()),
             };
             if !ok {
                 return Err(format!("'{key}' has a value of the wrong type: {value}"));
@@ -273,7 +296,9 @@ impl Rule {
             } => {
                 let got = match variable.select(roots) {
                     Ok(v) => Some(v),
-                    Err(PathError::NotFound { .. }) | Err(PathError::UndefinedVariable { .. }) => None,
+                    Err(PathError::NotFound { .. }) | Err(PathError::UndefinedVariable { .. }) => {
+                        None
+                    }
                     Err(_) => None,
                 };
                 let result = match (test, got) {
@@ -287,9 +312,9 @@ impl Rule {
                     (TypeTest::Numeric, Some(v)) => v.is_number(),
                     (TypeTest::String, Some(v)) => v.is_string(),
                     (TypeTest::Boolean, Some(v)) => v.is_boolean(),
-                    (TypeTest::Timestamp, Some(v)) => {
-                        v.as_str().is_some_and(|s| DateTime::parse_from_rfc3339(s).is_ok())
-                    }
+                    (TypeTest::Timestamp, Some(v)) => v
+                        .as_str()
+                        .is_some_and(|s| DateTime::parse_from_rfc3339(s).is_ok()),
                 };
                 Ok(result == *expected)
             }
@@ -301,7 +326,9 @@ impl Rule {
                 let rhs = match rhs {
                     Rhs::Literal(v) => v,
                     Rhs::Path(p) => {
-                        rhs_v = p.select(roots).map_err(|_| ChoiceError { path: p.to_string() })?;
+                        rhs_v = p.select(roots).map_err(|_| ChoiceError {
+                            path: p.to_string(),
+                        })?;
                         &rhs_v
                     }
                 };
@@ -338,7 +365,10 @@ fn compare(op: Op, lhs: &Value, rhs: &Value) -> bool {
             _ => None,
         },
         _ => {
-            let p = |v: &Value| v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok());
+            let p = |v: &Value| {
+                v.as_str()
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            };
             match (p(lhs), p(rhs)) {
                 (Some(a), Some(b)) => Some(a.cmp(&b)),
                 _ => None,
@@ -350,7 +380,9 @@ fn compare(op: Op, lhs: &Value, rhs: &Value) -> bool {
         Op::StringEquals | Op::NumericEquals | Op::TimestampEquals => ord.is_eq(),
         Op::StringLessThan | Op::NumericLessThan | Op::TimestampLessThan => ord.is_lt(),
         Op::StringGreaterThan | Op::NumericGreaterThan | Op::TimestampGreaterThan => ord.is_gt(),
-        Op::StringLessThanEquals | Op::NumericLessThanEquals | Op::TimestampLessThanEquals => ord.is_le(),
+        Op::StringLessThanEquals | Op::NumericLessThanEquals | Op::TimestampLessThanEquals => {
+            ord.is_le()
+        }
         _ => ord.is_ge(),
     }
 }
@@ -421,22 +453,49 @@ mod tests {
 
     #[test]
     fn comparisons_and_types() {
-        let input = json!({"n": 5, "s": "b", "t": "2026-01-01T00:00:00Z", "b": true, "z": null, "m": 5});
+        let input =
+            json!({"n": 5, "s": "b", "t": "2026-01-01T00:00:00Z", "b": true, "z": null, "m": 5});
         let r = InputOnly(&input);
-        assert!(rule(json!({"Variable": "$.n", "NumericGreaterThan": 4})).eval(&r).unwrap());
-        assert!(rule(json!({"Variable": "$.n", "NumericEqualsPath": "$.m"})).eval(&r).unwrap());
-        assert!(!rule(json!({"Variable": "$.s", "NumericEquals": 1})).eval(&r).unwrap());
-        assert!(rule(json!({"Variable": "$.s", "StringLessThan": "c"})).eval(&r).unwrap());
-        assert!(rule(json!({"Variable": "$.t", "TimestampLessThan": "2026-02-01T00:00:00Z"})).eval(&r).unwrap());
-        assert!(rule(json!({"Variable": "$.b", "BooleanEquals": true})).eval(&r).unwrap());
-        assert!(rule(json!({"Variable": "$.z", "IsNull": true})).eval(&r).unwrap());
-        assert!(rule(json!({"Variable": "$.q", "IsPresent": false})).eval(&r).unwrap());
-        assert!(rule(json!({"Variable": "$.t", "IsTimestamp": true})).eval(&r).unwrap());
-        assert!(rule(json!({"Not": {"Variable": "$.s", "StringEquals": "a"}})).eval(&r).unwrap());
+        assert!(rule(json!({"Variable": "$.n", "NumericGreaterThan": 4}))
+            .eval(&r)
+            .unwrap());
+        assert!(rule(json!({"Variable": "$.n", "NumericEqualsPath": "$.m"}))
+            .eval(&r)
+            .unwrap());
+        assert!(!rule(json!({"Variable": "$.s", "NumericEquals": 1}))
+            .eval(&r)
+            .unwrap());
+        assert!(rule(json!({"Variable": "$.s", "StringLessThan": "c"}))
+            .eval(&r)
+            .unwrap());
+        assert!(
+            rule(json!({"Variable": "$.t", "TimestampLessThan": "2026-02-01T00:00:00Z"}))
+                .eval(&r)
+                .unwrap()
+        );
+        assert!(rule(json!({"Variable": "$.b", "BooleanEquals": true}))
+            .eval(&r)
+            .unwrap());
+        assert!(rule(json!({"Variable": "$.z", "IsNull": true}))
+            .eval(&r)
+            .unwrap());
+        assert!(rule(json!({"Variable": "$.q", "IsPresent": false}))
+            .eval(&r)
+            .unwrap());
+        assert!(rule(json!({"Variable": "$.t", "IsTimestamp": true}))
+            .eval(&r)
+            .unwrap());
+        assert!(
+            rule(json!({"Not": {"Variable": "$.s", "StringEquals": "a"}}))
+                .eval(&r)
+                .unwrap()
+        );
         assert!(rule(json!({"And": [{"Variable": "$.n", "NumericLessThanEquals": 5}, {"Variable": "$.s", "StringEquals": "b"}]}))
             .eval(&r)
             .unwrap());
-        assert!(rule(json!({"Variable": "$.missing", "StringEquals": "x"})).eval(&r).is_err());
+        assert!(rule(json!({"Variable": "$.missing", "StringEquals": "x"}))
+            .eval(&r)
+            .is_err());
     }
 
     #[test]
@@ -448,7 +507,10 @@ mod tests {
             json!({"And": []}),
             json!({"Variable": "$.a", "StringEquals": "x", "NumericEquals": 1}),
         ] {
-            assert!(Rule::parse(bad.as_object().unwrap(), false).is_err(), "{bad}");
+            assert!(
+                Rule::parse(bad.as_object().unwrap(), false).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -53,14 +53,12 @@ pub fn substitute(
         }
         match substitutions.get(name) {
             Some(v) => out.push_str(v),
-            None => {
-                return Err(DefinitionError {
-                    location: "/".into(),
-                    message: format!(
-                        "definition substitution '${{{name}}}' has no value in DefinitionSubstitutions"
-                    ),
-                })
-            }
+            None => return Err(DefinitionError {
+                location: "/".into(),
+                message: format!(
+                    "definition substitution '${{{name}}}' has no value in DefinitionSubstitutions"
+                ),
+            }),
         }
         rest = &after[end + 1..];
     }
@@ -330,7 +328,14 @@ impl StateMachine {
             obj,
             "",
             "the state machine",
-            &["StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"],
+            &[
+                "StartAt",
+                "States",
+                "Comment",
+                "Version",
+                "TimeoutSeconds",
+                "QueryLanguage",
+            ],
         )?;
         if let Some(q) = obj.get("QueryLanguage") {
             if q != "JSONPath" {
@@ -342,9 +347,17 @@ impl StateMachine {
         }
         let timeout_seconds = match obj.get("TimeoutSeconds") {
             None => None,
-            Some(v) => Some(positive_int(v, "/TimeoutSeconds", "the state machine", "TimeoutSeconds")?),
+            Some(v) => Some(positive_int(
+                v,
+                "/TimeoutSeconds",
+                "the state machine",
+                "TimeoutSeconds",
+            )?),
         };
-        let comment = obj.get("Comment").and_then(Value::as_str).map(str::to_string);
+        let comment = obj
+            .get("Comment")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let root = parse_branch(obj, "")?;
         Ok(StateMachine {
             root,
@@ -412,14 +425,26 @@ fn check_fields(
 }
 
 fn positive_int(v: &Value, loc: &str, state: &str, field: &str) -> Result<u64, DefinitionError> {
-    v.as_u64()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| err(loc, format!("{state}: field '{field}' must be a positive integer")))
+    v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+        err(
+            loc,
+            format!("{state}: field '{field}' must be a positive integer"),
+        )
+    })
 }
 
-fn non_negative_int(v: &Value, loc: &str, state: &str, field: &str) -> Result<u64, DefinitionError> {
-    v.as_u64()
-        .ok_or_else(|| err(loc, format!("{state}: field '{field}' must be a non-negative integer")))
+fn non_negative_int(
+    v: &Value,
+    loc: &str,
+    state: &str,
+    field: &str,
+) -> Result<u64, DefinitionError> {
+    v.as_u64().ok_or_else(|| {
+        err(
+            loc,
+            format!("{state}: field '{field}' must be a non-negative integer"),
+        )
+    })
 }
 
 fn parse_branch(obj: &Map<String, Value>, loc: &str) -> Result<Branch, DefinitionError> {
@@ -430,16 +455,39 @@ fn parse_branch(obj: &Map<String, Value>, loc: &str) -> Result<Branch, Definitio
     };
     let start = obj
         .get("StartAt")
-        .ok_or_else(|| err(format!("{loc}/StartAt"), format!("{where_}: field 'StartAt' is required")))?
+        .ok_or_else(|| {
+            err(
+                format!("{loc}/StartAt"),
+                format!("{where_}: field 'StartAt' is required"),
+            )
+        })?
         .as_str()
-        .ok_or_else(|| err(format!("{loc}/StartAt"), format!("{where_}: field 'StartAt' must be a string")))?;
+        .ok_or_else(|| {
+            err(
+                format!("{loc}/StartAt"),
+                format!("{where_}: field 'StartAt' must be a string"),
+            )
+        })?;
     let states_obj = obj
         .get("States")
-        .ok_or_else(|| err(format!("{loc}/States"), format!("{where_}: field 'States' is required")))?
+        .ok_or_else(|| {
+            err(
+                format!("{loc}/States"),
+                format!("{where_}: field 'States' is required"),
+            )
+        })?
         .as_object()
-        .ok_or_else(|| err(format!("{loc}/States"), format!("{where_}: field 'States' must be an object")))?;
+        .ok_or_else(|| {
+            err(
+                format!("{loc}/States"),
+                format!("{where_}: field 'States' must be an object"),
+            )
+        })?;
     if states_obj.is_empty() {
-        return Err(err(format!("{loc}/States"), format!("{where_}: 'States' is empty")));
+        return Err(err(
+            format!("{loc}/States"),
+            format!("{where_}: 'States' is empty"),
+        ));
     }
     let names: HashMap<String, usize> = states_obj
         .keys()
@@ -460,7 +508,12 @@ fn parse_branch(obj: &Map<String, Value>, loc: &str) -> Result<Branch, Definitio
                 format!("state name '{name}' must be 1 to 80 characters"),
             ));
         }
-        states.push(parse_state(name, body, &format!("{loc}/States/{name}"), &names)?);
+        states.push(parse_state(
+            name,
+            body,
+            &format!("{loc}/States/{name}"),
+            &names,
+        )?);
     }
     let branch = Branch { start_at, states };
     check_reachable(&branch, loc)?;
@@ -517,28 +570,83 @@ const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
 
 fn allowed_fields(ty: &str) -> Option<&'static [&'static str]> {
     Some(match ty {
-        "Pass" => &["Next", "End", "InputPath", "OutputPath", "Parameters", "Result", "ResultPath", "Assign"],
+        "Pass" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "Result",
+            "ResultPath",
+            "Assign",
+        ],
         "Task" => &[
-            "Next", "End", "InputPath", "OutputPath", "Parameters", "ResultSelector", "ResultPath",
-            "Retry", "Catch", "Resource", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds",
-            "HeartbeatSecondsPath", "Credentials", "Assign",
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+            "Resource",
+            "TimeoutSeconds",
+            "TimeoutSecondsPath",
+            "HeartbeatSeconds",
+            "HeartbeatSecondsPath",
+            "Credentials",
+            "Assign",
         ],
         "Choice" => &["Choices", "Default", "InputPath", "OutputPath", "Assign"],
         "Wait" => &[
-            "Next", "End", "InputPath", "OutputPath", "Seconds", "Timestamp", "SecondsPath",
-            "TimestampPath", "Assign",
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Seconds",
+            "Timestamp",
+            "SecondsPath",
+            "TimestampPath",
+            "Assign",
         ],
         "Succeed" => &["InputPath", "OutputPath"],
         "Fail" => &["Error", "ErrorPath", "Cause", "CausePath"],
         "Parallel" => &[
-            "Next", "End", "InputPath", "OutputPath", "Parameters", "ResultSelector", "ResultPath",
-            "Retry", "Catch", "Branches", "Assign",
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+            "Branches",
+            "Assign",
         ],
         "Map" => &[
-            "Next", "End", "InputPath", "OutputPath", "Parameters", "ItemSelector", "ResultSelector",
-            "ResultPath", "Retry", "Catch", "ItemsPath", "Iterator", "ItemProcessor", "MaxConcurrency",
-            "MaxConcurrencyPath", "ToleratedFailureCount", "ToleratedFailureCountPath",
-            "ToleratedFailurePercentage", "ToleratedFailurePercentagePath", "Label", "Assign",
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "ItemSelector",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+            "ItemsPath",
+            "Iterator",
+            "ItemProcessor",
+            "MaxConcurrency",
+            "MaxConcurrencyPath",
+            "ToleratedFailureCount",
+            "ToleratedFailureCountPath",
+            "ToleratedFailurePercentage",
+            "ToleratedFailurePercentagePath",
+            "Label",
+            "Assign",
         ],
         _ => return None,
     })
@@ -559,7 +667,9 @@ impl Ctx<'_> {
     }
 
     fn target(&self, field: &str, v: &Value) -> Result<usize, DefinitionError> {
-        let t = v.as_str().ok_or_else(|| self.e(field, "must be a state name"))?;
+        let t = v
+            .as_str()
+            .ok_or_else(|| self.e(field, "must be a state name"))?;
         self.names
             .get(t)
             .copied()
@@ -567,7 +677,9 @@ impl Ctx<'_> {
     }
 
     fn path(&self, field: &str, v: &Value) -> Result<Path, DefinitionError> {
-        let s = v.as_str().ok_or_else(|| self.e(field, "must be a path string"))?;
+        let s = v
+            .as_str()
+            .ok_or_else(|| self.e(field, "must be a path string"))?;
         Path::parse(s).map_err(|e| self.e(field, e))
     }
 
@@ -592,7 +704,10 @@ impl Ctx<'_> {
             Some(v) => {
                 let p = self.path("ResultPath", v)?;
                 if !p.is_reference() {
-                    return Err(self.e("ResultPath", format!("'{p}' must be a reference path (fields and indexes only)")));
+                    return Err(self.e(
+                        "ResultPath",
+                        format!("'{p}' must be a reference path (fields and indexes only)"),
+                    ));
                 }
                 if p.as_str() == "$" {
                     Ok(ResultPath::Replace)
@@ -615,12 +730,25 @@ impl Ctx<'_> {
     ) -> Result<Option<NumberSource>, DefinitionError> {
         let path_field = format!("{field}Path");
         match (obj.get(field), obj.get(&path_field)) {
-            (Some(_), Some(_)) => Err(self.e(field, format!("only one of '{field}' and '{path_field}' may be set"))),
+            (Some(_), Some(_)) => Err(self.e(
+                field,
+                format!("only one of '{field}' and '{path_field}' may be set"),
+            )),
             (Some(v), None) => {
                 let n = if allow_zero {
-                    non_negative_int(v, &format!("{}/{field}", self.loc), &format!("state '{}'", self.name), field)?
+                    non_negative_int(
+                        v,
+                        &format!("{}/{field}", self.loc),
+                        &format!("state '{}'", self.name),
+                        field,
+                    )?
                 } else {
-                    positive_int(v, &format!("{}/{field}", self.loc), &format!("state '{}'", self.name), field)?
+                    positive_int(
+                        v,
+                        &format!("{}/{field}", self.loc),
+                        &format!("state '{}'", self.name),
+                        field,
+                    )?
                 };
                 Ok(Some(NumberSource::Fixed(n)))
             }
@@ -636,12 +764,19 @@ impl Ctx<'_> {
     ) -> Result<Option<StringSource>, DefinitionError> {
         let path_field = format!("{field}Path");
         match (obj.get(field), obj.get(&path_field)) {
-            (Some(_), Some(_)) => Err(self.e(field, format!("only one of '{field}' and '{path_field}' may be set"))),
+            (Some(_), Some(_)) => Err(self.e(
+                field,
+                format!("only one of '{field}' and '{path_field}' may be set"),
+            )),
             (Some(v), None) => Ok(Some(StringSource::Fixed(
-                v.as_str().ok_or_else(|| self.e(field, "must be a string"))?.to_string(),
+                v.as_str()
+                    .ok_or_else(|| self.e(field, "must be a string"))?
+                    .to_string(),
             ))),
             (None, Some(v)) => {
-                let s = v.as_str().ok_or_else(|| self.e(&path_field, "must be a path or intrinsic function"))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| self.e(&path_field, "must be a path or intrinsic function"))?;
                 Ok(Some(StringSource::Dynamic(
                     dynamic(s).map_err(|m| self.e(&path_field, m))?,
                 )))
@@ -654,17 +789,25 @@ impl Ctx<'_> {
         let arr = v
             .and_then(Value::as_array)
             .filter(|a| !a.is_empty())
-            .ok_or_else(|| self.e(&format!("{loc}/ErrorEquals"), "must be a non-empty array of error names"))?;
+            .ok_or_else(|| {
+                self.e(
+                    &format!("{loc}/ErrorEquals"),
+                    "must be a non-empty array of error names",
+                )
+            })?;
         let names: Vec<String> = arr
             .iter()
             .map(|x| {
-                x.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| self.e(&format!("{loc}/ErrorEquals"), "error names must be strings"))
+                x.as_str().map(str::to_string).ok_or_else(|| {
+                    self.e(&format!("{loc}/ErrorEquals"), "error names must be strings")
+                })
             })
             .collect::<Result<_, _>>()?;
         if names.iter().any(|n| n == "States.ALL") && names.len() > 1 {
-            return Err(self.e(&format!("{loc}/ErrorEquals"), "States.ALL must appear alone in ErrorEquals"));
+            return Err(self.e(
+                &format!("{loc}/ErrorEquals"),
+                "States.ALL must appear alone in ErrorEquals",
+            ));
         }
         Ok(names)
     }
@@ -673,15 +816,24 @@ impl Ctx<'_> {
         let Some(v) = obj.get("Retry") else {
             return Ok(Vec::new());
         };
-        let arr = v.as_array().ok_or_else(|| self.e("Retry", "must be an array"))?;
+        let arr = v
+            .as_array()
+            .ok_or_else(|| self.e("Retry", "must be an array"))?;
         let mut out = Vec::new();
         for (i, r) in arr.iter().enumerate() {
             let loc = format!("Retry/{i}");
-            let o = r.as_object().ok_or_else(|| self.e(&loc, "must be an object"))?;
+            let o = r
+                .as_object()
+                .ok_or_else(|| self.e(&loc, "must be an object"))?;
             for k in o.keys() {
                 if ![
-                    "ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds",
-                    "JitterStrategy", "Comment",
+                    "ErrorEquals",
+                    "IntervalSeconds",
+                    "MaxAttempts",
+                    "BackoffRate",
+                    "MaxDelaySeconds",
+                    "JitterStrategy",
+                    "Comment",
                 ]
                 .contains(&k.as_str())
                 {
@@ -691,39 +843,46 @@ impl Ctx<'_> {
             let error_equals = self.error_equals(&loc, o.get("ErrorEquals"))?;
             let interval_seconds = match o.get("IntervalSeconds") {
                 None => 1.0,
-                Some(v) => v
-                    .as_u64()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| self.e(&format!("{loc}/IntervalSeconds"), "must be an integer ≥ 1"))?
-                    as f64,
+                Some(v) => v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+                    self.e(&format!("{loc}/IntervalSeconds"), "must be an integer ≥ 1")
+                })? as f64,
             };
             let max_attempts = match o.get("MaxAttempts") {
                 None => 3,
                 Some(v) => v
                     .as_u64()
                     .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| self.e(&format!("{loc}/MaxAttempts"), "must be a non-negative integer"))?,
+                    .ok_or_else(|| {
+                        self.e(
+                            &format!("{loc}/MaxAttempts"),
+                            "must be a non-negative integer",
+                        )
+                    })?,
             };
             let backoff_rate = match o.get("BackoffRate") {
                 None => 2.0,
-                Some(v) => v
-                    .as_f64()
-                    .filter(|n| *n >= 1.0)
-                    .ok_or_else(|| self.e(&format!("{loc}/BackoffRate"), "must be a number ≥ 1.0"))?,
+                Some(v) => v.as_f64().filter(|n| *n >= 1.0).ok_or_else(|| {
+                    self.e(&format!("{loc}/BackoffRate"), "must be a number ≥ 1.0")
+                })?,
             };
             let max_delay_seconds = match o.get("MaxDelaySeconds") {
                 None => None,
-                Some(v) => Some(
-                    v.as_u64()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| self.e(&format!("{loc}/MaxDelaySeconds"), "must be a positive integer"))?
-                        as f64,
-                ),
+                Some(v) => Some(v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+                    self.e(
+                        &format!("{loc}/MaxDelaySeconds"),
+                        "must be a positive integer",
+                    )
+                })? as f64),
             };
             let full_jitter = match o.get("JitterStrategy").map(|v| v.as_str()) {
                 None | Some(Some("NONE")) => false,
                 Some(Some("FULL")) => true,
-                _ => return Err(self.e(&format!("{loc}/JitterStrategy"), "must be \"FULL\" or \"NONE\"")),
+                _ => {
+                    return Err(self.e(
+                        &format!("{loc}/JitterStrategy"),
+                        "must be \"FULL\" or \"NONE\"",
+                    ))
+                }
             };
             out.push(Retrier {
                 error_equals,
@@ -734,8 +893,12 @@ impl Ctx<'_> {
                 full_jitter,
             });
         }
-        check_all_last(&out.iter().map(|r| &r.error_equals).collect::<Vec<_>>())
-            .map_err(|i| self.e(&format!("Retry/{i}/ErrorEquals"), "a retrier with States.ALL must be the last one"))?;
+        check_all_last(&out.iter().map(|r| &r.error_equals).collect::<Vec<_>>()).map_err(|i| {
+            self.e(
+                &format!("Retry/{i}/ErrorEquals"),
+                "a retrier with States.ALL must be the last one",
+            )
+        })?;
         Ok(out)
     }
 
@@ -743,23 +906,36 @@ impl Ctx<'_> {
         let Some(v) = obj.get("Catch") else {
             return Ok(Vec::new());
         };
-        let arr = v.as_array().ok_or_else(|| self.e("Catch", "must be an array"))?;
+        let arr = v
+            .as_array()
+            .ok_or_else(|| self.e("Catch", "must be an array"))?;
         let mut out = Vec::new();
         for (i, c) in arr.iter().enumerate() {
             let loc = format!("Catch/{i}");
-            let o = c.as_object().ok_or_else(|| self.e(&loc, "must be an object"))?;
+            let o = c
+                .as_object()
+                .ok_or_else(|| self.e(&loc, "must be an object"))?;
             for k in o.keys() {
-                if !["ErrorEquals", "Next", "ResultPath", "Comment", "Assign"].contains(&k.as_str()) {
+                if !["ErrorEquals", "Next", "ResultPath", "Comment", "Assign"].contains(&k.as_str())
+                {
                     return Err(self.e(&format!("{loc}/{k}"), "is not a Catch field"));
                 }
             }
             let error_equals = self.error_equals(&loc, o.get("ErrorEquals"))?;
             let next = self.target(
                 &format!("{loc}/Next"),
-                o.get("Next").ok_or_else(|| self.e(&format!("{loc}/Next"), "is required"))?,
+                o.get("Next")
+                    .ok_or_else(|| self.e(&format!("{loc}/Next"), "is required"))?,
             )?;
-            let result_path = Ctx { loc: &format!("{}/{loc}", self.loc), ..*self }.result_path(o)?;
-            let assign = o.get("Assign").map(|a| self.template(&format!("{loc}/Assign"), a)).transpose()?;
+            let result_path = Ctx {
+                loc: &format!("{}/{loc}", self.loc),
+                ..*self
+            }
+            .result_path(o)?;
+            let assign = o
+                .get("Assign")
+                .map(|a| self.template(&format!("{loc}/Assign"), a))
+                .transpose()?;
             out.push(Catcher {
                 error_equals,
                 next,
@@ -767,8 +943,12 @@ impl Ctx<'_> {
                 assign,
             });
         }
-        check_all_last(&out.iter().map(|c| &c.error_equals).collect::<Vec<_>>())
-            .map_err(|i| self.e(&format!("Catch/{i}/ErrorEquals"), "a catcher with States.ALL must be the last one"))?;
+        check_all_last(&out.iter().map(|c| &c.error_equals).collect::<Vec<_>>()).map_err(|i| {
+            self.e(
+                &format!("Catch/{i}/ErrorEquals"),
+                "a catcher with States.ALL must be the last one",
+            )
+        })?;
         Ok(out)
     }
 }
@@ -791,7 +971,9 @@ pub fn dynamic(s: &str) -> Result<Dynamic, String> {
     if s.starts_with('$') {
         return Path::parse(s).map(Dynamic::Path).map_err(|e| e.to_string());
     }
-    Err(format!("'{s}' is neither a path (starting with '$') nor an intrinsic function"))
+    Err(format!(
+        "'{s}' is neither a path (starting with '$') nor an intrinsic function"
+    ))
 }
 
 /// Compiles a payload template; constant subtrees stay constant.
@@ -802,9 +984,9 @@ pub fn compile_template(v: &Value) -> Result<Template, String> {
             let mut dynamic_inside = false;
             for (k, val) in o {
                 if let Some(name) = k.strip_suffix(".$") {
-                    let s = val
-                        .as_str()
-                        .ok_or_else(|| format!("'{k}' must be a string holding a path or intrinsic function"))?;
+                    let s = val.as_str().ok_or_else(|| {
+                        format!("'{k}' must be a string holding a path or intrinsic function")
+                    })?;
                     let d = dynamic(s).map_err(|m| format!("'{k}': {m}"))?;
                     fields.push((name.to_string(), Template::Dynamic(d)));
                     dynamic_inside = true;
@@ -821,7 +1003,10 @@ pub fn compile_template(v: &Value) -> Result<Template, String> {
             }
         }
         Value::Array(a) => {
-            let items = a.iter().map(compile_template).collect::<Result<Vec<_>, _>>()?;
+            let items = a
+                .iter()
+                .map(compile_template)
+                .collect::<Result<Vec<_>, _>>()?;
             if items.iter().all(|t| matches!(t, Template::Const(_))) {
                 Ok(Template::Const(v.clone()))
             } else {
@@ -857,7 +1042,8 @@ fn parse_state(
         .get("Type")
         .and_then(Value::as_str)
         .ok_or_else(|| cx.e("Type", "is required and must be a string"))?;
-    let allowed = allowed_fields(ty).ok_or_else(|| cx.e("Type", format!("unknown state type '{ty}'")))?;
+    let allowed =
+        allowed_fields(ty).ok_or_else(|| cx.e("Type", format!("unknown state type '{ty}'")))?;
     for k in obj.keys() {
         if !allowed.contains(&k.as_str()) && !COMMON.contains(&k.as_str()) {
             return Err(cx.e(k, format!("is not supported in a {ty} state")));
@@ -871,7 +1057,9 @@ fn parse_state(
     let terminal_kind = matches!(ty, "Choice" | "Succeed" | "Fail");
     let next = match (obj.get("Next"), obj.get("End")) {
         _ if terminal_kind => Transition::End,
-        (Some(_), Some(_)) => return Err(cx.e("Next", "a state may not have both 'Next' and 'End'")),
+        (Some(_), Some(_)) => {
+            return Err(cx.e("Next", "a state may not have both 'Next' and 'End'"))
+        }
         (Some(n), None) => Transition::Next(cx.target("Next", n)?),
         (None, Some(Value::Bool(true))) => Transition::End,
         (None, Some(_)) => return Err(cx.e("End", "must be true when present")),
@@ -880,7 +1068,10 @@ fn parse_state(
     let input_path = cx.io_path(obj, "InputPath")?;
     let output_path = cx.io_path(obj, "OutputPath")?;
     let result_path = cx.result_path(obj)?;
-    let mut parameters = obj.get("Parameters").map(|p| cx.template("Parameters", p)).transpose()?;
+    let mut parameters = obj
+        .get("Parameters")
+        .map(|p| cx.template("Parameters", p))
+        .transpose()?;
     let result_selector = obj
         .get("ResultSelector")
         .map(|p| cx.template("ResultSelector", p))
@@ -903,15 +1094,22 @@ fn parse_state(
                 .ok_or_else(|| cx.e("Resource", "is required and must be a string"))?
                 .to_string();
             if resource.contains("${") {
-                return Err(cx.e("Resource", format!("'{resource}' still holds an unsubstituted placeholder")));
+                return Err(cx.e(
+                    "Resource",
+                    format!("'{resource}' still holds an unsubstituted placeholder"),
+                ));
             }
             let timeout = cx.number(obj, "TimeoutSeconds", false)?;
             let heartbeat = cx.number(obj, "HeartbeatSeconds", false)?;
-            if let (Some(NumberSource::Fixed(t)), Some(NumberSource::Fixed(h))) = (&timeout, &heartbeat) {
+            if let (Some(NumberSource::Fixed(t)), Some(NumberSource::Fixed(h))) =
+                (&timeout, &heartbeat)
+            {
                 if h >= t {
                     return Err(cx.e(
                         "HeartbeatSeconds",
-                        format!("must be smaller than TimeoutSeconds ({h} is not smaller than {t})"),
+                        format!(
+                            "must be smaller than TimeoutSeconds ({h} is not smaller than {t})"
+                        ),
                     ));
                 }
             }
@@ -931,10 +1129,13 @@ fn parse_state(
             let mut choices = Vec::new();
             for (i, c) in arr.iter().enumerate() {
                 let cloc = format!("Choices/{i}");
-                let o = c.as_object().ok_or_else(|| cx.e(&cloc, "must be an object"))?;
+                let o = c
+                    .as_object()
+                    .ok_or_else(|| cx.e(&cloc, "must be an object"))?;
                 let next = cx.target(
                     &format!("{cloc}/Next"),
-                    o.get("Next").ok_or_else(|| cx.e(&format!("{cloc}/Next"), "is required"))?,
+                    o.get("Next")
+                        .ok_or_else(|| cx.e(&format!("{cloc}/Next"), "is required"))?,
                 )?;
                 let assign = o
                     .get("Assign")
@@ -943,7 +1144,10 @@ fn parse_state(
                 let rule = Rule::parse(o, true).map_err(|m| cx.e(&cloc, m))?;
                 choices.push(ChoiceRule { rule, next, assign });
             }
-            let default = obj.get("Default").map(|d| cx.target("Default", d)).transpose()?;
+            let default = obj
+                .get("Default")
+                .map(|d| cx.target("Default", d))
+                .transpose()?;
             StateKind::Choice { choices, default }
         }
         "Wait" => {
@@ -960,7 +1164,12 @@ fn parse_state(
             let f = present[0];
             let v = &obj[f];
             StateKind::Wait(match f {
-                "Seconds" => WaitSpec::Seconds(non_negative_int(v, &format!("{loc}/Seconds"), &format!("state '{name}'"), "Seconds")?),
+                "Seconds" => WaitSpec::Seconds(non_negative_int(
+                    v,
+                    &format!("{loc}/Seconds"),
+                    &format!("state '{name}'"),
+                    "Seconds",
+                )?),
                 "Timestamp" => WaitSpec::Timestamp(
                     v.as_str()
                         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -987,14 +1196,22 @@ fn parse_state(
                 let bo = b
                     .as_object()
                     .ok_or_else(|| cx.e(&format!("Branches/{i}"), "must be an object"))?;
-                check_fields(bo, &bloc, &format!("state '{name}' branch {i}"), &["StartAt", "States", "Comment"])?;
+                check_fields(
+                    bo,
+                    &bloc,
+                    &format!("state '{name}' branch {i}"),
+                    &["StartAt", "States", "Comment"],
+                )?;
                 branches.push(parse_branch(bo, &bloc)?);
             }
             StateKind::Parallel { branches }
         }
         "Map" => {
             if obj.contains_key("ItemSelector") && obj.contains_key("Parameters") {
-                return Err(cx.e("ItemSelector", "use either 'ItemSelector' or the older 'Parameters', not both"));
+                return Err(cx.e(
+                    "ItemSelector",
+                    "use either 'ItemSelector' or the older 'Parameters', not both",
+                ));
             }
             if let Some(sel) = obj.get("ItemSelector") {
                 parameters = Some(cx.template("ItemSelector", sel)?);
@@ -1002,23 +1219,40 @@ fn parse_state(
             let (field, proc) = match (obj.get("ItemProcessor"), obj.get("Iterator")) {
                 (Some(p), None) => ("ItemProcessor", p),
                 (None, Some(p)) => ("Iterator", p),
-                (Some(_), Some(_)) => return Err(cx.e("ItemProcessor", "use either 'ItemProcessor' or 'Iterator', not both")),
+                (Some(_), Some(_)) => {
+                    return Err(cx.e(
+                        "ItemProcessor",
+                        "use either 'ItemProcessor' or 'Iterator', not both",
+                    ))
+                }
                 (None, None) => return Err(cx.e("ItemProcessor", "is required")),
             };
-            let po = proc.as_object().ok_or_else(|| cx.e(field, "must be an object"))?;
+            let po = proc
+                .as_object()
+                .ok_or_else(|| cx.e(field, "must be an object"))?;
             let ploc = format!("{loc}/{field}");
-            check_fields(po, &ploc, &format!("state '{name}' {field}"), &["StartAt", "States", "Comment", "ProcessorConfig"])?;
+            check_fields(
+                po,
+                &ploc,
+                &format!("state '{name}' {field}"),
+                &["StartAt", "States", "Comment", "ProcessorConfig"],
+            )?;
             if let Some(cfg) = po.get("ProcessorConfig") {
                 let mode = cfg.get("Mode").and_then(Value::as_str).unwrap_or("INLINE");
                 if mode != "INLINE" {
                     return Err(cx.e(
                         &format!("{field}/ProcessorConfig/Mode"),
-                        format!("mode '{mode}' is not supported by the local engine; only INLINE is"),
+                        format!(
+                            "mode '{mode}' is not supported by the local engine; only INLINE is"
+                        ),
                     ));
                 }
             }
             let processor = parse_branch(po, &ploc)?;
-            let items_path = obj.get("ItemsPath").map(|p| cx.path("ItemsPath", p)).transpose()?;
+            let items_path = obj
+                .get("ItemsPath")
+                .map(|p| cx.path("ItemsPath", p))
+                .transpose()?;
             StateKind::Map(Box::new(MapSpec {
                 items_path,
                 processor,
@@ -1072,21 +1306,34 @@ mod tests {
 
     #[test]
     fn a_minimal_machine_parses() {
-        let sm = parse(json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}})).unwrap();
+        let sm =
+            parse(json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}})).unwrap();
         assert_eq!(sm.root.states.len(), 1);
     }
 
     #[test]
     fn errors_name_the_state_and_field() {
-        let e = parse(json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Nope"}}})).unwrap_err();
-        assert!(e.message.contains("'A'") && e.message.contains("Next") && e.message.contains("Nope"), "{e}");
+        let e = parse(json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Nope"}}}))
+            .unwrap_err();
+        assert!(
+            e.message.contains("'A'") && e.message.contains("Next") && e.message.contains("Nope"),
+            "{e}"
+        );
         let e = parse(json!({"StartAt": "A", "States": {"A": {"Type": "Pass"}}})).unwrap_err();
-        assert!(e.message.contains("'A'") && e.message.contains("Next"), "{e}");
+        assert!(
+            e.message.contains("'A'") && e.message.contains("Next"),
+            "{e}"
+        );
         let e = parse(json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}, "B": {"Type": "Succeed"}}}))
             .unwrap_err();
-        assert!(e.message.contains("'B'") && e.message.contains("reachable"), "{e}");
-        let e = parse(json!({"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "x", "End": true,
-            "Retry": [{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["X"]}]}}}))
+        assert!(
+            e.message.contains("'B'") && e.message.contains("reachable"),
+            "{e}"
+        );
+        let e = parse(
+            json!({"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "x", "End": true,
+            "Retry": [{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["X"]}]}}}),
+        )
         .unwrap_err();
         assert!(e.message.contains("States.ALL"), "{e}");
         let e = parse(json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true, "InputPath": "$.a["}}}))
@@ -1099,17 +1346,28 @@ mod tests {
 
     #[test]
     fn nested_branch_errors_name_the_nested_state() {
-        let e = parse(json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [
-            {"StartAt": "Inner", "States": {"Inner": {"Type": "Wait", "End": true}}}]}}}))
+        let e = parse(
+            json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [
+            {"StartAt": "Inner", "States": {"Inner": {"Type": "Wait", "End": true}}}]}}}),
+        )
         .unwrap_err();
-        assert!(e.message.contains("'Inner'") && e.location.contains("/Branches/0/"), "{e}");
+        assert!(
+            e.message.contains("'Inner'") && e.location.contains("/Branches/0/"),
+            "{e}"
+        );
     }
 
     #[test]
     fn substitutions_replace_known_and_refuse_unknown() {
         let mut subs = HashMap::new();
-        subs.insert("FnArn".to_string(), "arn:aws:lambda:us-east-1:1:function:f".to_string());
-        assert_eq!(substitute("{\"R\":\"${FnArn}\"}", &subs).unwrap(), "{\"R\":\"arn:aws:lambda:us-east-1:1:function:f\"}");
+        subs.insert(
+            "FnArn".to_string(),
+            "arn:aws:lambda:us-east-1:1:function:f".to_string(),
+        );
+        assert_eq!(
+            substitute("{\"R\":\"${FnArn}\"}", &subs).unwrap(),
+            "{\"R\":\"arn:aws:lambda:us-east-1:1:function:f\"}"
+        );
         assert!(substitute("${Other}", &subs).is_err());
     }
 }

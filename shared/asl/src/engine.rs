@@ -8,7 +8,9 @@
 use crate::clock::Clock;
 use crate::definition::{substitute, DefinitionError, StateMachine};
 use crate::history::HistoryEvent;
-use crate::machine::{Env, Effects, Execution, ExecutionMeta, ExecutionStatus, StatesError, Timer, TimerKind};
+use crate::machine::{
+    Effects, Env, Execution, ExecutionMeta, ExecutionStatus, StatesError, Timer, TimerKind,
+};
 use crate::store::{MachineRow, SqliteStore, StoreError};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -54,7 +56,10 @@ impl TaskInvoker for NoTasks {
         Box::pin(async move {
             Err(StatesError::new(
                 "States.TaskFailed",
-                format!("no handler is registered for resource '{}'", request.resource),
+                format!(
+                    "no handler is registered for resource '{}'",
+                    request.resource
+                ),
             ))
         })
     }
@@ -246,9 +251,7 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.chars().count() <= 80
         && name.chars().all(|c| {
-            !c.is_whitespace()
-                && !c.is_control()
-                && !"<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)
+            !c.is_whitespace() && !c.is_control() && !"<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)
         })
 }
 
@@ -300,11 +303,14 @@ impl Engine {
 
     fn load(&self) -> Result<(), EngineError> {
         let mut core = self.lock();
-        let Some(store) = core.store.as_ref() else { return Ok(()) };
+        let Some(store) = core.store.as_ref() else {
+            return Ok(());
+        };
         let machines = store.machines()?;
         let executions = store.executions()?;
         for m in machines {
-            let parsed = StateMachine::parse(&m.definition).map_err(|e| EngineError::InvalidDefinition(e.to_string()))?;
+            let parsed = StateMachine::parse(&m.definition)
+                .map_err(|e| EngineError::InvalidDefinition(e.to_string()))?;
             core.machines.insert(
                 m.arn.clone(),
                 Machine {
@@ -328,7 +334,8 @@ impl Engine {
                 Some(x) => x.clone(),
                 None => {
                     let p = Arc::new(
-                        StateMachine::parse(&definition).map_err(|e| EngineError::InvalidDefinition(e.to_string()))?,
+                        StateMachine::parse(&definition)
+                            .map_err(|e| EngineError::InvalidDefinition(e.to_string()))?,
                     );
                     let t: Arc<str> = Arc::from(definition.as_str());
                     parsed_cache.insert(definition.clone(), (p.clone(), t.clone()));
@@ -357,7 +364,9 @@ impl Engine {
             let mut core = self.lock();
             self.apply_effects(&mut core, &arn, effects);
             let now = self.inner.clock.now_ms();
-            let Core { executions, rng, .. } = &mut *core;
+            let Core {
+                executions, rng, ..
+            } = &mut *core;
             if let Some(slot) = executions.get_mut(&arn) {
                 let mut env = Env::new(now, rng);
                 let def = slot.def.clone();
@@ -383,18 +392,27 @@ impl Engine {
     }
 
     /// Validates a definition (after applying `substitutions`).
-    pub fn validate(definition: &str, substitutions: &HashMap<String, String>) -> Result<StateMachine, DefinitionError> {
+    pub fn validate(
+        definition: &str,
+        substitutions: &HashMap<String, String>,
+    ) -> Result<StateMachine, DefinitionError> {
         let text = substitute(definition, substitutions)?;
         StateMachine::parse(&text)
     }
 
     /// Creates a state machine. Creating the same name with the same definition
     /// and role again returns the existing one, as AWS does.
-    pub fn create_state_machine(&self, name: &str, definition: &str, role_arn: &str) -> Result<MachineInfo, EngineError> {
+    pub fn create_state_machine(
+        &self,
+        name: &str,
+        definition: &str,
+        role_arn: &str,
+    ) -> Result<MachineInfo, EngineError> {
         if !valid_name(name) {
             return Err(EngineError::InvalidName(name.to_string()));
         }
-        let parsed = StateMachine::parse(definition).map_err(|e| EngineError::InvalidDefinition(e.to_string()))?;
+        let parsed = StateMachine::parse(definition)
+            .map_err(|e| EngineError::InvalidDefinition(e.to_string()))?;
         let arn = self.state_machine_arn(name);
         let now = self.inner.clock.now_ms();
         let mut core = self.lock();
@@ -482,7 +500,11 @@ impl Engine {
 
     /// Every state machine, by ARN.
     pub fn list_state_machines(&self) -> Vec<MachineInfo> {
-        self.lock().machines.values().map(|m| m.info.clone()).collect()
+        self.lock()
+            .machines
+            .values()
+            .map(|m| m.info.clone())
+            .collect()
     }
 
     /// Starts an execution. With a name already used: the same input while
@@ -495,11 +517,15 @@ impl Engine {
     ) -> Result<ExecutionInfo, EngineError> {
         let mut core = self.lock();
         let (sm_name, role, def, definition) = {
-            let m = core
-                .machines
-                .get(state_machine_arn)
-                .ok_or_else(|| EngineError::StateMachineDoesNotExist(state_machine_arn.to_string()))?;
-            (m.info.name.clone(), m.info.role_arn.clone(), m.parsed.clone(), m.info.definition.clone())
+            let m = core.machines.get(state_machine_arn).ok_or_else(|| {
+                EngineError::StateMachineDoesNotExist(state_machine_arn.to_string())
+            })?;
+            (
+                m.info.name.clone(),
+                m.info.role_arn.clone(),
+                m.parsed.clone(),
+                m.info.definition.clone(),
+            )
         };
         let name = match name {
             Some(n) => {
@@ -552,7 +578,10 @@ impl Engine {
             },
         );
         self.after(&mut core, &arn, effects);
-        let slot = core.executions.get(&arn).ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.clone()))?;
+        let slot = core
+            .executions
+            .get(&arn)
+            .ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.clone()))?;
         Ok(info(&slot.exec))
     }
 
@@ -599,10 +628,17 @@ impl Engine {
     }
 
     /// Stops a running execution (`ExecutionAborted`).
-    pub fn stop_execution(&self, arn: &str, error: Option<String>, cause: Option<String>) -> Result<ExecutionInfo, EngineError> {
+    pub fn stop_execution(
+        &self,
+        arn: &str,
+        error: Option<String>,
+        cause: Option<String>,
+    ) -> Result<ExecutionInfo, EngineError> {
         let now = self.inner.clock.now_ms();
         let mut core = self.lock();
-        let Core { executions, rng, .. } = &mut *core;
+        let Core {
+            executions, rng, ..
+        } = &mut *core;
         let slot = executions
             .get_mut(arn)
             .ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
@@ -613,11 +649,30 @@ impl Engine {
         Ok(info(&core.executions[arn].exec))
     }
 
-    fn callback(&self, token: &str, apply: impl FnOnce(&mut Execution, &StateMachine, u32, u64, &mut Env) -> Result<(), crate::machine::CallbackError>) -> Result<(), EngineError> {
+    fn callback(
+        &self,
+        token: &str,
+        apply: impl FnOnce(
+            &mut Execution,
+            &StateMachine,
+            u32,
+            u64,
+            &mut Env,
+        ) -> Result<(), crate::machine::CallbackError>,
+    ) -> Result<(), EngineError> {
         let now = self.inner.clock.now_ms();
         let mut core = self.lock();
-        let (arn, frame, seq) = core.tokens.get(token).cloned().ok_or(EngineError::InvalidToken)?;
-        let Core { executions, rng, tokens, .. } = &mut *core;
+        let (arn, frame, seq) = core
+            .tokens
+            .get(token)
+            .cloned()
+            .ok_or(EngineError::InvalidToken)?;
+        let Core {
+            executions,
+            rng,
+            tokens,
+            ..
+        } = &mut *core;
         let Some(slot) = executions.get_mut(&arn) else {
             tokens.remove(token);
             return Err(EngineError::TaskTimedOut);
@@ -635,7 +690,9 @@ impl Engine {
 
     /// `SendTaskSuccess`.
     pub fn send_task_success(&self, token: &str, output: Value) -> Result<(), EngineError> {
-        let r = self.callback(token, |exec, def, frame, seq, env| exec.on_callback(def, frame, seq, Ok(output), env));
+        let r = self.callback(token, |exec, def, frame, seq, env| {
+            exec.on_callback(def, frame, seq, Ok(output), env)
+        });
         if r.is_ok() {
             self.lock().tokens.remove(token);
         }
@@ -643,9 +700,16 @@ impl Engine {
     }
 
     /// `SendTaskFailure`.
-    pub fn send_task_failure(&self, token: &str, error: Option<String>, cause: Option<String>) -> Result<(), EngineError> {
+    pub fn send_task_failure(
+        &self,
+        token: &str,
+        error: Option<String>,
+        cause: Option<String>,
+    ) -> Result<(), EngineError> {
         let e = StatesError::new(error.unwrap_or_default(), cause.unwrap_or_default());
-        let r = self.callback(token, |exec, def, frame, seq, env| exec.on_callback(def, frame, seq, Err(e), env));
+        let r = self.callback(token, |exec, def, frame, seq, env| {
+            exec.on_callback(def, frame, seq, Err(e), env)
+        });
         if r.is_ok() {
             self.lock().tokens.remove(token);
         }
@@ -654,7 +718,9 @@ impl Engine {
 
     /// `SendTaskHeartbeat`.
     pub fn send_task_heartbeat(&self, token: &str) -> Result<(), EngineError> {
-        self.callback(token, |exec, _def, frame, seq, env| exec.on_heartbeat(frame, seq, env))
+        self.callback(token, |exec, _def, frame, seq, env| {
+            exec.on_heartbeat(frame, seq, env)
+        })
     }
 
     /// Waits until the execution is no longer running and returns its summary.
@@ -674,7 +740,9 @@ impl Engine {
     /// Registers effects, persists the execution's progress and dispatches invocations.
     fn after(&self, core: &mut Core, arn: &str, effects: Effects) {
         self.apply_effects(core, arn, effects);
-        let Some(slot) = core.executions.get_mut(arn) else { return };
+        let Some(slot) = core.executions.get_mut(arn) else {
+            return;
+        };
         let events = std::mem::take(&mut slot.exec.pending_events);
         let finished = slot.exec.status != ExecutionStatus::Running;
         if finished {
@@ -683,16 +751,24 @@ impl Engine {
                 core.tokens.remove(&t);
             }
         }
-        let Some(slot) = core.executions.get_mut(arn) else { return };
+        let Some(slot) = core.executions.get_mut(arn) else {
+            return;
+        };
         match core.store.as_mut() {
             Some(store) => {
                 let definition = (!slot.saved).then(|| slot.definition.clone());
                 match store.save_execution(&slot.exec, definition.as_deref(), &events) {
                     Ok(()) => slot.saved = true,
-                    Err(e) => tracing::error!(execution = arn, error = %e, "could not persist execution progress"),
+                    Err(e) => {
+                        tracing::error!(execution = arn, error = %e, "could not persist execution progress")
+                    }
                 }
             }
-            None => core.history.entry(arn.to_string()).or_default().extend(events),
+            None => core
+                .history
+                .entry(arn.to_string())
+                .or_default()
+                .extend(events),
         }
         if finished {
             self.inner.finished.notify_waiters();
@@ -741,8 +817,12 @@ impl Engine {
     fn task_finished(&self, arn: &str, frame: u32, seq: u64, result: Result<Value, StatesError>) {
         let now = self.inner.clock.now_ms();
         let mut core = self.lock();
-        let Core { executions, rng, .. } = &mut *core;
-        let Some(slot) = executions.get_mut(arn) else { return };
+        let Core {
+            executions, rng, ..
+        } = &mut *core;
+        let Some(slot) = executions.get_mut(arn) else {
+            return;
+        };
         let mut env = Env::new(now, rng);
         let def = slot.def.clone();
         slot.exec.on_task_result(&def, frame, seq, result, &mut env);
@@ -755,13 +835,19 @@ impl Engine {
         let now = self.inner.clock.now_ms();
         let mut core = self.lock();
         loop {
-            let Some((&key, _)) = core.timers.iter().next() else { return None };
+            let (&key, _) = core.timers.iter().next()?;
             if key.0 > now {
                 return Some(key.0);
             }
-            let Some((arn, timer)) = core.timers.remove(&key) else { continue };
-            let Core { executions, rng, .. } = &mut *core;
-            let Some(slot) = executions.get_mut(&arn) else { continue };
+            let Some((arn, timer)) = core.timers.remove(&key) else {
+                continue;
+            };
+            let Core {
+                executions, rng, ..
+            } = &mut *core;
+            let Some(slot) = executions.get_mut(&arn) else {
+                continue;
+            };
             if slot.exec.status != ExecutionStatus::Running {
                 continue;
             }
@@ -802,7 +888,9 @@ async fn timer_loop(weak: Weak<Inner>, changed: Arc<Notify>) {
         let sleep_until = {
             let Some(inner) = weak.upgrade() else { return };
             let engine = Engine { inner };
-            engine.fire_due().map(|ms| engine.inner.clock.instant_at(ms))
+            engine
+                .fire_due()
+                .map(|ms| engine.inner.clock.instant_at(ms))
         };
         match sleep_until {
             Some(at) => {

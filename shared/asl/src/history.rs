@@ -171,12 +171,30 @@ mod tests {
 
     #[test]
     fn details_keys_follow_aws_naming() {
-        assert_eq!(EventType::PassStateEntered.details_key(), "stateEnteredEventDetails");
-        assert_eq!(EventType::TaskStateExited.details_key(), "stateExitedEventDetails");
-        assert_eq!(EventType::TaskScheduled.details_key(), "taskScheduledEventDetails");
-        assert_eq!(EventType::MapIterationStarted.details_key(), "mapIterationStartedEventDetails");
-        assert_eq!(EventType::ExecutionFailed.details_key(), "executionFailedEventDetails");
-        assert_eq!(EventType::from_name("TaskSubmitted"), Some(EventType::TaskSubmitted));
+        assert_eq!(
+            EventType::PassStateEntered.details_key(),
+            "stateEnteredEventDetails"
+        );
+        assert_eq!(
+            EventType::TaskStateExited.details_key(),
+            "stateExitedEventDetails"
+        );
+        assert_eq!(
+            EventType::TaskScheduled.details_key(),
+            "taskScheduledEventDetails"
+        );
+        assert_eq!(
+            EventType::MapIterationStarted.details_key(),
+            "mapIterationStartedEventDetails"
+        );
+        assert_eq!(
+            EventType::ExecutionFailed.details_key(),
+            "executionFailedEventDetails"
+        );
+        assert_eq!(
+            EventType::from_name("TaskSubmitted"),
+            Some(EventType::TaskSubmitted)
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod choice;
 pub mod clock;
 pub mod definition;
 pub mod engine;
+pub mod functions;
 pub mod history;
 pub mod intrinsics;
 pub mod machine;
@@ -40,9 +41,10 @@ pub mod store;
 pub use clock::{Clock, TokioClock};
 pub use definition::{DefinitionError, StateMachine};
 pub use engine::{
-    BoxFuture, Engine, EngineError, EngineOptions, ExecutionInfo, MachineInfo, NoTasks, Storage, TaskInvoker,
-    TaskRequest,
+    BoxFuture, Engine, EngineError, EngineOptions, ExecutionInfo, MachineInfo, NoTasks, Storage,
+    TaskInvoker, TaskRequest,
 };
+pub use functions::FunctionRegistry;
 pub use history::{EventType, HistoryEvent};
 pub use machine::{ExecutionStatus, StatesError};
 

@@ -227,7 +227,11 @@ enum Phase {
     Enter,
     Run,
     Task(Box<TaskWait>),
-    Timer { seq: u64, at_ms: i64, wait_output: Option<Value> },
+    Timer {
+        seq: u64,
+        at_ms: i64,
+        wait_output: Option<Value>,
+    },
     Children(Box<Children>),
 }
 
@@ -282,6 +286,9 @@ pub struct Execution {
     #[serde(default)]
     pub transitions: u64,
 }
+
+/// What a Map state needs to start: effective input, items, max concurrency, tolerances.
+type MapSetup = (Value, Vec<Value>, usize, Option<u64>, Option<f64>);
 
 enum Flow {
     /// The frame moved to another state and should keep going.
@@ -340,7 +347,6 @@ impl Roots for Scope<'_> {
     }
 }
 
-
 struct IntrinsicScope<'a, 'b> {
     scope: &'a Scope<'b>,
     rng: &'a mut dyn RngCore,
@@ -364,10 +370,17 @@ impl IntrinsicContext for IntrinsicScope<'_, '_> {
 }
 
 fn path_error(field: &str, e: PathError) -> StatesError {
-    StatesError::runtime(format!("An error occurred while evaluating the field '{field}': {e}"))
+    StatesError::runtime(format!(
+        "An error occurred while evaluating the field '{field}': {e}"
+    ))
 }
 
-fn eval_dynamic(d: &Dynamic, field: &str, scope: &Scope, rng: &mut dyn RngCore) -> Result<Value, StatesError> {
+fn eval_dynamic(
+    d: &Dynamic,
+    field: &str,
+    scope: &Scope,
+    rng: &mut dyn RngCore,
+) -> Result<Value, StatesError> {
     match d {
         Dynamic::Path(p) => p.select(scope).map_err(|e| path_error(field, e)),
         Dynamic::Intrinsic(expr) => {
@@ -376,14 +389,22 @@ fn eval_dynamic(d: &Dynamic, field: &str, scope: &Scope, rng: &mut dyn RngCore) 
                 if e.path_failure {
                     StatesError::runtime(format!("The field '{field}': {}", e.message))
                 } else {
-                    StatesError::new("States.IntrinsicFailure", format!("The field '{field}': {}", e.message))
+                    StatesError::new(
+                        "States.IntrinsicFailure",
+                        format!("The field '{field}': {}", e.message),
+                    )
                 }
             })
         }
     }
 }
 
-fn eval_template(t: &Template, field: &str, scope: &Scope, rng: &mut dyn RngCore) -> Result<Value, StatesError> {
+fn eval_template(
+    t: &Template,
+    field: &str,
+    scope: &Scope,
+    rng: &mut dyn RngCore,
+) -> Result<Value, StatesError> {
     match t {
         Template::Const(v) => Ok(v.clone()),
         Template::Dynamic(d) => eval_dynamic(d, field, scope, rng),
@@ -423,7 +444,10 @@ fn apply_result_path(rp: &ResultPath, raw: &Value, result: Value) -> Result<Valu
         ResultPath::At(p) => p.set(raw.clone(), result).map_err(|e| {
             StatesError::new(
                 "States.ResultPathMatchFailure",
-                format!("Unable to apply ResultPath '{p}' to input '{}': {e}", excerpt(raw)),
+                format!(
+                    "Unable to apply ResultPath '{p}' to input '{}': {e}",
+                    excerpt(raw)
+                ),
             )
         }),
     }
@@ -437,7 +461,9 @@ fn number_from(src: &NumberSource, field: &str, input: &Value) -> Result<u64, St
                 .select(&crate::path::InputOnly(input))
                 .map_err(|e| path_error(&format!("{field}Path"), e))?;
             v.as_u64().ok_or_else(|| {
-                StatesError::runtime(format!("The value of {field}Path '{p}' must be a non-negative integer, got {v}"))
+                StatesError::runtime(format!(
+                    "The value of {field}Path '{p}' must be a non-negative integer, got {v}"
+                ))
             })
         }
     }
@@ -616,11 +642,23 @@ impl Execution {
     fn advance(&mut self, def: &StateMachine, fid: u32, f: &mut Frame, env: &mut Env) -> bool {
         loop {
             let Some(branch) = def.branch(&f.branch) else {
-                self.fail_frame(def, fid, f, StatesError::runtime("internal: branch not found"), env);
+                self.fail_frame(
+                    def,
+                    fid,
+                    f,
+                    StatesError::runtime("internal: branch not found"),
+                    env,
+                );
                 return false;
             };
             let Some(st) = branch.states.get(f.state) else {
-                self.fail_frame(def, fid, f, StatesError::runtime("internal: state not found"), env);
+                self.fail_frame(
+                    def,
+                    fid,
+                    f,
+                    StatesError::runtime("internal: state not found"),
+                    env,
+                );
                 return false;
             };
             match f.phase {
@@ -698,7 +736,14 @@ impl Execution {
         }
     }
 
-    fn run_state(&mut self, def: &StateMachine, st: &State, fid: u32, f: &mut Frame, env: &mut Env) -> Flow {
+    fn run_state(
+        &mut self,
+        def: &StateMachine,
+        st: &State,
+        fid: u32,
+        f: &mut Frame,
+        env: &mut Env,
+    ) -> Flow {
         let result = match &st.kind {
             StateKind::Pass { result } => self.run_pass(st, f, result.as_ref(), env),
             StateKind::Succeed => {
@@ -723,10 +768,14 @@ impl Execution {
                 self.fail_frame(def, fid, f, e, env);
                 return Flow::Stop;
             }
-            StateKind::Choice { choices, default } => self.run_choice(st, f, choices, *default, env),
+            StateKind::Choice { choices, default } => {
+                self.run_choice(st, f, choices, *default, env)
+            }
             StateKind::Wait(spec) => return self.run_wait(def, st, fid, f, spec, env),
             StateKind::Task(spec) => return self.run_task(def, st, fid, f, spec, env),
-            StateKind::Parallel { branches } => return self.run_parallel(def, st, fid, f, branches.len(), env),
+            StateKind::Parallel { branches } => {
+                return self.run_parallel(def, st, fid, f, branches.len(), env)
+            }
             StateKind::Map(_) => return self.run_map(def, st, fid, f, env),
         };
         match result {
@@ -775,22 +824,23 @@ impl Execution {
         env: &mut Env,
     ) -> StatesError {
         let scope = self.scope(f, st, &f.input);
-        let mut resolve = |s: Option<&StringSource>, field: &str| -> Result<Option<String>, StatesError> {
-            match s {
-                None => Ok(None),
-                Some(StringSource::Fixed(x)) => Ok(Some(x.clone())),
-                Some(StringSource::Dynamic(d)) => {
-                    let v = eval_dynamic(d, field, &scope, env.rng)?;
-                    match v {
-                        Value::String(s) => Ok(Some(s)),
-                        other => Err(StatesError::runtime(format!(
-                            "The value of {field} must be a string, got {}",
-                            excerpt(&other)
-                        ))),
+        let mut resolve =
+            |s: Option<&StringSource>, field: &str| -> Result<Option<String>, StatesError> {
+                match s {
+                    None => Ok(None),
+                    Some(StringSource::Fixed(x)) => Ok(Some(x.clone())),
+                    Some(StringSource::Dynamic(d)) => {
+                        let v = eval_dynamic(d, field, &scope, env.rng)?;
+                        match v {
+                            Value::String(s) => Ok(Some(s)),
+                            other => Err(StatesError::runtime(format!(
+                                "The value of {field} must be a string, got {}",
+                                excerpt(&other)
+                            ))),
+                        }
                     }
                 }
-            }
-        };
+            };
         let e = match resolve(error, "ErrorPath") {
             Ok(e) => e,
             Err(x) => return x,
@@ -826,18 +876,20 @@ impl Execution {
                 }
             }
         }
-        let (next, assign) = match chosen {
-            Some(x) => x,
-            None => match default {
-                Some(d) => (d, st.assign.as_ref()),
-                None => {
-                    return Err(StatesError::new(
+        let (next, assign) =
+            match chosen {
+                Some(x) => x,
+                None => match default {
+                    Some(d) => (d, st.assign.as_ref()),
+                    None => return Err(StatesError::new(
                         "States.NoChoiceMatched",
-                        format!("No Choice Rules matched and no Default was specified in state '{}'", st.name),
-                    ))
-                }
-            },
-        };
+                        format!(
+                            "No Choice Rules matched and no Default was specified in state '{}'",
+                            st.name
+                        ),
+                    )),
+                },
+            };
         self.assign(assign, f, st, &eff, env)?;
         let out = apply_io(&st.output_path, "OutputPath", &eff)?;
         self.emit(
@@ -864,19 +916,27 @@ impl Execution {
                 WaitSpec::Seconds(s) => env.now_ms + (*s as i64) * 1000,
                 WaitSpec::Timestamp(t) => t.timestamp_millis(),
                 WaitSpec::SecondsPath(p) => {
-                    let v = p.select(&crate::path::InputOnly(&eff)).map_err(|e| path_error("SecondsPath", e))?;
+                    let v = p
+                        .select(&crate::path::InputOnly(&eff))
+                        .map_err(|e| path_error("SecondsPath", e))?;
                     let s = v.as_u64().ok_or_else(|| {
-                        StatesError::runtime(format!("SecondsPath '{p}' must select a non-negative integer, got {v}"))
+                        StatesError::runtime(format!(
+                            "SecondsPath '{p}' must select a non-negative integer, got {v}"
+                        ))
                     })?;
                     env.now_ms + (s as i64) * 1000
                 }
                 WaitSpec::TimestampPath(p) => {
-                    let v = p.select(&crate::path::InputOnly(&eff)).map_err(|e| path_error("TimestampPath", e))?;
+                    let v = p
+                        .select(&crate::path::InputOnly(&eff))
+                        .map_err(|e| path_error("TimestampPath", e))?;
                     let t = v
                         .as_str()
                         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                         .ok_or_else(|| {
-                            StatesError::runtime(format!("TimestampPath '{p}' must select an RFC 3339 timestamp, got {v}"))
+                            StatesError::runtime(format!(
+                                "TimestampPath '{p}' must select an RFC 3339 timestamp, got {v}"
+                            ))
                         })?;
                     t.timestamp_millis()
                 }
@@ -927,7 +987,10 @@ impl Execution {
     ) -> Flow {
         let waits = matches!(
             spec.integration,
-            Integration::LambdaInvokeWaitForToken | Integration::Other { wait_for_token: true }
+            Integration::LambdaInvokeWaitForToken
+                | Integration::Other {
+                    wait_for_token: true
+                }
         );
         let token = waits.then(|| {
             let mut b = [0u8; 48];
@@ -977,13 +1040,18 @@ impl Execution {
                     ));
                     return self.handle_error(def, st, fid, f, e, env);
                 };
-                (Some(name.to_string()), params.get("Payload").cloned().unwrap_or_else(|| json!({})))
+                (
+                    Some(name.to_string()),
+                    params.get("Payload").cloned().unwrap_or_else(|| json!({})),
+                )
             }
             Integration::LambdaArn => (Some(spec.resource.clone()), params.clone()),
             Integration::Other { .. } => (None, params.clone()),
         };
         let seq = self.bump_seq();
-        let timeout_at = env.now_ms.saturating_add((timeout as i64).saturating_mul(1000));
+        let timeout_at = env
+            .now_ms
+            .saturating_add((timeout as i64).saturating_mul(1000));
         let heartbeat_ms = heartbeat.map(|h| h as i64 * 1000);
         if spec.integration == Integration::LambdaArn {
             let mut d = json!({"resource": spec.resource, "input": payload_text(&payload), "inputDetails": {"truncated": false}});
@@ -1007,7 +1075,12 @@ impl Execution {
                 d["heartbeatInSeconds"] = json!(h);
             }
             self.emit(env, f, EventType::TaskScheduled, Some(d));
-            self.emit(env, f, EventType::TaskStarted, Some(json!({"resourceType": rt, "resource": r})));
+            self.emit(
+                env,
+                f,
+                EventType::TaskStarted,
+                Some(json!({"resourceType": rt, "resource": r})),
+            );
         }
         let inv = Invocation {
             frame: fid,
@@ -1058,7 +1131,9 @@ impl Execution {
         result: Result<Value, StatesError>,
         env: &mut Env,
     ) {
-        let Some(mut f) = self.frames.remove(&frame) else { return };
+        let Some(mut f) = self.frames.remove(&frame) else {
+            return;
+        };
         let keep = match &mut f.phase {
             Phase::Task(tw) if tw.seq == seq => {
                 let waits = tw.token.is_some();
@@ -1179,7 +1254,12 @@ impl Execution {
     }
 
     /// Applies `SendTaskHeartbeat`: pushes the heartbeat deadline out.
-    pub fn on_heartbeat(&mut self, frame: u32, seq: u64, env: &mut Env) -> Result<(), CallbackError> {
+    pub fn on_heartbeat(
+        &mut self,
+        frame: u32,
+        seq: u64,
+        env: &mut Env,
+    ) -> Result<(), CallbackError> {
         match self.frames.get_mut(&frame).map(|f| &mut f.phase) {
             Some(Phase::Task(tw)) if tw.seq == seq && self.status == ExecutionStatus::Running => {
                 if let Some(h) = tw.heartbeat_ms {
@@ -1208,44 +1288,55 @@ impl Execution {
                 env,
                 ExecutionStatus::TimedOut,
                 EventType::ExecutionTimedOut,
-                StatesError::new("States.Timeout", "The execution exceeded the state machine's TimeoutSeconds"),
+                StatesError::new(
+                    "States.Timeout",
+                    "The execution exceeded the state machine's TimeoutSeconds",
+                ),
             );
             return;
         }
-        let Some(mut f) = self.frames.remove(&timer.frame) else { return };
+        let Some(mut f) = self.frames.remove(&timer.frame) else {
+            return;
+        };
         let keep = match (&f.phase, timer.kind) {
-            (Phase::Timer { seq, wait_output, .. }, TimerKind::Resume) if *seq == timer.seq => {
-                match wait_output.clone() {
-                    Some(out) => {
-                        let name = self.state_of(def, &f).map(|s| s.name.clone()).unwrap_or_default();
-                        self.emit(
+            (
+                Phase::Timer {
+                    seq, wait_output, ..
+                },
+                TimerKind::Resume,
+            ) if *seq == timer.seq => match wait_output.clone() {
+                Some(out) => {
+                    let name = self
+                        .state_of(def, &f)
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default();
+                    self.emit(
                             env,
                             &mut f,
                             EventType::WaitStateExited,
                             Some(json!({"name": name, "output": payload_text(&out), "outputDetails": {"truncated": false}})),
                         );
-                        match self.state_of(def, &f).map(|s| s.next) {
-                            Some(Transition::Next(n)) => {
-                                f.state = n;
-                                f.input = out;
-                                f.phase = Phase::Enter;
-                                self.runnable.push_back(timer.frame);
-                                true
-                            }
-                            _ => {
-                                f.phase = Phase::Run;
-                                self.finish_frame(def, timer.frame, &mut f, out, env);
-                                false
-                            }
+                    match self.state_of(def, &f).map(|s| s.next) {
+                        Some(Transition::Next(n)) => {
+                            f.state = n;
+                            f.input = out;
+                            f.phase = Phase::Enter;
+                            self.runnable.push_back(timer.frame);
+                            true
+                        }
+                        _ => {
+                            f.phase = Phase::Run;
+                            self.finish_frame(def, timer.frame, &mut f, out, env);
+                            false
                         }
                     }
-                    None => {
-                        f.phase = Phase::Run;
-                        self.runnable.push_back(timer.frame);
-                        true
-                    }
                 }
-            }
+                None => {
+                    f.phase = Phase::Run;
+                    self.runnable.push_back(timer.frame);
+                    true
+                }
+            },
             (Phase::Task(tw), TimerKind::TaskTimeout) if tw.seq == timer.seq => {
                 let e = StatesError::new("States.Timeout", "");
                 self.task_timed_out(def, timer.frame, &mut f, e, env)
@@ -1264,7 +1355,14 @@ impl Execution {
         self.run(def, env);
     }
 
-    fn task_timed_out(&mut self, def: &StateMachine, fid: u32, f: &mut Frame, e: StatesError, env: &mut Env) -> bool {
+    fn task_timed_out(
+        &mut self,
+        def: &StateMachine,
+        fid: u32,
+        f: &mut Frame,
+        e: StatesError,
+        env: &mut Env,
+    ) -> bool {
         if self.is_lambda_arn(def, f) {
             self.emit(
                 env,
@@ -1278,7 +1376,9 @@ impl Execution {
                 env,
                 f,
                 EventType::TaskTimedOut,
-                Some(json!({"resourceType": rt, "resource": r, "error": e.error, "cause": e.cause})),
+                Some(
+                    json!({"resourceType": rt, "resource": r, "error": e.error, "cause": e.cause}),
+                ),
             );
         }
         self.error_in_waiting_frame(def, fid, f, e, env)
@@ -1297,7 +1397,12 @@ impl Execution {
             d.insert("cause".into(), json!(c));
         }
         let prev = self.last_event;
-        self.emit_raw(env, EventType::ExecutionAborted, prev, Some(Value::Object(d)));
+        self.emit_raw(
+            env,
+            EventType::ExecutionAborted,
+            prev,
+            Some(Value::Object(d)),
+        );
         self.status = ExecutionStatus::Aborted;
         self.error = error;
         self.cause = cause;
@@ -1308,7 +1413,12 @@ impl Execution {
 
     fn end(&mut self, env: &mut Env, status: ExecutionStatus, kind: EventType, e: StatesError) {
         let prev = self.last_event;
-        self.emit_raw(env, kind, prev, Some(json!({"error": e.error, "cause": e.cause})));
+        self.emit_raw(
+            env,
+            kind,
+            prev,
+            Some(json!({"error": e.error, "cause": e.cause})),
+        );
         self.status = status;
         self.error = Some(e.error);
         self.cause = Some(e.cause);
@@ -1329,12 +1439,16 @@ impl Execution {
     }
 
     fn is_lambda_arn(&self, def: &StateMachine, f: &Frame) -> bool {
-        self.task_spec(def, f).is_some_and(|t| t.integration == Integration::LambdaArn)
+        self.task_spec(def, f)
+            .is_some_and(|t| t.integration == Integration::LambdaArn)
     }
 
     fn is_lambda_invoke(&self, def: &StateMachine, f: &Frame) -> bool {
         self.task_spec(def, f).is_some_and(|t| {
-            matches!(t.integration, Integration::LambdaInvoke | Integration::LambdaInvokeWaitForToken)
+            matches!(
+                t.integration,
+                Integration::LambdaInvoke | Integration::LambdaInvokeWaitForToken
+            )
         })
     }
 
@@ -1346,16 +1460,31 @@ impl Execution {
 
     /// A Task/Parallel/Map produced its raw result: ResultSelector → Assign →
     /// ResultPath → OutputPath → exit. Returns whether the frame still exists.
-    fn complete_with_result(&mut self, def: &StateMachine, fid: u32, f: &mut Frame, mut result: Value, env: &mut Env) -> bool {
+    fn complete_with_result(
+        &mut self,
+        def: &StateMachine,
+        fid: u32,
+        f: &mut Frame,
+        mut result: Value,
+        env: &mut Env,
+    ) -> bool {
         let Some(st) = self.state_of(def, f) else {
-            self.fail_frame(def, fid, f, StatesError::runtime("internal: state not found"), env);
+            self.fail_frame(
+                def,
+                fid,
+                f,
+                StatesError::runtime("internal: state not found"),
+                env,
+            );
             return false;
         };
         let done = (|| -> Result<Value, StatesError> {
             // ResultSelector and Assign both read the raw result and the
             // variables as they were when the state was entered.
             let selected = match &st.result_selector {
-                Some(t) => eval_template(t, "ResultSelector", &self.scope(f, st, &result), env.rng)?,
+                Some(t) => {
+                    eval_template(t, "ResultSelector", &self.scope(f, st, &result), env.rng)?
+                }
                 None if st.assign.is_some() => result.clone(),
                 None => std::mem::take(&mut result),
             };
@@ -1400,7 +1529,14 @@ impl Execution {
     }
 
     /// An error reached a frame that was waiting (task, children): retry, catch or fail.
-    fn error_in_waiting_frame(&mut self, def: &StateMachine, fid: u32, f: &mut Frame, e: StatesError, env: &mut Env) -> bool {
+    fn error_in_waiting_frame(
+        &mut self,
+        def: &StateMachine,
+        fid: u32,
+        f: &mut Frame,
+        e: StatesError,
+        env: &mut Env,
+    ) -> bool {
         let Some(st) = self.state_of(def, f) else {
             self.fail_frame(def, fid, f, e, env);
             return false;
@@ -1416,12 +1552,24 @@ impl Execution {
     }
 
     /// Retry, then Catch, then fail the frame.
-    fn handle_error(&mut self, def: &StateMachine, st: &State, fid: u32, f: &mut Frame, e: StatesError, env: &mut Env) -> Flow {
+    fn handle_error(
+        &mut self,
+        def: &StateMachine,
+        st: &State,
+        fid: u32,
+        f: &mut Frame,
+        e: StatesError,
+        env: &mut Env,
+    ) -> Flow {
         if !is_uncatchable(&e.error) {
             if f.attempts.len() != st.retry.len() {
                 f.attempts = vec![0; st.retry.len()];
             }
-            if let Some(i) = st.retry.iter().position(|r| error_matches(&r.error_equals, &e.error)) {
+            if let Some(i) = st
+                .retry
+                .iter()
+                .position(|r| error_matches(&r.error_equals, &e.error))
+            {
                 let r = &st.retry[i];
                 if f.attempts[i] < r.max_attempts {
                     let mut delay = r.interval_seconds * r.backoff_rate.powi(f.attempts[i] as i32);
@@ -1450,7 +1598,11 @@ impl Execution {
                     return Flow::Stop;
                 }
             }
-            if let Some(c) = st.catch.iter().find(|c| error_matches(&c.error_equals, &e.error)) {
+            if let Some(c) = st
+                .catch
+                .iter()
+                .find(|c| error_matches(&c.error_equals, &e.error))
+            {
                 let err_out = json!({"Error": e.error, "Cause": e.cause});
                 let caught = (|| -> Result<Value, StatesError> {
                     self.assign(c.assign.as_ref(), f, st, &err_out, env)?;
@@ -1475,7 +1627,14 @@ impl Execution {
     }
 
     /// The frame reached its end with `output`.
-    fn finish_frame(&mut self, def: &StateMachine, _fid: u32, f: &mut Frame, output: Value, env: &mut Env) {
+    fn finish_frame(
+        &mut self,
+        def: &StateMachine,
+        _fid: u32,
+        f: &mut Frame,
+        output: Value,
+        env: &mut Env,
+    ) {
         f.phase = Phase::Run;
         match f.parent {
             None => {
@@ -1497,12 +1656,24 @@ impl Execution {
     }
 
     /// The frame failed with `e`.
-    fn fail_frame(&mut self, def: &StateMachine, _fid: u32, f: &mut Frame, e: StatesError, env: &mut Env) {
+    fn fail_frame(
+        &mut self,
+        def: &StateMachine,
+        _fid: u32,
+        f: &mut Frame,
+        e: StatesError,
+        env: &mut Env,
+    ) {
         f.phase = Phase::Run;
         match f.parent {
             None => {
                 let prev = f.last_event;
-                self.emit_raw(env, EventType::ExecutionFailed, prev, Some(json!({"error": e.error, "cause": e.cause})));
+                self.emit_raw(
+                    env,
+                    EventType::ExecutionFailed,
+                    prev,
+                    Some(json!({"error": e.error, "cause": e.cause})),
+                );
                 self.status = ExecutionStatus::Failed;
                 self.error = Some(e.error);
                 self.cause = Some(e.cause);
@@ -1514,10 +1685,20 @@ impl Execution {
         }
     }
 
-    fn run_parallel(&mut self, def: &StateMachine, st: &State, fid: u32, f: &mut Frame, n: usize, env: &mut Env) -> Flow {
-        let eff = match apply_io(&st.input_path, "InputPath", &f.input).and_then(|eff| match &st.parameters {
-            Some(t) => eval_template(t, "Parameters", &self.scope(f, st, &eff), env.rng),
-            None => Ok(eff),
+    fn run_parallel(
+        &mut self,
+        def: &StateMachine,
+        st: &State,
+        fid: u32,
+        f: &mut Frame,
+        n: usize,
+        env: &mut Env,
+    ) -> Flow {
+        let eff = match apply_io(&st.input_path, "InputPath", &f.input).and_then(|eff| {
+            match &st.parameters {
+                Some(t) => eval_template(t, "Parameters", &self.scope(f, st, &eff), env.rng),
+                None => Ok(eff),
+            }
         }) {
             Ok(v) => v,
             Err(e) => return self.handle_error(def, st, fid, f, e, env),
@@ -1561,46 +1742,63 @@ impl Execution {
         Flow::Stop
     }
 
-    fn run_map(&mut self, def: &StateMachine, st: &State, fid: u32, f: &mut Frame, env: &mut Env) -> Flow {
-        let StateKind::Map(spec) = &st.kind else { return Flow::Stop };
-        let prepared = (|| -> Result<(Value, Vec<Value>, usize, Option<u64>, Option<f64>), StatesError> {
-            let eff = apply_io(&st.input_path, "InputPath", &f.input)?;
-            let items_v = match &spec.items_path {
-                Some(p) => p.select(&self.scope(f, st, &eff)).map_err(|e| path_error("ItemsPath", e))?,
-                None => eff.clone(),
-            };
-            let Value::Array(items) = items_v else {
-                return Err(StatesError::runtime(format!(
-                    "Map state '{}': ItemsPath must select an array, got {}",
-                    st.name,
-                    excerpt(&items_v)
-                )));
-            };
-            let mc = spec
-                .max_concurrency
-                .as_ref()
-                .map(|s| number_from(s, "MaxConcurrency", &eff))
-                .transpose()?
-                .unwrap_or(0) as usize;
-            let tc = spec
-                .tolerated_count
-                .as_ref()
-                .map(|s| number_from(s, "ToleratedFailureCount", &eff))
-                .transpose()?;
-            let tp = spec
-                .tolerated_percentage
-                .as_ref()
-                .map(|s| number_from(s, "ToleratedFailurePercentage", &eff))
-                .transpose()?
-                .map(|p| p as f64);
-            Ok((eff, items, mc, tc, tp))
-        })();
+    fn run_map(
+        &mut self,
+        def: &StateMachine,
+        st: &State,
+        fid: u32,
+        f: &mut Frame,
+        env: &mut Env,
+    ) -> Flow {
+        let StateKind::Map(spec) = &st.kind else {
+            return Flow::Stop;
+        };
+        let prepared =
+            (|| -> Result<MapSetup, StatesError> {
+                let eff = apply_io(&st.input_path, "InputPath", &f.input)?;
+                let items_v = match &spec.items_path {
+                    Some(p) => p
+                        .select(&self.scope(f, st, &eff))
+                        .map_err(|e| path_error("ItemsPath", e))?,
+                    None => eff.clone(),
+                };
+                let Value::Array(items) = items_v else {
+                    return Err(StatesError::runtime(format!(
+                        "Map state '{}': ItemsPath must select an array, got {}",
+                        st.name,
+                        excerpt(&items_v)
+                    )));
+                };
+                let mc = spec
+                    .max_concurrency
+                    .as_ref()
+                    .map(|s| number_from(s, "MaxConcurrency", &eff))
+                    .transpose()?
+                    .unwrap_or(0) as usize;
+                let tc = spec
+                    .tolerated_count
+                    .as_ref()
+                    .map(|s| number_from(s, "ToleratedFailureCount", &eff))
+                    .transpose()?;
+                let tp = spec
+                    .tolerated_percentage
+                    .as_ref()
+                    .map(|s| number_from(s, "ToleratedFailurePercentage", &eff))
+                    .transpose()?
+                    .map(|p| p as f64);
+                Ok((eff, items, mc, tc, tp))
+            })();
         let (eff, items, mc, tc, tp) = match prepared {
             Ok(x) => x,
             Err(e) => return self.handle_error(def, st, fid, f, e, env),
         };
         let n = items.len();
-        self.emit(env, f, EventType::MapStateStarted, Some(json!({"length": n})));
+        self.emit(
+            env,
+            f,
+            EventType::MapStateStarted,
+            Some(json!({"length": n})),
+        );
         let seq = self.bump_seq();
         let mut ch = Box::new(Children {
             seq,
@@ -1645,7 +1843,11 @@ impl Execution {
         ch: &mut Children,
         env: &mut Env,
     ) -> Result<(), StatesError> {
-        let limit = if ch.max_concurrency == 0 { usize::MAX } else { ch.max_concurrency };
+        let limit = if ch.max_concurrency == 0 {
+            usize::MAX
+        } else {
+            ch.max_concurrency
+        };
         while ch.next_to_start < ch.items.len() && ch.running.len() < limit {
             let i = ch.next_to_start;
             ch.next_to_start += 1;
@@ -1695,8 +1897,12 @@ impl Execution {
         outcome: Result<Value, StatesError>,
         env: &mut Env,
     ) {
-        let Some(mut p) = self.frames.remove(&pid) else { return };
-        let Some(st) = self.state_of(def, &p) else { return };
+        let Some(mut p) = self.frames.remove(&pid) else {
+            return;
+        };
+        let Some(st) = self.state_of(def, &p) else {
+            return;
+        };
         let Phase::Children(mut ch) = std::mem::replace(&mut p.phase, Phase::Run) else {
             self.frames.insert(pid, p);
             return;
@@ -1709,14 +1915,24 @@ impl Execution {
                 ch.results[index] = v;
                 ch.done += 1;
                 if ch.is_map {
-                    self.emit(env, &mut p, EventType::MapIterationSucceeded, Some(json!({"name": st.name, "index": index})));
+                    self.emit(
+                        env,
+                        &mut p,
+                        EventType::MapIterationSucceeded,
+                        Some(json!({"name": st.name, "index": index})),
+                    );
                 }
             }
             Err(e) => {
                 ch.done += 1;
                 ch.failures += 1;
                 if ch.is_map {
-                    self.emit(env, &mut p, EventType::MapIterationFailed, Some(json!({"name": st.name, "index": index})));
+                    self.emit(
+                        env,
+                        &mut p,
+                        EventType::MapIterationFailed,
+                        Some(json!({"name": st.name, "index": index})),
+                    );
                     let total = ch.results.len() as f64;
                     let within_count = ch.tolerated_count.is_some_and(|c| ch.failures as u64 <= c);
                     let within_pct = ch
@@ -1742,10 +1958,19 @@ impl Execution {
             for (&i, &cid) in &ch.running {
                 self.abort_frame_tree(cid);
                 if ch.is_map {
-                    self.emit(env, &mut p, EventType::MapIterationAborted, Some(json!({"name": st.name, "index": i})));
+                    self.emit(
+                        env,
+                        &mut p,
+                        EventType::MapIterationAborted,
+                        Some(json!({"name": st.name, "index": i})),
+                    );
                 }
             }
-            let failed = if ch.is_map { EventType::MapStateFailed } else { EventType::ParallelStateFailed };
+            let failed = if ch.is_map {
+                EventType::MapStateFailed
+            } else {
+                EventType::ParallelStateFailed
+            };
             self.emit(env, &mut p, failed, None);
             let keep = self.error_in_waiting_frame(def, pid, &mut p, e, env);
             if keep && self.status == ExecutionStatus::Running {
@@ -1754,7 +1979,11 @@ impl Execution {
             return;
         }
         if ch.done == ch.results.len() {
-            let ok = if ch.is_map { EventType::MapStateSucceeded } else { EventType::ParallelStateSucceeded };
+            let ok = if ch.is_map {
+                EventType::MapStateSucceeded
+            } else {
+                EventType::ParallelStateSucceeded
+            };
             self.emit(env, &mut p, ok, None);
             let results = std::mem::take(&mut ch.results);
             let keep = self.complete_with_result(def, pid, &mut p, Value::Array(results), env);

@@ -414,7 +414,10 @@ fn eval_filter(f: &Filter, item: &Value) -> bool {
             };
             let ord = match (lhs, rhs) {
                 (Value::Number(a), Value::Number(b)) => {
-                    let (a, b) = (a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN));
+                    let (a, b) = (
+                        a.as_f64().unwrap_or(f64::NAN),
+                        b.as_f64().unwrap_or(f64::NAN),
+                    );
                     a.partial_cmp(&b)
                 }
                 (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
@@ -497,9 +500,7 @@ impl<'a> Parser<'a> {
                 '.' => {
                     self.pos += 1;
                     if self.eat('.') {
-                        if self.eat('*') {
-                            segments.push(Segment::Descendant(None));
-                        } else if self.peek() == Some('[') {
+                        if self.eat('*') || self.peek() == Some('[') {
                             segments.push(Segment::Descendant(None));
                         } else {
                             let name = self.member_name()?;
@@ -710,7 +711,9 @@ impl<'a> Parser<'a> {
         loop {
             if self.eat('.') {
                 fields.push(self.ident());
-            } else if self.peek() == Some('[') && matches!(self.chars.get(self.pos + 1), Some('\'') | Some('"')) {
+            } else if self.peek() == Some('[')
+                && matches!(self.chars.get(self.pos + 1), Some('\'') | Some('"'))
+            {
                 self.pos += 1;
                 fields.push(self.quoted()?);
                 if !self.eat(']') {
@@ -795,7 +798,10 @@ mod tests {
 
     #[test]
     fn roots_are_recognised() {
-        assert_eq!(Path::parse("$$.Execution.Id").unwrap().root(), &Root::Context);
+        assert_eq!(
+            Path::parse("$$.Execution.Id").unwrap().root(),
+            &Root::Context
+        );
         assert_eq!(
             Path::parse("$myVar.x").unwrap().root(),
             &Root::Variable("myVar".into())
@@ -814,12 +820,24 @@ mod tests {
     #[test]
     fn set_creates_intermediate_objects_and_replaces() {
         let p = Path::parse("$.a.b").unwrap();
-        assert_eq!(p.set(json!({"x": 1}), json!(2)).unwrap(), json!({"x": 1, "a": {"b": 2}}));
-        assert_eq!(Path::parse("$").unwrap().set(json!({"x": 1}), json!(3)).unwrap(), json!(3));
+        assert_eq!(
+            p.set(json!({"x": 1}), json!(2)).unwrap(),
+            json!({"x": 1, "a": {"b": 2}})
+        );
+        assert_eq!(
+            Path::parse("$")
+                .unwrap()
+                .set(json!({"x": 1}), json!(3))
+                .unwrap(),
+            json!(3)
+        );
         assert!(p.set(json!({"a": 5}), json!(1)).is_err());
         assert!(p.set(json!("str"), json!(1)).is_err());
         assert_eq!(
-            Path::parse("$.l[1]").unwrap().set(json!({"l": [0, 0]}), json!(7)).unwrap(),
+            Path::parse("$.l[1]")
+                .unwrap()
+                .set(json!({"l": [0, 0]}), json!(7))
+                .unwrap(),
             json!({"l": [0, 7]})
         );
     }

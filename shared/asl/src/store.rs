@@ -93,7 +93,8 @@ impl SqliteStore {
 
     /// Deletes a state machine (its executions stay readable).
     pub fn delete_machine(&mut self, arn: &str) -> Result<(), StoreError> {
-        self.conn.execute("DELETE FROM state_machines WHERE arn = ?1", params![arn])?;
+        self.conn
+            .execute("DELETE FROM state_machines WHERE arn = ?1", params![arn])?;
         Ok(())
     }
 
@@ -126,9 +127,15 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
-            let mut ins = tx.prepare_cached("INSERT OR REPLACE INTO events (execution_arn, id, body) VALUES (?1, ?2, ?3)")?;
+            let mut ins = tx.prepare_cached(
+                "INSERT OR REPLACE INTO events (execution_arn, id, body) VALUES (?1, ?2, ?3)",
+            )?;
             for e in events {
-                ins.execute(params![exec.meta.execution_arn, e.id as i64, serde_json::to_string(e)?])?;
+                ins.execute(params![
+                    exec.meta.execution_arn,
+                    e.id as i64,
+                    serde_json::to_string(e)?
+                ])?;
             }
             let snapshot = serde_json::to_string(exec)?;
             match definition {
@@ -147,8 +154,14 @@ impl SqliteStore {
                     ])?;
                 }
                 None => {
-                    tx.prepare_cached("UPDATE executions SET status = ?2, snapshot = ?3 WHERE arn = ?1")?
-                        .execute(params![exec.meta.execution_arn, exec.status.as_str(), snapshot])?;
+                    tx.prepare_cached(
+                        "UPDATE executions SET status = ?2, snapshot = ?3 WHERE arn = ?1",
+                    )?
+                    .execute(params![
+                        exec.meta.execution_arn,
+                        exec.status.as_str(),
+                        snapshot
+                    ])?;
                 }
             }
         }
@@ -187,7 +200,11 @@ impl SqliteStore {
     pub fn has_execution(&self, arn: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn
-            .query_row("SELECT 1 FROM executions WHERE arn = ?1", params![arn], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM executions WHERE arn = ?1",
+                params![arn],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some())
     }
