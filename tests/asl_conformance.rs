@@ -15,9 +15,12 @@ use std::time::Duration;
 const ROLE: &str = "arn:aws:iam::123456789012:role/certops-local";
 
 fn load(area: &str) -> Vec<Value> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/asl").join(format!("{area}.json"));
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/asl")
+        .join(format!("{area}.json"));
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()));
+    let v: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()));
     v["cases"].as_array().cloned().unwrap_or_default()
 }
 
@@ -47,12 +50,19 @@ fn run_case(case: &Value) -> Vec<String> {
         .expect("runtime");
     rt.block_on(async {
         let invoker = ScriptedInvoker::new(case.get("tasks"));
-        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("date");
+        let start = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("date");
         let opts = EngineOptions {
             seed: Some(7),
             ..EngineOptions::default()
         };
-        let engine = match Engine::open(opts, invoker.clone(), Arc::new(TokioClock::starting_at(start))) {
+        let engine = match Engine::open(
+            opts,
+            invoker.clone(),
+            Arc::new(TokioClock::starting_at(start)),
+        ) {
             Ok(e) => e,
             Err(e) => return vec![format!("engine failed to open: {e}")],
         };
@@ -62,7 +72,10 @@ fn run_case(case: &Value) -> Vec<String> {
             Ok(sm) => sm,
             Err(e) => return vec![format!("definition refused: {e}")],
         };
-        let name = case.get("execution_name").and_then(Value::as_str).unwrap_or("conformance");
+        let name = case
+            .get("execution_name")
+            .and_then(Value::as_str)
+            .unwrap_or("conformance");
         let input = case.get("input").cloned().unwrap_or_else(|| json!({}));
         let started = match engine.start_execution(&sm.arn, Some(name), input) {
             Ok(s) => s,
@@ -70,7 +83,12 @@ fn run_case(case: &Value) -> Vec<String> {
         };
         let arn = started.meta.execution_arn.clone();
         // Virtual time: ten years is enough for any AWS default time-out.
-        let done = match tokio::time::timeout(Duration::from_secs(10 * 365 * 86_400), engine.wait_for(&arn)).await {
+        let done = match tokio::time::timeout(
+            Duration::from_secs(10 * 365 * 86_400),
+            engine.wait_for(&arn),
+        )
+        .await
+        {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => return vec![format!("wait failed: {e}")],
             Err(_) => return vec!["execution never finished".into()],
@@ -87,12 +105,18 @@ fn run_case(case: &Value) -> Vec<String> {
         }
         if let Some(want) = expect.get("output") {
             if done.output.as_ref() != Some(want) {
-                problems.push(format!("output {}, want {want}", done.output.clone().unwrap_or(Value::Null)));
+                problems.push(format!(
+                    "output {}, want {want}",
+                    done.output.clone().unwrap_or(Value::Null)
+                ));
             }
         }
         if let Some(want) = expect.get("error").and_then(Value::as_str) {
             if done.error.as_deref() != Some(want) {
-                problems.push(format!("error {:?} (cause {:?}), want {want:?}", done.error, done.cause));
+                problems.push(format!(
+                    "error {:?} (cause {:?}), want {want:?}",
+                    done.error, done.cause
+                ));
             }
         }
         if let Some(want) = expect.get("cause_contains").and_then(Value::as_str) {
@@ -119,7 +143,10 @@ fn run_case(case: &Value) -> Vec<String> {
         // Ids are 1..n and each previousEventId points backwards.
         for (i, e) in history.iter().enumerate() {
             if e.id != i as u64 + 1 || e.previous_event_id >= e.id {
-                problems.push(format!("bad event numbering at {i}: id {} prev {}", e.id, e.previous_event_id));
+                problems.push(format!(
+                    "bad event numbering at {i}: id {} prev {}",
+                    e.id, e.previous_event_id
+                ));
                 break;
             }
         }
@@ -133,7 +160,8 @@ fn run_case(case: &Value) -> Vec<String> {
             }
         }
         if let Some(want) = expect.get("elapsed_seconds").and_then(Value::as_f64) {
-            let got = (done.stop_ms.unwrap_or(done.meta.start_ms) - done.meta.start_ms) as f64 / 1000.0;
+            let got =
+                (done.stop_ms.unwrap_or(done.meta.start_ms) - done.meta.start_ms) as f64 / 1000.0;
             if (got - want).abs() > 0.001 {
                 problems.push(format!("elapsed {got}s, want {want}s"));
             }
@@ -150,7 +178,11 @@ fn check_area(area: &str) {
         let name = case["name"].as_str().unwrap_or("?");
         let problems = run_case(case);
         if !problems.is_empty() {
-            failures.push(format!("  {name} ({}):\n    {}", case["spec"].as_str().unwrap_or(""), problems.join("\n    ")));
+            failures.push(format!(
+                "  {name} ({}):\n    {}",
+                case["spec"].as_str().unwrap_or(""),
+                problems.join("\n    ")
+            ));
         }
     }
     assert!(

@@ -14,15 +14,22 @@ pub fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
-/// The `certops` binary built for this test run.
+/// The `certops` binary of this build: beside the test executable's `deps/`
+/// directory (build it first with `cargo build -p certops-cli`).
 pub fn certops_bin() -> PathBuf {
-    if let Some(p) = option_env!("CARGO_BIN_EXE_certops") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("debug").join("certops")
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let bin = profile_dir.join("certops");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p certops-cli`",
+        bin.display()
+    );
+    bin
 }
 
 /// A child process killed on drop.

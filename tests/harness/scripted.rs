@@ -91,7 +91,8 @@ impl TaskInvoker for ScriptedInvoker {
                                     return;
                                 }
                             }
-                            tokio::time::sleep(Duration::from_secs_f64((after - waited).max(0.0))).await;
+                            tokio::time::sleep(Duration::from_secs_f64((after - waited).max(0.0)))
+                                .await;
                         } else if cb != "none" {
                             tokio::time::sleep(Duration::from_secs_f64(after)).await;
                         }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh machine: installs what the tests
+# need (Python packages from PyPI), builds the binaries the end-to-end tests
+# start, then runs unit, conformance, API and real-component tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> installing test dependencies (PyPI: boto3)"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'boto3>=1.34'
+python3 -c 'import boto3' || { echo "boto3 is required by the API tests and could not be installed" >&2; exit 1; }
+
+echo "==> building binaries used by end-to-end tests"
+cargo build --workspace --bins
+
+echo "==> running every test"
+cargo test --workspace --no-fail-fast
