@@ -1,0 +1,456 @@
+//! The versioned renewal policy: thresholds, change windows, standard changes, approval
+//! time-outs and ACME rate-limit budgets. The file format is documented in
+//! `runbooks/README.md`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, NaiveTime, TimeDelta, Utc, Weekday};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::inventory::{CertObject, Environment, RenewalMethod, TargetKind};
+use crate::validation::ApprovalPath;
+use crate::Error;
+
+/// The whole policy file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// The policy version; recorded in every validation report and plan.
+    pub version: String,
+    /// When a renewal is due and when it is an emergency.
+    pub renewal: RenewalThresholds,
+    /// Change windows per environment. An environment without a window never gets a
+    /// normal or pre-approved change.
+    #[serde(default)]
+    pub windows: BTreeMap<Environment, ChangeWindow>,
+    /// Approval groups and time-outs.
+    pub approval: ApprovalPolicy,
+    /// Changes pre-approved as standard changes.
+    #[serde(default)]
+    pub standard_changes: Vec<StandardChange>,
+    /// ACME rate-limit budget.
+    pub acme: AcmeBudget,
+}
+
+/// When a certificate is due for renewal, and when renewal is an emergency.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalThresholds {
+    /// A planned renewal is due when the certificate expires within this many days.
+    pub planned_threshold_days: u32,
+    /// Renewal is an emergency when the certificate expires within this many hours (or has
+    /// expired). Defaults to 24.
+    #[serde(default = "default_emergency_hours")]
+    pub emergency_threshold_hours: u32,
+}
+
+fn default_emergency_hours() -> u32 {
+    24
+}
+
+/// A weekly change window in a time zone, with freeze periods that close it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "ChangeWindowFile")]
+pub struct ChangeWindow {
+    /// The IANA time zone the days and hours are in.
+    pub timezone: Tz,
+    /// Days of the week the window is open.
+    pub days: Vec<Weekday>,
+    /// Opening time (inclusive), local.
+    pub start: NaiveTime,
+    /// Closing time (exclusive), local.
+    pub end: NaiveTime,
+    /// Freeze periods during which the window is closed.
+    pub freezes: Vec<Freeze>,
+}
+
+/// A period during which no normal or standard change may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freeze {
+    /// Name shown in reasons (e.g. `year-end`).
+    pub name: String,
+    /// Start (inclusive).
+    pub start: DateTime<Utc>,
+    /// End (exclusive).
+    pub end: DateTime<Utc>,
+}
+
+/// Whether a change window is open at an instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowState {
+    /// Open.
+    Open,
+    /// Closed: outside the weekly days/hours.
+    Closed,
+    /// Closed by the named freeze.
+    Frozen(String),
+}
+
+impl ChangeWindow {
+    /// Whether the window is open at `now`.
+    pub fn state_at(&self, now: DateTime<Utc>) -> WindowState {
+        if let Some(freeze) = self.freezes.iter().find(|f| f.start <= now && now < f.end) {
+            return WindowState::Frozen(freeze.name.clone());
+        }
+        let local = now.with_timezone(&self.timezone);
+        let time = local.time();
+        if self.days.contains(&local.weekday()) && self.start <= time && time < self.end {
+            WindowState::Open
+        } else {
+            WindowState::Closed
+        }
+    }
+
+    /// A human description, e.g. `Tue,Wed,Thu 09:00-16:00 Europe/Berlin`.
+    pub fn describe(&self) -> String {
+        let days: Vec<String> = self.days.iter().map(|d| d.to_string()).collect();
+        format!(
+            "{} {}-{} {}",
+            days.join(","),
+            self.start.format("%H:%M"),
+            self.end.format("%H:%M"),
+            self.timezone.name()
+        )
+    }
+}
+
+/// A rule that makes matching renewals pre-approved standard changes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandardChange {
+    /// Name of the standard change (shown in reports; e.g. the ServiceNow template).
+    pub name: String,
+    /// Environments it covers.
+    pub environments: Vec<Environment>,
+    /// Renewal methods it covers.
+    pub methods: Vec<RenewalMethod>,
+    /// Issuer names it covers; empty means any.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Target kinds it covers (every target must be one); empty means any.
+    #[serde(default)]
+    pub target_kinds: Vec<TargetKind>,
+    /// Whether it also covers switching to the fallback certificate. Defaults to false:
+    /// a fallback switch then needs emergency approval.
+    #[serde(default)]
+    pub covers_fallback: bool,
+}
+
+impl StandardChange {
+    /// Whether this rule covers a renewal of `cert` (with or without the fallback).
+    pub fn covers(&self, cert: &CertObject, use_fallback: bool) -> bool {
+        self.environments.contains(&cert.environment)
+            && self.methods.contains(&cert.issuer.method)
+            && (self.issuers.is_empty() || self.issuers.contains(&cert.issuer.name))
+            && (self.target_kinds.is_empty()
+                || cert
+                    .targets
+                    .iter()
+                    .all(|t| self.target_kinds.contains(&t.kind)))
+            && (!use_fallback || self.covers_fallback)
+    }
+}
+
+/// Who approves what, and how long an approval request stays open.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalPolicy {
+    /// The emergency change advisory board: the identities allowed to approve emergencies.
+    pub ecab: Vec<String>,
+    /// Time-outs per approval path.
+    pub timeouts: ApprovalTimeouts,
+}
+
+/// Approval time-outs per path, in minutes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalTimeouts {
+    /// How long a pre-approved standard change stays valid before it must start.
+    pub standard_minutes: u32,
+    /// How long a normal change approval request stays open / an approval stays valid.
+    pub normal_minutes: u32,
+    /// How long an emergency approval request stays open / an approval stays valid.
+    pub emergency_minutes: u32,
+}
+
+/// ACME rate-limit budget (Let's Encrypt counts certificates per registered domain per week).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeBudget {
+    /// The CA's limit: new certificates per registered domain per rolling week.
+    pub certificates_per_registered_domain_per_week: u32,
+    /// How many of those certops keeps in reserve and never spends.
+    pub safety_margin: u32,
+}
+
+impl AcmeBudget {
+    /// How many certificates per registered domain per week certops may spend.
+    pub fn usable(&self) -> u32 {
+        self.certificates_per_registered_domain_per_week
+            .saturating_sub(self.safety_margin)
+    }
+}
+
+impl Policy {
+    /// Parses and checks a policy file; errors name the field.
+    pub fn from_toml_str(text: &str) -> Result<Policy, Error> {
+        let invalid = |msg: String| Error::InvalidInput(format!("policy: {msg}"));
+        let policy: Policy = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if policy.version.trim().is_empty() {
+            return Err(invalid("field `version` is empty".into()));
+        }
+        if policy.renewal.planned_threshold_days == 0 {
+            return Err(invalid(
+                "field `renewal.planned_threshold_days` must be > 0".into(),
+            ));
+        }
+        if policy.approval.ecab.iter().all(|id| id.trim().is_empty()) {
+            return Err(invalid("field `approval.ecab` is empty".into()));
+        }
+        let t = &policy.approval.timeouts;
+        if t.standard_minutes == 0 || t.normal_minutes == 0 || t.emergency_minutes == 0 {
+            return Err(invalid("fields `approval.timeouts.*` must be > 0".into()));
+        }
+        if policy.acme.usable() == 0 {
+            return Err(invalid(
+                "field `acme.safety_margin` leaves no usable budget".into(),
+            ));
+        }
+        for (i, rule) in policy.standard_changes.iter().enumerate() {
+            if rule.environments.is_empty() || rule.methods.is_empty() {
+                return Err(invalid(format!(
+                    "standard_changes[{i}] (\"{}\"): `environments` and `methods` must not be empty",
+                    rule.name
+                )));
+            }
+            if rule.methods.contains(&RenewalMethod::VendorManaged) {
+                return Err(invalid(format!(
+                    "standard_changes[{i}] (\"{}\"): vendor-managed renewals cannot be standard changes",
+                    rule.name
+                )));
+            }
+        }
+        Ok(policy)
+    }
+
+    /// The approval time-out of a path; `None` for `blocked`.
+    pub fn approval_timeout(&self, path: ApprovalPath) -> Option<TimeDelta> {
+        let t = &self.approval.timeouts;
+        let minutes = match path {
+            ApprovalPath::Blocked => return None,
+            ApprovalPath::PreApproved => t.standard_minutes,
+            ApprovalPath::Normal => t.normal_minutes,
+            ApprovalPath::Emergency => t.emergency_minutes,
+        };
+        Some(TimeDelta::minutes(i64::from(minutes)))
+    }
+
+    /// The identities allowed to approve a change of `cert` on `path`: the certificate's
+    /// change authority for normal changes, the ECAB for emergencies, nobody otherwise.
+    pub fn approvers(&self, cert: &CertObject, path: ApprovalPath) -> Vec<String> {
+        match path {
+            ApprovalPath::Normal => cert.change_authority.clone(),
+            ApprovalPath::Emergency => self.approval.ecab.clone(),
+            ApprovalPath::Blocked | ApprovalPath::PreApproved => Vec::new(),
+        }
+    }
+
+    /// The first standard change that covers `cert`, if any.
+    pub fn standard_change_for(
+        &self,
+        cert: &CertObject,
+        use_fallback: bool,
+    ) -> Option<&StandardChange> {
+        self.standard_changes
+            .iter()
+            .find(|rule| rule.covers(cert, use_fallback))
+    }
+}
+
+/// The change window as written in the file, before checking.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeWindowFile {
+    timezone: String,
+    days: Vec<Weekday>,
+    start: NaiveTime,
+    end: NaiveTime,
+    #[serde(default)]
+    freeze: Vec<FreezeFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreezeFile {
+    name: String,
+    start: DateText,
+    end: DateText,
+}
+
+/// A TOML offset date-time, written bare or as a quoted RFC 3339 string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DateText {
+    Native(toml::value::Datetime),
+    Text(String),
+}
+
+impl DateText {
+    fn parse(&self, field: &str) -> Result<DateTime<Utc>, String> {
+        let text = match self {
+            DateText::Native(dt) => dt.to_string(),
+            DateText::Text(s) => s.clone(),
+        };
+        DateTime::parse_from_rfc3339(&text)
+            .map(|dt| dt.with_timezone(&Utc))
+            .map_err(|e| {
+                format!("freeze `{field}` \"{text}\" is not an RFC 3339 date-time with offset: {e}")
+            })
+    }
+}
+
+impl TryFrom<ChangeWindowFile> for ChangeWindow {
+    type Error = String;
+
+    fn try_from(file: ChangeWindowFile) -> Result<Self, Self::Error> {
+        let timezone: Tz = file
+            .timezone
+            .parse()
+            .map_err(|_| format!("unknown IANA time zone \"{}\"", file.timezone))?;
+        if file.days.is_empty() {
+            return Err("`days` is empty".into());
+        }
+        if file.start >= file.end {
+            return Err(format!(
+                "`start` {} must be before `end` {}",
+                file.start.format("%H:%M"),
+                file.end.format("%H:%M")
+            ));
+        }
+        let mut freezes = Vec::with_capacity(file.freeze.len());
+        for f in file.freeze {
+            let start = f.start.parse("start")?;
+            let end = f.end.parse("end")?;
+            if start >= end {
+                return Err(format!(
+                    "freeze \"{}\": `start` must be before `end`",
+                    f.name
+                ));
+            }
+            freezes.push(Freeze {
+                name: f.name,
+                start,
+                end,
+            });
+        }
+        Ok(ChangeWindow {
+            timezone,
+            days: file.days,
+            start: file.start,
+            end: file.end,
+            freezes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    pub(crate) const POLICY: &str = r#"
+version = "2026.12.1"
+
+[renewal]
+planned_threshold_days = 30
+
+[windows.prod]
+timezone = "Europe/Berlin"
+days = ["tue", "wed", "thu"]
+start = "09:00"
+end = "16:00"
+freeze = [{ name = "year-end", start = 2026-12-21T00:00:00+01:00, end = "2027-01-04T00:00:00+01:00" }]
+
+[approval]
+ecab = ["erin@example.com"]
+timeouts = { standard_minutes = 60, normal_minutes = 1440, emergency_minutes = 30 }
+
+[[standard_changes]]
+name = "acme renewal in staging"
+environments = ["staging"]
+methods = ["acme"]
+
+[acme]
+certificates_per_registered_domain_per_week = 50
+safety_margin = 10
+"#;
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn policy_parses_with_version_thresholds_and_budget() {
+        let p = Policy::from_toml_str(POLICY).unwrap();
+        assert_eq!(p.version, "2026.12.1");
+        assert_eq!(p.renewal.emergency_threshold_hours, 24);
+        assert_eq!(p.acme.usable(), 40);
+        assert_eq!(
+            p.approval_timeout(ApprovalPath::Emergency),
+            Some(TimeDelta::minutes(30))
+        );
+        assert_eq!(p.approval_timeout(ApprovalPath::Blocked), None);
+    }
+
+    #[test]
+    fn window_is_evaluated_in_its_own_time_zone() {
+        let p = Policy::from_toml_str(POLICY).unwrap();
+        let w = &p.windows[&Environment::Prod];
+        // Tuesday 2026-12-01 08:30 UTC is 09:30 in Berlin (CET, +01:00): open.
+        assert_eq!(w.state_at(utc(2026, 12, 1, 8, 30)), WindowState::Open);
+        // 07:30 UTC is 08:30 in Berlin: closed although 09:00 UTC-ish thinking would say so.
+        assert_eq!(w.state_at(utc(2026, 12, 1, 7, 30)), WindowState::Closed);
+        // 15:00 UTC is 16:00 Berlin: end is exclusive.
+        assert_eq!(w.state_at(utc(2026, 12, 1, 15, 0)), WindowState::Closed);
+        // Saturday.
+        assert_eq!(w.state_at(utc(2026, 12, 5, 10, 0)), WindowState::Closed);
+        assert_eq!(w.describe(), "Tue,Wed,Thu 09:00-16:00 Europe/Berlin");
+    }
+
+    #[test]
+    fn freeze_closes_the_window() {
+        let p = Policy::from_toml_str(POLICY).unwrap();
+        let w = &p.windows[&Environment::Prod];
+        // Tuesday 2026-12-22 10:00 Berlin, inside the year-end freeze.
+        assert_eq!(
+            w.state_at(utc(2026, 12, 22, 9, 0)),
+            WindowState::Frozen("year-end".into())
+        );
+    }
+
+    #[test]
+    fn unknown_time_zone_and_unknown_field_are_rejected() {
+        let bad_tz = POLICY.replace("Europe/Berlin", "Europe/Atlantis");
+        let err = Policy::from_toml_str(&bad_tz).unwrap_err().to_string();
+        assert!(err.contains("Europe/Atlantis"), "{err}");
+
+        let extra = POLICY.replace("safety_margin = 10", "safety_margin = 10\nburst = 3");
+        let err = Policy::from_toml_str(&extra).unwrap_err().to_string();
+        assert!(err.contains("unknown field `burst`"), "{err}");
+    }
+
+    #[test]
+    fn freeze_without_offset_is_rejected() {
+        let text = POLICY.replace("2026-12-21T00:00:00+01:00", "2026-12-21T00:00:00");
+        let err = Policy::from_toml_str(&text).unwrap_err().to_string();
+        assert!(err.contains("RFC 3339"), "{err}");
+    }
+
+    #[test]
+    fn vendor_managed_cannot_be_a_standard_change() {
+        let text = POLICY.replace("methods = [\"acme\"]", "methods = [\"vendor-managed\"]");
+        let err = Policy::from_toml_str(&text).unwrap_err().to_string();
+        assert!(err.contains("vendor-managed"), "{err}");
+    }
+}
