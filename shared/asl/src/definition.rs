@@ -53,12 +53,14 @@ pub fn substitute(
         }
         match substitutions.get(name) {
             Some(v) => out.push_str(v),
-            None => return Err(DefinitionError {
-                location: "/".into(),
-                message: format!(
+            None => {
+                return Err(DefinitionError {
+                    location: "/".into(),
+                    message: format!(
                     "definition substitution '${{{name}}}' has no value in DefinitionSubstitutions"
                 ),
-            }),
+                })
+            }
         }
         rest = &after[end + 1..];
     }

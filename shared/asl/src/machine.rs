@@ -876,20 +876,21 @@ impl Execution {
                 }
             }
         }
-        let (next, assign) =
-            match chosen {
-                Some(x) => x,
-                None => match default {
-                    Some(d) => (d, st.assign.as_ref()),
-                    None => return Err(StatesError::new(
+        let (next, assign) = match chosen {
+            Some(x) => x,
+            None => match default {
+                Some(d) => (d, st.assign.as_ref()),
+                None => {
+                    return Err(StatesError::new(
                         "States.NoChoiceMatched",
                         format!(
                             "No Choice Rules matched and no Default was specified in state '{}'",
                             st.name
                         ),
-                    )),
-                },
-            };
+                    ))
+                }
+            },
+        };
         self.assign(assign, f, st, &eff, env)?;
         let out = apply_io(&st.output_path, "OutputPath", &eff)?;
         self.emit(
@@ -1753,41 +1754,40 @@ impl Execution {
         let StateKind::Map(spec) = &st.kind else {
             return Flow::Stop;
         };
-        let prepared =
-            (|| -> Result<MapSetup, StatesError> {
-                let eff = apply_io(&st.input_path, "InputPath", &f.input)?;
-                let items_v = match &spec.items_path {
-                    Some(p) => p
-                        .select(&self.scope(f, st, &eff))
-                        .map_err(|e| path_error("ItemsPath", e))?,
-                    None => eff.clone(),
-                };
-                let Value::Array(items) = items_v else {
-                    return Err(StatesError::runtime(format!(
-                        "Map state '{}': ItemsPath must select an array, got {}",
-                        st.name,
-                        excerpt(&items_v)
-                    )));
-                };
-                let mc = spec
-                    .max_concurrency
-                    .as_ref()
-                    .map(|s| number_from(s, "MaxConcurrency", &eff))
-                    .transpose()?
-                    .unwrap_or(0) as usize;
-                let tc = spec
-                    .tolerated_count
-                    .as_ref()
-                    .map(|s| number_from(s, "ToleratedFailureCount", &eff))
-                    .transpose()?;
-                let tp = spec
-                    .tolerated_percentage
-                    .as_ref()
-                    .map(|s| number_from(s, "ToleratedFailurePercentage", &eff))
-                    .transpose()?
-                    .map(|p| p as f64);
-                Ok((eff, items, mc, tc, tp))
-            })();
+        let prepared = (|| -> Result<MapSetup, StatesError> {
+            let eff = apply_io(&st.input_path, "InputPath", &f.input)?;
+            let items_v = match &spec.items_path {
+                Some(p) => p
+                    .select(&self.scope(f, st, &eff))
+                    .map_err(|e| path_error("ItemsPath", e))?,
+                None => eff.clone(),
+            };
+            let Value::Array(items) = items_v else {
+                return Err(StatesError::runtime(format!(
+                    "Map state '{}': ItemsPath must select an array, got {}",
+                    st.name,
+                    excerpt(&items_v)
+                )));
+            };
+            let mc = spec
+                .max_concurrency
+                .as_ref()
+                .map(|s| number_from(s, "MaxConcurrency", &eff))
+                .transpose()?
+                .unwrap_or(0) as usize;
+            let tc = spec
+                .tolerated_count
+                .as_ref()
+                .map(|s| number_from(s, "ToleratedFailureCount", &eff))
+                .transpose()?;
+            let tp = spec
+                .tolerated_percentage
+                .as_ref()
+                .map(|s| number_from(s, "ToleratedFailurePercentage", &eff))
+                .transpose()?
+                .map(|p| p as f64);
+            Ok((eff, items, mc, tc, tp))
+        })();
         let (eff, items, mc, tc, tp) = match prepared {
             Ok(x) => x,
             Err(e) => return self.handle_error(def, st, fid, f, e, env),
