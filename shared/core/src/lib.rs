@@ -59,8 +59,10 @@ pub mod error;
 pub mod inventory;
 pub mod plan;
 pub mod policy;
+pub mod ports;
 pub mod runbook;
 pub mod validation;
+pub mod workflow;
 
 pub use approval::{check_decision, ApprovalDecision, ApprovalRequest, Verdict};
 pub use audit::{

@@ -1,0 +1,468 @@
+//! Ports: the traits behind which everything that touches the outside world
+//! sits. Step handlers receive a [`Deps`] of ports and never know whether they
+//! run on AWS (DynamoDB, SQS, ServiceNow, Teams, ACME, ACM, CloudFront …) or on
+//! the embedded default (SQLite, local ticket book, local CA, in-process TLS
+//! endpoints and cache). The core defines them; adapters implement them.
+//!
+//! Private keys cross a port only inside [`SecretPem`], which never prints,
+//! serializes or logs its content; everything else refers to keys by keystore
+//! reference.
+
+use crate::inventory::{Cdn, Endpoint, Target};
+use crate::{AuditEntry, AuditRecord, Error, Inventory, Policy, Runbook};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// PEM text of a private key. Its `Debug` and `Display` print `[REDACTED]`,
+/// and it implements neither `Serialize` nor `Clone`, so it cannot leak into
+/// state machine data, logs, tickets or audit records by accident.
+pub struct SecretPem(String);
+
+impl SecretPem {
+    /// Wraps key material.
+    pub fn new(pem: String) -> Self {
+        SecretPem(pem)
+    }
+
+    /// The key material, for the one place that must use it (a TLS endpoint, a target upload).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretPem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretPem([REDACTED])")
+    }
+}
+
+impl fmt::Display for SecretPem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl Drop for SecretPem {
+    fn drop(&mut self) {
+        // Overwrite the key bytes before the allocation is released.
+        let mut bytes = std::mem::take(&mut self.0).into_bytes();
+        bytes.iter_mut().for_each(|b| *b = 0);
+        std::hint::black_box(&bytes);
+    }
+}
+
+/// The time, passed in so handlers and tests control it.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Durable state with conditional writes (DynamoDB / SQLite) and the audit chain.
+///
+/// Tables used by the workflow: `triggers` (idempotency keys), `locks` (one
+/// active renewal per certificate), `approvals`, `deployments` (last-known-good
+/// per target), `observations`.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Writes `value` under `key` only if nothing is there. `Ok(true)` when written.
+    async fn put_if_absent(&self, table: &str, key: &str, value: &Value) -> Result<bool, Error>;
+    /// Reads a value.
+    async fn get(&self, table: &str, key: &str) -> Result<Option<Value>, Error>;
+    /// Writes `new` only if the current value equals `expected` (`None`: absent).
+    /// `Ok(true)` when written.
+    async fn compare_and_swap(
+        &self,
+        table: &str,
+        key: &str,
+        expected: Option<&Value>,
+        new: &Value,
+    ) -> Result<bool, Error>;
+    /// Deletes `key` only if its value equals `expected`. `Ok(true)` when deleted.
+    async fn delete_if(&self, table: &str, key: &str, expected: &Value) -> Result<bool, Error>;
+    /// Appends one record to the execution's hash chain (append-only; concurrent
+    /// appends are serialized so the chain never forks).
+    async fn append_audit(&self, execution: &str, entry: AuditEntry) -> Result<AuditRecord, Error>;
+    /// The execution's audit records in order.
+    async fn audit(&self, execution: &str) -> Result<Vec<AuditRecord>, Error>;
+    /// Every execution that has audit records.
+    async fn audited_executions(&self) -> Result<Vec<String>, Error>;
+}
+
+/// A received queue message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Message id.
+    pub id: String,
+    /// Receipt handle for delete.
+    pub receipt: String,
+    /// Body.
+    pub body: Value,
+    /// How many times it has been received.
+    pub receive_count: u32,
+}
+
+/// Queues (SQS / in-process persisted): intake and hand-offs, with a dead-letter queue.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Sends a message; returns its id.
+    async fn send(&self, queue: &str, body: &Value) -> Result<String, Error>;
+    /// Receives up to `max` messages, hiding them for `visibility`.
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Message>, Error>;
+    /// Deletes a received message.
+    async fn delete(&self, queue: &str, receipt: &str) -> Result<(), Error>;
+    /// Messages currently in the queue (visible or not).
+    async fn depth(&self, queue: &str) -> Result<usize, Error>;
+}
+
+/// What kind of ITSM record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TicketKind {
+    /// An incident (e.g. a certificate already expired).
+    Incident,
+    /// A standard (pre-approved) change.
+    StandardChange,
+    /// A normal change (change authority approval).
+    NormalChange,
+    /// An emergency change (ECAB approval).
+    EmergencyChange,
+}
+
+/// ITSM record state, in ServiceNow's vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TicketState {
+    /// Just opened.
+    New,
+    /// Being assessed / awaiting approval.
+    Assess,
+    /// Approved, scheduled.
+    Scheduled,
+    /// Being implemented.
+    Implement,
+    /// Partly fixed; humans are on it (e.g. CDN purge failed).
+    Mitigating,
+    /// Done successfully.
+    Closed,
+    /// Resolved (incidents).
+    Resolved,
+    /// Cancelled (blocked, rejected, rolled back).
+    Canceled,
+}
+
+/// A work note.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkNote {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who wrote it.
+    pub author: String,
+    /// Text.
+    pub text: String,
+}
+
+/// An attachment (evidence).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// File name.
+    pub name: String,
+    /// Content (JSON evidence).
+    pub content: Value,
+}
+
+/// An ITSM record as certops sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// Number (INC0010001, CHG0030001).
+    pub number: String,
+    /// Kind.
+    pub kind: TicketKind,
+    /// One-line summary.
+    pub short_description: String,
+    /// Longer description (endpoint, expiry, remediation steps).
+    pub description: String,
+    /// The CI.
+    pub ci: String,
+    /// Priority (1 highest).
+    pub priority: u8,
+    /// State.
+    pub state: TicketState,
+    /// Correlation id (the trigger's idempotency key): one ticket per trigger.
+    pub correlation_id: String,
+    /// Work notes, oldest first.
+    pub work_notes: Vec<WorkNote>,
+    /// Attachments.
+    pub attachments: Vec<Attachment>,
+    /// Approver identity, once approved.
+    pub approved_by: Option<String>,
+    /// Approval time.
+    pub approved_at: Option<DateTime<Utc>>,
+}
+
+/// A new ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewTicket {
+    /// Kind.
+    pub kind: TicketKind,
+    /// One-line summary.
+    pub short_description: String,
+    /// Description.
+    pub description: String,
+    /// CI.
+    pub ci: String,
+    /// Priority.
+    pub priority: u8,
+    /// Correlation id (idempotency).
+    pub correlation_id: String,
+}
+
+/// An update to a ticket.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TicketUpdate {
+    /// New state.
+    pub state: Option<TicketState>,
+    /// A work note to add.
+    pub work_note: Option<String>,
+    /// Evidence to attach.
+    pub attachment: Option<Attachment>,
+    /// Approver to record.
+    pub approved_by: Option<String>,
+    /// Approval time to record.
+    pub approved_at: Option<DateTime<Utc>>,
+}
+
+/// ITSM (ServiceNow Table API + Change API / local ticket book).
+#[async_trait]
+pub trait Itsm: Send + Sync {
+    /// Opens a ticket, or returns the existing one with the same correlation id.
+    async fn open(&self, ticket: NewTicket) -> Result<Ticket, Error>;
+    /// Reads a ticket.
+    async fn get(&self, number: &str) -> Result<Option<Ticket>, Error>;
+    /// Updates a ticket; `author` signs the work note.
+    async fn update(
+        &self,
+        number: &str,
+        author: &str,
+        update: TicketUpdate,
+    ) -> Result<Ticket, Error>;
+}
+
+/// An approval card (Teams Adaptive Card / Slack blocks / local inbox).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalCard {
+    /// The approval id the callback names (never the task token).
+    pub approval_id: String,
+    /// Ticket number.
+    pub ticket: String,
+    /// Normal or emergency.
+    pub path: String,
+    /// Certificate object id and CN.
+    pub cert: String,
+    /// One-line plan summary.
+    pub summary: String,
+    /// The plan hash being approved.
+    pub plan_hash: String,
+    /// Who may approve.
+    pub approvers: Vec<String>,
+    /// Who requested.
+    pub requested_by: String,
+    /// Expiry of the request.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Chat (Teams / Slack / local): approval cards and on-call notifications.
+#[async_trait]
+pub trait Chat: Send + Sync {
+    /// Posts an approval card.
+    async fn request_approval(&self, card: &ApprovalCard) -> Result<(), Error>;
+    /// Notifies a person or rota.
+    async fn notify(&self, to: &str, text: &str) -> Result<(), Error>;
+}
+
+/// A certificate signing request for the issuer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssueRequest {
+    /// Certificate object id.
+    pub cert_id: String,
+    /// Issuer from the inventory.
+    pub issuer: crate::inventory::Issuer,
+    /// CSR in PEM.
+    pub csr_pem: String,
+    /// Common name.
+    pub common_name: String,
+    /// SANs.
+    pub sans: Vec<String>,
+}
+
+/// Issuers (ACME / internal PKI / Private CA / local CA).
+#[async_trait]
+pub trait Issuer: Send + Sync {
+    /// Issues a certificate; returns the chain PEM (leaf first). Rate limits
+    /// come back as [`Error::RateLimited`], outages as [`Error::IssuerDown`].
+    async fn issue(&self, request: &IssueRequest) -> Result<String, Error>;
+    /// PEM of the trust anchors a verifier needs for this issuer (internal PKI).
+    async fn trust_anchors_pem(&self) -> Result<Option<String>, Error>;
+}
+
+/// A certificate and its key, stored together under one reference.
+pub struct Bundle {
+    /// Chain PEM, leaf first.
+    pub chain_pem: String,
+    /// The private key.
+    pub key: SecretPem,
+}
+
+/// Private keys and certificate bundles (Secrets Manager / local 0600 keystore).
+#[async_trait]
+pub trait Keystore: Send + Sync {
+    /// Stores a bundle under `name`; returns its reference (`keystore:…` or an ARN).
+    async fn put_bundle(&self, name: &str, bundle: Bundle) -> Result<String, Error>;
+    /// Loads a bundle by reference.
+    async fn get_bundle(&self, reference: &str) -> Result<Bundle, Error>;
+    /// Whether a reference exists.
+    async fn exists(&self, reference: &str) -> Result<bool, Error>;
+    /// Every reference (for validation's fallback check).
+    async fn references(&self) -> Result<Vec<String>, Error>;
+}
+
+/// Deploy targets and their reload (ACM, ELBv2, HAProxy, nginx, REST / in-process TLS endpoint).
+#[async_trait]
+pub trait DeployTarget: Send + Sync {
+    /// The bundle reference currently deployed on the target, if known (last-known-good).
+    async fn current(&self, target: &Target) -> Result<Option<String>, Error>;
+    /// Installs a bundle on the target. Failures are [`Error::DeployFailed`].
+    async fn deploy(&self, target: &Target, bundle_ref: &str) -> Result<(), Error>;
+    /// Makes the target serve what was installed.
+    async fn reload(&self, target: &Target) -> Result<(), Error>;
+}
+
+/// CDNs (CloudFront, Varnish, REST / in-process cache).
+#[async_trait]
+pub trait CdnPurger: Send + Sync {
+    /// Purges the paths; returns an invalidation id. Failures are [`Error::PurgeFailed`].
+    async fn purge(&self, cdn: &Cdn) -> Result<String, Error>;
+}
+
+/// What a TLS handshake from outside saw on one address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// The address connected to.
+    pub address: String,
+    /// SHA-256 fingerprint of the served leaf, hex.
+    pub fingerprint: String,
+    /// Leaf notAfter.
+    pub not_after: DateTime<Utc>,
+    /// Whether the chain verified to the trust store and the name matched.
+    pub chain_valid: bool,
+    /// Classification (`ok`, `expired`, `untrusted`, …).
+    pub status: String,
+}
+
+/// The outside-in prober (rustls handshake + x509-parser).
+#[async_trait]
+pub trait Prober: Send + Sync {
+    /// Handshakes with every address of `endpoint`; trusts `extra_roots_pem` in addition to the defaults.
+    async fn probe(
+        &self,
+        endpoint: &Endpoint,
+        extra_roots_pem: Option<&str>,
+    ) -> Result<Vec<Observation>, Error>;
+}
+
+/// The workflow engine (Step Functions / local engine): start, callbacks.
+#[async_trait]
+pub trait Workflow: Send + Sync {
+    /// Starts an execution named `name` (the trigger's idempotency key). Returns
+    /// its id and whether it already existed.
+    async fn start(&self, name: &str, input: &Value) -> Result<(String, bool), Error>;
+    /// Completes a waiting task.
+    async fn send_success(&self, task_token: &str, output: &Value) -> Result<(), Error>;
+    /// Fails a waiting task with a routable error name.
+    async fn send_failure(&self, task_token: &str, error: &str, cause: &str) -> Result<(), Error>;
+}
+
+/// Seals and opens task tokens so they are never stored in clear.
+pub trait TokenSealer: Send + Sync {
+    /// Encrypts a token for storage.
+    fn seal(&self, token: &str) -> Result<String, Error>;
+    /// Decrypts a sealed token.
+    fn open(&self, sealed: &str) -> Result<String, Error>;
+}
+
+/// The configuration every handler reads: the inventory, policy and runbook.
+pub struct Config {
+    /// Certificate objects.
+    pub inventory: Inventory,
+    /// Policy.
+    pub policy: Policy,
+    /// The runbook that runs.
+    pub runbook: Runbook,
+    /// Where on-call notifications go when no escalation is listed.
+    pub default_oncall: String,
+}
+
+/// Everything a step handler may touch.
+#[derive(Clone)]
+pub struct Deps {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// Durable state and audit.
+    pub store: Arc<dyn Store>,
+    /// Queues.
+    pub queue: Arc<dyn Queue>,
+    /// ITSM.
+    pub itsm: Arc<dyn Itsm>,
+    /// Chat.
+    pub chat: Arc<dyn Chat>,
+    /// Issuer.
+    pub issuer: Arc<dyn Issuer>,
+    /// Keystore.
+    pub keystore: Arc<dyn Keystore>,
+    /// Deploy targets.
+    pub targets: Arc<dyn DeployTarget>,
+    /// CDN.
+    pub cdn: Arc<dyn CdnPurger>,
+    /// Prober.
+    pub prober: Arc<dyn Prober>,
+    /// Workflow engine.
+    pub workflow: Arc<dyn Workflow>,
+    /// Token sealing.
+    pub sealer: Arc<dyn TokenSealer>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_pem_never_prints_its_content() {
+        let s =
+            SecretPem::new("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----".into());
+        assert_eq!(format!("{s}"), "[REDACTED]");
+        assert_eq!(format!("{s:?}"), "SecretPem([REDACTED])");
+        assert!(s.expose().contains("abc"));
+    }
+}
