@@ -1,0 +1,152 @@
+//! `approval-request`: the `.waitForTaskToken` step. Records an approval
+//! request bound to the plan hash (the task token sealed, never in clear),
+//! posts the approval card to chat with an approval id (never the token), and
+//! notes the request in the ticket. The execution then waits until the
+//! approval callback completes the task, or its time-out fires.
+
+use certops_core::ports::{ApprovalCard, Deps, TicketUpdate};
+use certops_core::workflow::{record_audit, StepEvent};
+use certops_core::{ApprovalRequest, AuditKind, Error};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+const ACTOR: &str = "step:approval-request";
+
+/// What the step returns (Step Functions records it as TaskSubmitted output).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Requested {
+    /// The approval id approvers act on.
+    pub approval_id: String,
+}
+
+/// The approval id of a request: stable for the execution and plan, so a retried step reuses it.
+pub fn approval_id(execution: &str, plan_hash: &str) -> String {
+    let digest =
+        certops_core::canonical::sha256_hex(format!("{execution}\n{plan_hash}").as_bytes());
+    format!("APR-{}", &digest[..12].to_uppercase())
+}
+
+/// Requests approval for the execution's plan (or its fallback plan).
+pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Requested, Error> {
+    let cfg = &deps.config;
+    let token = event
+        .task_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Error::InvalidInput("approval-request needs the task token ($$.Task.Token)".into())
+        })?;
+    let fallback = event.is_fallback();
+    let v = event.state.validation()?;
+    let (plan, hash) = if fallback {
+        (v.fallback_plan.as_ref(), v.fallback_plan_hash.as_ref())
+    } else {
+        (v.plan.as_ref(), v.plan_hash.as_ref())
+    };
+    let (Some(plan), Some(hash)) = (plan, hash) else {
+        return Err(Error::InvalidInput(
+            "no plan to approve on this path".into(),
+        ));
+    };
+    let cert = cfg.inventory.get(&plan.cert_id).ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "certificate object {} is not in the inventory",
+            plan.cert_id
+        ))
+    })?;
+    let now = deps.clock.now();
+    let requested_by = event.state.trigger.requested_by().to_string();
+    let request = ApprovalRequest::new(
+        &event.execution,
+        plan,
+        cert,
+        &cfg.policy,
+        &requested_by,
+        now,
+    )?;
+    let id = approval_id(&event.execution, hash);
+    let report = certops_core::workflow::report_for(
+        &v.report,
+        certops_core::workflow::fallback_path(cfg, cert, fallback),
+    );
+    let record = json!({
+        "request": request,
+        "sealedToken": deps.sealer.seal(token)?,
+        "status": "pending",
+        "ticket": v.ticket,
+        "execution": event.execution,
+        "fallback": fallback,
+        "report": report,
+        "planTicket": plan.ticket,
+        "planChange": plan.change,
+    });
+    let fresh = deps.store.put_if_absent("approvals", &id, &record).await?;
+    if !fresh {
+        // A retried step: the card is out already; the new token replaces the old one.
+        if let Some(mut existing) = deps.store.get("approvals", &id).await? {
+            if existing["status"] == "pending" {
+                let before = existing.clone();
+                existing["sealedToken"] = json!(deps.sealer.seal(token)?);
+                deps.store
+                    .compare_and_swap("approvals", &id, Some(&before), &existing)
+                    .await?;
+            }
+        }
+    }
+    let card = ApprovalCard {
+        approval_id: id.clone(),
+        ticket: v.ticket.clone(),
+        path: request.path.as_str().to_string(),
+        cert: format!("{} ({})", cert.id, cert.common_name),
+        summary: format!(
+            "{} {} on {} target(s){}; runbook {} {}",
+            if fallback {
+                "Install the fallback certificate for"
+            } else {
+                "Renew"
+            },
+            cert.common_name,
+            plan.targets.len(),
+            plan.cdn
+                .as_ref()
+                .map(|c| format!(", purge CDN {}", c.distribution_id))
+                .unwrap_or_default(),
+            plan.runbook.id,
+            plan.runbook.version
+        ),
+        plan_hash: hash.clone(),
+        approvers: request.approvers.clone(),
+        requested_by: requested_by.clone(),
+        expires_at: request.expires_at,
+    };
+    if fresh {
+        deps.chat.request_approval(&card).await?;
+        deps.itsm
+            .update(
+                &v.ticket,
+                ACTOR,
+                TicketUpdate {
+                    work_note: Some(format!(
+                        "Approval {} requested ({} change) from {}; plan hash {}; expires {}.",
+                        id,
+                        request.path.as_str(),
+                        request.approvers.join(", "),
+                        hash,
+                        request.expires_at.to_rfc3339()
+                    )),
+                    ..TicketUpdate::default()
+                },
+            )
+            .await?;
+        record_audit(
+            deps,
+            &event.execution,
+            AuditKind::Approval,
+            ACTOR,
+            json!({"requested": id, "path": request.path, "planHash": hash, "approvers": request.approvers, "expiresAt": request.expires_at}),
+        )
+        .await?;
+    }
+    Ok(Requested { approval_id: id })
+}

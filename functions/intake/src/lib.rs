@@ -1,0 +1,281 @@
+//! `intake`: the front door. Turns a signed ServiceNow webhook (API Gateway
+//! HTTP API) or an expiry-scan finding (SQS) into exactly one workflow
+//! execution: the trigger's idempotency key is the execution name, so the
+//! same trigger twice yields one execution and one ticket. Unsigned or badly
+//! signed webhooks are refused before anything is parsed.
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use certops_core::ports::Deps;
+use certops_core::workflow::WorkflowState;
+use certops_core::{Error, ScanFinding, TicketTrigger, TicketType, Trigger};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+/// The webhook signature header: `sha256=<hex HMAC-SHA256 of the raw body>`.
+pub const SIGNATURE_HEADER: &str = "x-certops-signature";
+
+/// The result of an intake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    /// The execution id.
+    pub execution: String,
+    /// The trigger's idempotency key (execution name).
+    pub idempotency_key: String,
+    /// True when this trigger had already started that execution.
+    pub duplicate: bool,
+}
+
+/// Checks `sha256=<hex>` against the HMAC of `body` in constant time.
+pub fn verify_signature(secret: &[u8], body: &[u8], header: Option<&str>) -> Result<(), Error> {
+    let header =
+        header.ok_or_else(|| Error::InvalidInput(format!("missing {SIGNATURE_HEADER} header")))?;
+    let hex_sig = header
+        .strip_prefix("sha256=")
+        .ok_or_else(|| Error::InvalidInput("signature must be 'sha256=<hex>'".into()))?;
+    let sig =
+        hex::decode(hex_sig).map_err(|_| Error::InvalidInput("signature is not hex".into()))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret)
+        .map_err(|_| Error::InvalidInput("empty webhook secret".into()))?;
+    mac.update(body);
+    mac.verify_slice(&sig)
+        .map_err(|_| Error::InvalidInput("webhook signature does not match".into()))
+}
+
+/// Computes the signature header value for a body (for senders and tests).
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn field<'a>(p: &'a Value, k: &str) -> Option<&'a str> {
+    match p.get(k)? {
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(o) => o
+            .get("display_value")
+            .or_else(|| o.get("value"))
+            .and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// Maps a ServiceNow record (Table API JSON, incident or change_request) to a trigger.
+pub fn trigger_from_servicenow(p: &Value) -> Result<Trigger, Error> {
+    let need = |k: &str| {
+        field(p, k)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| Error::InvalidInput(format!("ServiceNow payload lacks '{k}'")))
+    };
+    let number = need("number")?;
+    let class = field(p, "sys_class_name").unwrap_or(if number.starts_with("CHG") {
+        "change_request"
+    } else {
+        "incident"
+    });
+    let ticket_type = match class {
+        "incident" => TicketType::Incident,
+        "change_request" => TicketType::Change,
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "unsupported ServiceNow record class '{other}'"
+            )))
+        }
+    };
+    Ok(Trigger::Ticket(TicketTrigger {
+        number: number.to_string(),
+        sys_id: need("sys_id")?.to_string(),
+        ticket_type,
+        category: field(p, "category").unwrap_or_default().to_string(),
+        ci: need("cmdb_ci")?.to_string(),
+        environment: field(p, "u_environment")
+            .or_else(|| field(p, "environment"))
+            .map(str::to_string),
+        requested_by: field(p, "opened_by")
+            .or_else(|| field(p, "caller_id"))
+            .or_else(|| field(p, "requested_by"))
+            .unwrap_or("unknown")
+            .to_string(),
+        priority: field(p, "priority").unwrap_or("4").to_string(),
+    }))
+}
+
+/// Starts (or finds) the execution for a trigger.
+pub async fn start(deps: &Deps, trigger: Trigger) -> Result<Started, Error> {
+    let key = trigger.idempotency_key();
+    let state = WorkflowState {
+        trigger,
+        idempotency_key: key.clone(),
+        received_at: deps.clock.now(),
+        validation: None,
+        approval: None,
+        fallback_approval: None,
+        renewal: None,
+        deployment: None,
+        purge: None,
+        verification: None,
+        rollback: None,
+        approval_error: None,
+        renew_error: None,
+        deploy_error: None,
+        purge_error: None,
+        verify_error: None,
+        rollback_error: None,
+        failure: None,
+        records: None,
+    };
+    // The receipt time is not part of the execution's identity: a duplicate
+    // trigger carries the same key and reuses the first receipt.
+    let input = serde_json::to_value(&state).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let first = json!({"input": input});
+    deps.store.put_if_absent("triggers", &key, &first).await?;
+    let stored = deps.store.get("triggers", &key).await?.unwrap_or(first);
+    let (execution, duplicate) = deps.workflow.start(&key, &stored["input"]).await?;
+    Ok(Started {
+        execution,
+        idempotency_key: key,
+        duplicate,
+    })
+}
+
+fn response(status: i64, body: Value) -> ApiGatewayV2httpResponse {
+    let mut r = ApiGatewayV2httpResponse {
+        status_code: status,
+        body: Some(Body::Text(body.to_string())),
+        ..Default::default()
+    };
+    if let Ok(v) = "application/json".parse() {
+        r.headers.insert("content-type", v);
+    }
+    r
+}
+
+/// Handles a ServiceNow webhook delivered through API Gateway.
+pub async fn handle_webhook(
+    deps: &Deps,
+    secret: &[u8],
+    req: ApiGatewayV2httpRequest,
+) -> ApiGatewayV2httpResponse {
+    let raw = match (&req.body, req.is_base64_encoded) {
+        (Some(b), true) => match base64_decode(b) {
+            Some(v) => v,
+            None => {
+                return response(
+                    400,
+                    json!({"error": "InvalidInput", "message": "body is not base64"}),
+                )
+            }
+        },
+        (Some(b), false) => b.clone().into_bytes(),
+        (None, _) => Vec::new(),
+    };
+    let sig = req
+        .headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = verify_signature(secret, &raw, sig) {
+        return response(
+            401,
+            json!({"error": "Unauthorized", "message": e.to_string()}),
+        );
+    }
+    let payload: Value = match serde_json::from_slice(&raw) {
+        Ok(v) => v,
+        Err(e) => {
+            return response(
+                400,
+                json!({"error": "InvalidInput", "message": format!("body is not JSON: {e}")}),
+            )
+        }
+    };
+    let record = payload.get("record").unwrap_or(&payload);
+    let trigger = match trigger_from_servicenow(record) {
+        Ok(t) => t,
+        Err(e) => return response(400, json!({"error": e.name(), "message": e.to_string()})),
+    };
+    match start(deps, trigger).await {
+        Ok(s) => response(
+            if s.duplicate { 200 } else { 202 },
+            serde_json::to_value(&s).unwrap_or_default(),
+        ),
+        Err(e) => response(
+            if e.is_retryable() { 503 } else { 409 },
+            json!({"error": e.name(), "message": e.to_string()}),
+        ),
+    }
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
+}
+
+/// Handles a batch of scan findings from the intake queue; failed messages are
+/// reported individually so SQS redelivers only those (and dead-letters them after its limit).
+pub async fn handle_sqs(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
+    let mut failures = Vec::new();
+    for m in event.records {
+        let id = m.message_id.clone().unwrap_or_default();
+        let parsed: Result<ScanFinding, Error> = m
+            .body
+            .as_deref()
+            .ok_or_else(|| Error::InvalidInput("empty message".into()))
+            .and_then(|b| {
+                serde_json::from_str(b)
+                    .map_err(|e| Error::InvalidInput(format!("not a scan finding: {e}")))
+            });
+        let ok = match parsed {
+            Ok(f) => start(deps, Trigger::Scan(f)).await.is_ok(),
+            Err(e) => {
+                tracing::warn!(message = %id, error = %e, "unreadable scan finding");
+                false
+            }
+        };
+        if !ok {
+            failures.push(BatchItemFailure {
+                item_identifier: id,
+            });
+        }
+    }
+    SqsBatchResponse {
+        batch_item_failures: failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_checked() {
+        let body = br#"{"number":"INC0010001"}"#;
+        let good = sign(b"s3cret", body);
+        assert!(verify_signature(b"s3cret", body, Some(&good)).is_ok());
+        assert!(verify_signature(b"other", body, Some(&good)).is_err());
+        assert!(verify_signature(b"s3cret", b"{}", Some(&good)).is_err());
+        assert!(verify_signature(b"s3cret", body, None).is_err());
+        assert!(verify_signature(b"s3cret", body, Some("md5=00")).is_err());
+    }
+
+    #[test]
+    fn servicenow_records_map_to_triggers() {
+        let p = serde_json::json!({"number": "INC0010042", "sys_id": "abc", "sys_class_name": "incident",
+            "category": "Certificate", "cmdb_ci": {"display_value": "shop-web-prod"}, "u_environment": "Production",
+            "opened_by": {"display_value": "sam@example.com"}, "priority": "1"});
+        let Trigger::Ticket(t) = trigger_from_servicenow(&p).unwrap() else {
+            panic!("ticket trigger")
+        };
+        assert_eq!(
+            (t.number.as_str(), t.ci.as_str(), t.requested_by.as_str()),
+            ("INC0010042", "shop-web-prod", "sam@example.com")
+        );
+        assert!(trigger_from_servicenow(&serde_json::json!({"number": "INC1"})).is_err());
+    }
+}

@@ -1,0 +1,265 @@
+//! `itsm-update`: every write to the ITSM record the state machine makes —
+//! blocked, approved (approver and time), not approved, mitigating (CDN purge
+//! failed: notify on-call), rolled back, rollback failed, failed, and close
+//! with evidence. Terminal actions release the per-certificate lock and record
+//! the outcome in the audit trail.
+
+use certops_core::ports::{Attachment, Deps, TicketKind, TicketState, TicketUpdate};
+use certops_core::workflow::{record_audit, StepEvent, WorkflowState};
+use certops_core::{AuditKind, Error};
+use serde_json::{json, Value};
+
+const ACTOR: &str = "step:itsm-update";
+
+async fn release_lock(deps: &Deps, state: &WorkflowState, execution: &str) -> Result<(), Error> {
+    let Some(cert_id) = state
+        .validation
+        .as_ref()
+        .and_then(|v| v.report.cert_id.clone())
+    else {
+        return Ok(());
+    };
+    if let Some(lock) = deps.store.get("locks", &cert_id).await? {
+        if lock["execution"] == json!(execution) {
+            deps.store.delete_if("locks", &cert_id, &lock).await?;
+        }
+    }
+    Ok(())
+}
+
+fn oncall(deps: &Deps, state: &WorkflowState) -> String {
+    state
+        .validation
+        .as_ref()
+        .and_then(|v| v.report.cert_id.as_deref())
+        .and_then(|id| deps.config.inventory.get(id))
+        .and_then(|c| c.escalation.first().cloned())
+        .unwrap_or_else(|| deps.config.default_oncall.clone())
+}
+
+fn caught(e: &Option<certops_core::workflow::CaughtError>) -> String {
+    e.as_ref()
+        .map(|c| format!("{}: {}", c.error, c.cause))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Evidence of a completed change: expiry before/after, endpoints touched, served fingerprint.
+pub fn evidence(state: &WorkflowState, execution: &str) -> Value {
+    let v = state.validation.as_ref();
+    json!({
+        "execution": execution,
+        "ticket": v.map(|v| v.ticket.clone()),
+        "certificate": v.and_then(|v| v.report.cert_id.clone()),
+        "path": v.map(|v| v.path.as_str()),
+        "planHash": state.renewal.as_ref().map(|r| r.plan_hash.clone()),
+        "runbook": v.and_then(|v| v.plan.as_ref()).map(|p| json!({"id": p.runbook.id, "version": p.runbook.version, "sha256": p.runbook.sha256})),
+        "approval": state.fallback_approval.as_ref().or(state.approval.as_ref()),
+        "expiryBefore": v.and_then(|v| v.expiry_before),
+        "fingerprintBefore": v.and_then(|v| v.fingerprint_before.clone()),
+        "expiryAfter": state.verification.as_ref().map(|x| x.not_after),
+        "servedFingerprint": state.verification.as_ref().map(|x| x.fingerprint.clone()),
+        "source": state.renewal.as_ref().map(|r| r.source.clone()),
+        "targets": state.deployment.as_ref().map(|d| d.targets.iter().map(|t| t.target.id.clone()).collect::<Vec<_>>()),
+        "endpoints": state.verification.as_ref().map(|x| x.observations.iter().map(|o| json!({"endpoint": format!("{}:{}", o.endpoint.host, o.endpoint.port), "sni": o.endpoint.sni, "address": o.address, "fingerprint": o.fingerprint, "notAfter": o.not_after, "chainValid": o.chain_valid})).collect::<Vec<_>>()),
+        "cdnInvalidation": state.purge.as_ref().map(|p| p.invalidation_id.clone()),
+        "cdnPurgeError": state.purge_error.as_ref().map(|e| e.error.clone()),
+    })
+}
+
+/// Applies one ITSM action.
+pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
+    let action = event.action.clone().unwrap_or_default();
+    let state = &event.state;
+    let exec = event.execution.as_str();
+    let Some(v) = state.validation.as_ref() else {
+        // Validation never produced a ticket: nothing to write to; the audit trail keeps the failure.
+        record_audit(
+            deps,
+            exec,
+            AuditKind::Outcome,
+            ACTOR,
+            json!({"action": action, "failure": state.failure}),
+        )
+        .await?;
+        return Ok(json!({"action": action, "ticket": null}));
+    };
+    let ticket = v.ticket.clone();
+    let kind = deps.itsm.get(&ticket).await?.map(|t| t.kind);
+    let is_incident = kind == Some(TicketKind::Incident);
+    let mut update = TicketUpdate::default();
+    let mut terminal = true;
+    let outcome: &str;
+    match action.as_str() {
+        "blocked" => {
+            let reasons: Vec<String> = v
+                .report
+                .failures()
+                .map(|c| format!("{:?}: {}", c.name, c.reason))
+                .collect();
+            update.work_note = Some(format!(
+                "certops blocked this change; nothing was executed.\n{}",
+                reasons.join("\n")
+            ));
+            update.state = Some(if is_incident {
+                TicketState::Assess
+            } else {
+                TicketState::Canceled
+            });
+            outcome = "blocked";
+        }
+        "approved" => {
+            let a = state
+                .fallback_approval
+                .as_ref()
+                .or(state.approval.as_ref())
+                .ok_or_else(|| Error::InvalidInput("no approval to record".into()))?;
+            update.approved_by = Some(a.approver.clone());
+            update.approved_at = Some(a.decided_at);
+            update.state = Some(if is_incident {
+                TicketState::Implement
+            } else {
+                TicketState::Scheduled
+            });
+            update.work_note = Some(format!(
+                "Approved by {} at {} (approval {}, plan hash {}){}.",
+                a.approver,
+                a.decided_at.to_rfc3339(),
+                a.approval_id,
+                a.plan_hash,
+                a.comment
+                    .as_deref()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default()
+            ));
+            terminal = false;
+            outcome = "approved";
+        }
+        "not-approved" => {
+            update.work_note = Some(format!(
+                "Not approved ({}); nothing was executed.",
+                caught(&state.approval_error)
+            ));
+            update.state = Some(if is_incident {
+                TicketState::Assess
+            } else {
+                TicketState::Canceled
+            });
+            outcome = "not-approved";
+        }
+        "mitigating" => {
+            let to = oncall(deps, state);
+            let text = format!(
+                "{ticket}: CDN purge failed after retries ({}). The certificate is deployed; cached content may still be stale. Please purge manually.",
+                caught(&state.purge_error)
+            );
+            deps.chat.notify(&to, &text).await?;
+            update.work_note = Some(format!("On-call {to} notified: {text}"));
+            update.state = Some(TicketState::Mitigating);
+            terminal = false;
+            outcome = "mitigating";
+        }
+        "rolled-back" => {
+            let cause = state.verify_error.as_ref().or(state.deploy_error.as_ref());
+            update.work_note = Some(format!(
+                "Change rolled back to last-known-good ({}). Restored: {}.",
+                cause
+                    .map(|c| format!("{}: {}", c.error, c.cause))
+                    .unwrap_or_default(),
+                state
+                    .rollback
+                    .as_ref()
+                    .map(|r| r
+                        .restored
+                        .iter()
+                        .map(|t| t.target.id.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            ));
+            update.attachment = Some(Attachment {
+                name: "rollback-evidence.json".into(),
+                content: json!({"rollback": state.rollback, "verifyError": state.verify_error, "deployError": state.deploy_error}),
+            });
+            update.state = Some(if is_incident {
+                TicketState::Mitigating
+            } else {
+                TicketState::Canceled
+            });
+            deps.chat
+                .notify(
+                    &oncall(deps, state),
+                    &format!("{ticket}: renewal rolled back; the old certificate is served again."),
+                )
+                .await?;
+            outcome = "rolled-back";
+        }
+        "rollback-failed" => {
+            let text = format!(
+                "{ticket}: ROLLBACK FAILED ({}). Manual action required now.",
+                caught(&state.rollback_error)
+            );
+            deps.chat.notify(&oncall(deps, state), &text).await?;
+            update.work_note = Some(text);
+            update.state = Some(TicketState::Mitigating);
+            outcome = "rollback-failed";
+        }
+        "failed" => {
+            update.work_note = Some(format!(
+                "certops stopped before deploying anything: {}.",
+                caught(&state.failure)
+            ));
+            update.state = Some(if is_incident {
+                TicketState::Assess
+            } else {
+                TicketState::Canceled
+            });
+            outcome = "failed";
+        }
+        "close" => {
+            let ev = evidence(state, exec);
+            let purge_failed = state.purge_error.is_some();
+            update.attachment = Some(Attachment {
+                name: "renewal-evidence.json".into(),
+                content: ev.clone(),
+            });
+            update.work_note = Some(format!(
+                "Renewal verified from outside: every endpoint serves {} until {}. Expiry before: {}.{}",
+                state.verification.as_ref().map(|x| x.fingerprint.clone()).unwrap_or_default(),
+                state.verification.as_ref().map(|x| x.not_after.to_rfc3339()).unwrap_or_default(),
+                v.expiry_before.map(|e| e.to_rfc3339()).unwrap_or_else(|| "unknown".into()),
+                if purge_failed { " CDN purge still outstanding: ticket stays Mitigating." } else { "" }
+            ));
+            update.state = Some(if purge_failed {
+                TicketState::Mitigating
+            } else if is_incident {
+                TicketState::Resolved
+            } else {
+                TicketState::Closed
+            });
+            outcome = "succeeded";
+        }
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "unknown itsm-update action '{other}'"
+            )))
+        }
+    }
+    let t = deps.itsm.update(&ticket, ACTOR, update).await?;
+    let kind = if terminal {
+        AuditKind::Outcome
+    } else {
+        AuditKind::Action
+    };
+    record_audit(
+        deps,
+        exec,
+        kind,
+        ACTOR,
+        json!({"action": action, "ticket": ticket, "ticketState": t.state, "outcome": outcome}),
+    )
+    .await?;
+    if terminal {
+        release_lock(deps, state, exec).await?;
+    }
+    Ok(json!({"action": action, "ticket": ticket, "state": t.state}))
+}

@@ -1,0 +1,87 @@
+//! `rollback`: redeploy each touched target's last-known-good certificate,
+//! reload, and revalidate from outside that the old certificate is served
+//! again. Snapshots come from the deploy step's conditional writes, so a
+//! deploy that failed half-way is rolled back too.
+
+use certops_core::ports::Deps;
+use certops_core::workflow::{
+    leaf_facts, observe_endpoints, record_audit, snapshot_key, RollbackOutput, StepEvent,
+    TargetDeployment,
+};
+use certops_core::{AuditKind, Error, Target};
+use serde_json::json;
+
+const ACTOR: &str = "step:rollback";
+
+/// Restores last-known-good for one execution.
+pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RollbackOutput, Error> {
+    let exec = event.execution.as_str();
+    let plan = event
+        .state
+        .validation()?
+        .plan
+        .clone()
+        .ok_or_else(|| Error::InvalidInput("nothing to roll back: no plan".into()))?;
+    let mut restored = Vec::new();
+    let mut expected = Vec::new();
+    for target in &plan.targets {
+        let Some(snapshot) = deps
+            .store
+            .get("deployments", &snapshot_key(exec, &target.id))
+            .await?
+        else {
+            continue; // never touched
+        };
+        let Some(lkg) = snapshot["lastKnownGood"].as_str().map(str::to_string) else {
+            continue;
+        };
+        let t: Target =
+            serde_json::from_value(snapshot["target"].clone()).unwrap_or_else(|_| target.clone());
+        let result = async {
+            deps.targets.deploy(&t, &lkg).await?;
+            deps.targets.reload(&t).await
+        }
+        .await;
+        record_audit(
+            deps,
+            exec,
+            AuditKind::Action,
+            ACTOR,
+            json!({"action": "restore+reload", "target": t, "bundleRef": lkg,
+                   "result": match &result { Ok(()) => "ok".to_string(), Err(e) => e.to_string() }}),
+        )
+        .await?;
+        result.map_err(|e| Error::RollbackFailed(format!("{}: {e}", t.id)))?;
+        let bundle = deps.keystore.get_bundle(&lkg).await?;
+        expected.push(leaf_facts(&bundle.chain_pem)?.fingerprint);
+        restored.push(TargetDeployment {
+            target: t,
+            last_known_good: Some(lkg),
+            deployed: true,
+        });
+    }
+    let observations = observe_endpoints(deps, &plan.endpoints).await?;
+    let wrong: Vec<String> = observations
+        .iter()
+        .filter(|o| !expected.is_empty() && !expected.contains(&o.fingerprint))
+        .map(|o| o.address.clone())
+        .collect();
+    record_audit(
+        deps,
+        exec,
+        AuditKind::Action,
+        ACTOR,
+        json!({"action": "revalidate", "observations": observations, "wrong": wrong}),
+    )
+    .await?;
+    if !wrong.is_empty() {
+        return Err(Error::RollbackFailed(format!(
+            "after rollback these addresses do not serve the last-known-good certificate: {}",
+            wrong.join(", ")
+        )));
+    }
+    Ok(RollbackOutput {
+        restored,
+        observations,
+    })
+}

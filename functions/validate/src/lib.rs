@@ -1,0 +1,240 @@
+//! `validate`: resolve the trigger's CI to a known certificate object, run
+//! every deterministic check, open (scan) or enrich (ticket) the ITSM record,
+//! build the plan and its hash — plus the fallback plan — and take the
+//! one-renewal-per-certificate lock. Nothing is guessed: anything unknown is
+//! blocked with reasons.
+
+use certops_core::ports::{Deps, NewTicket, TicketKind, TicketState, TicketUpdate};
+use certops_core::workflow::{
+    fallback_path, record_audit, report_for, StepEvent, ValidationOutput,
+};
+use certops_core::{validate, ApprovalPath, AuditKind, Error, Facts, Plan, TicketType, Trigger};
+use serde_json::json;
+
+const ACTOR: &str = "step:validate";
+
+fn seconds(path: ApprovalPath, deps: &Deps) -> u64 {
+    deps.config
+        .policy
+        .approval_timeout(path)
+        .map(|d| d.num_seconds().max(1) as u64)
+        .unwrap_or(60)
+}
+
+/// Runs validation for one execution.
+pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, Error> {
+    let cfg = &deps.config;
+    let now = deps.clock.now();
+    let exec = event.execution.as_str();
+    let state = &event.state;
+    let trigger = &state.trigger;
+    record_audit(
+        deps,
+        exec,
+        AuditKind::Trigger,
+        trigger.requested_by(),
+        json!({"trigger": trigger, "idempotencyKey": state.idempotency_key, "receivedAt": state.received_at}),
+    )
+    .await?;
+
+    let cert = cfg.inventory.find_by_ci(trigger.ci());
+    // Facts gathered through ports: what the endpoints serve now, the keystore, ACME budget use.
+    let mut facts = Facts {
+        keystore_refs: deps.keystore.references().await?.into_iter().collect(),
+        ..Facts::default()
+    };
+    let mut fingerprint_before = None;
+    if let Trigger::Scan(s) = trigger {
+        facts.current_expiry = Some(s.observed_expiry);
+        fingerprint_before = s.observed_fingerprint.clone();
+    }
+    if let Some(cert) = cert {
+        let roots = deps.issuer.trust_anchors_pem().await.ok().flatten();
+        for ep in &cert.endpoints {
+            if let Ok(obs) = deps.prober.probe(ep, roots.as_deref()).await {
+                for o in obs {
+                    if facts.current_expiry.is_none_or(|e| o.not_after < e)
+                        && matches!(trigger, Trigger::Ticket(_))
+                    {
+                        facts.current_expiry = Some(o.not_after);
+                    }
+                    fingerprint_before.get_or_insert(o.fingerprint);
+                }
+            }
+        }
+        if let Some(domain) = &cert.issuer.registered_domain {
+            let used = deps
+                .store
+                .get("issuances", domain)
+                .await?
+                .and_then(|v| v["count"].as_u64())
+                .unwrap_or(0);
+            facts.recent_issuances.insert(domain.clone(), used as u32);
+        }
+    }
+    let report = validate(&cfg.inventory, &cfg.policy, trigger, &facts, now);
+    let path = report.approval_path;
+
+    // The ITSM record: the triggering ticket, or a change opened for a scan finding.
+    let (ticket, change) = match trigger {
+        Trigger::Ticket(t) => {
+            let existing = deps.itsm.get(&t.number).await?;
+            if existing.is_none() {
+                return Err(Error::InvalidInput(format!(
+                    "ticket {} does not exist in the ITSM",
+                    t.number
+                )));
+            }
+            let change = (t.ticket_type == TicketType::Change).then(|| t.number.clone());
+            (t.number.clone(), change)
+        }
+        Trigger::Scan(s) => {
+            let kind = match path {
+                ApprovalPath::PreApproved => TicketKind::StandardChange,
+                ApprovalPath::Emergency => TicketKind::EmergencyChange,
+                ApprovalPath::Normal | ApprovalPath::Blocked => TicketKind::NormalChange,
+            };
+            let cn = cert
+                .map(|c| c.common_name.as_str())
+                .unwrap_or(s.ci.as_str());
+            let t = deps
+                .itsm
+                .open(NewTicket {
+                    kind,
+                    short_description: format!("Renew TLS certificate {cn} (expires {})", s.observed_expiry.format("%Y-%m-%d %H:%M UTC")),
+                    description: format!(
+                        "The daily expiry scan found the certificate for CI {} expiring at {}. certops will renew it under runbook {} {}.",
+                        s.ci,
+                        s.observed_expiry.to_rfc3339(),
+                        cfg.runbook.reference().id,
+                        cfg.runbook.reference().version
+                    ),
+                    ci: s.ci.clone(),
+                    priority: if path == ApprovalPath::Emergency { 1 } else { 3 },
+                    correlation_id: state.idempotency_key.clone(),
+                })
+                .await?;
+            (t.number.clone(), Some(t.number))
+        }
+    };
+
+    let mut out = ValidationOutput {
+        path,
+        report: report.clone(),
+        ticket: ticket.clone(),
+        change: change.clone(),
+        plan: None,
+        plan_hash: None,
+        fallback_plan: None,
+        fallback_plan_hash: None,
+        fallback_pre_approved: false,
+        approval_timeout_seconds: seconds(path, deps),
+        fallback_approval_timeout_seconds: seconds(ApprovalPath::Emergency, deps),
+        expiry_before: facts.current_expiry,
+        fingerprint_before,
+    };
+
+    if let (Some(cert), false) = (cert, report.is_blocked()) {
+        // One active renewal per certificate: a conditional write, released by the final ITSM step.
+        let lock = json!({"execution": exec, "since": now});
+        if !deps.store.put_if_absent("locks", &cert.id, &lock).await? {
+            let holder = deps.store.get("locks", &cert.id).await?.unwrap_or_default();
+            if holder["execution"] != json!(exec) {
+                return Err(Error::Conflict(format!(
+                    "a renewal of {} is already running in {}",
+                    cert.id, holder["execution"]
+                )));
+            }
+        }
+        let trigger_ticket = trigger.ticket_number();
+        let plan = Plan::build(
+            cfg.runbook.reference(),
+            cert,
+            &report,
+            trigger_ticket,
+            change.as_deref(),
+        )?;
+        out.plan_hash = Some(plan.hash());
+        out.plan = Some(plan);
+        if cert.fallback_cert.is_some() {
+            let fb_path = fallback_path(cfg, cert, true);
+            out.fallback_pre_approved = fb_path == Some(ApprovalPath::PreApproved);
+            let fb = Plan::build(
+                cfg.runbook.reference(),
+                cert,
+                &report_for(&report, fb_path),
+                trigger_ticket,
+                change.as_deref(),
+            )?;
+            out.fallback_plan_hash = Some(fb.hash());
+            out.fallback_plan = Some(fb);
+        }
+    }
+
+    let checks: Vec<String> = report
+        .checks
+        .iter()
+        .map(|c| format!("[{:?}] {:?}: {}", c.status, c.name, c.reason))
+        .collect();
+    let mut note = format!(
+        "certops validation ({}), policy {}: path {}\n{}",
+        exec,
+        report.policy_version,
+        path.as_str(),
+        checks.join("\n")
+    );
+    if let Some(h) = &out.plan_hash {
+        note.push_str(&format!("\nPlan hash (what approvers approve): {h}"));
+    }
+    if let (Trigger::Ticket(_), Some(cert)) = (trigger, cert) {
+        let endpoints: Vec<String> = cert
+            .endpoints
+            .iter()
+            .map(|e| format!("{}:{} (SNI {})", e.host, e.port, e.sni))
+            .collect();
+        note.push_str(&format!(
+            "\nEndpoints: {}\nCurrent expiry: {}\nRemediation: renew via {} ({}), deploy to {} target(s), reload, purge CDN, verify from outside; fallback certificate {}.",
+            endpoints.join(", "),
+            facts.current_expiry.map(|e| e.to_rfc3339()).unwrap_or_else(|| "unknown".into()),
+            cert.issuer.name,
+            cert.issuer.method.as_str(),
+            cert.targets.len(),
+            if cert.fallback_cert.is_some() { "available" } else { "not provisioned" }
+        ));
+    }
+    let state_now = if report.is_blocked() {
+        None
+    } else {
+        Some(TicketState::Assess)
+    };
+    deps.itsm
+        .update(
+            &ticket,
+            ACTOR,
+            TicketUpdate {
+                state: state_now,
+                work_note: Some(note),
+                ..TicketUpdate::default()
+            },
+        )
+        .await?;
+    record_audit(
+        deps,
+        exec,
+        AuditKind::Validation,
+        ACTOR,
+        json!({"report": report, "ticket": ticket}),
+    )
+    .await?;
+    if let Some(plan) = &out.plan {
+        record_audit(
+            deps,
+            exec,
+            AuditKind::Plan,
+            ACTOR,
+            json!({"planHash": out.plan_hash, "plan": plan, "fallbackPlanHash": out.fallback_plan_hash}),
+        )
+        .await?;
+    }
+    Ok(out)
+}
