@@ -1,0 +1,498 @@
+//! [`Store`] over SQLite: a key/value table with conditional writes, and the append-only,
+//! hash-chained audit trail.
+//!
+//! Every conditional write is one `BEGIN IMMEDIATE` transaction, so the read and the write
+//! cannot be separated by another writer in this or another process. Audit rows carry a
+//! `UNIQUE (execution, seq)` constraint and SQL triggers that abort any `UPDATE` or
+//! `DELETE`: the chain can only grow, and two concurrent appends can never both become
+//! record *n*.
+
+use async_trait::async_trait;
+use certops_core::ports::Store;
+use certops_core::{AuditEntry, AuditRecord, Error};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
+
+use crate::local_db::{db_err, from_json, to_json, LocalDb};
+
+/// The SQLite-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    db: LocalDb,
+}
+
+impl SqliteStore {
+    /// A store over `db`'s `kv` and `audit` tables.
+    pub fn new(db: LocalDb) -> SqliteStore {
+        SqliteStore { db }
+    }
+
+    /// **For tests of `certops audit verify` only.** Rewrites the `summary` of one stored
+    /// audit record in place, bypassing the append-only triggers (which are dropped and
+    /// re-created inside the same transaction), to simulate someone editing the database
+    /// file. The record's hash is left alone, so [`certops_core::verify_chain`] must then
+    /// report a break at `seq`. Returns whether a record was changed.
+    pub fn tamper_audit_summary(
+        &self,
+        execution: &str,
+        seq: u64,
+        new_summary: Value,
+    ) -> Result<bool, Error> {
+        let seq = seq_to_sql(seq)?;
+        self.db.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT record FROM audit WHERE execution = ?1 AND seq = ?2",
+                    params![execution, seq],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let Some(stored) = stored else {
+                return Ok(false);
+            };
+            let mut record: Value = from_json(&stored, "audit record")?;
+            record["summary"] = new_summary;
+            tx.execute_batch("DROP TRIGGER audit_no_update;")
+                .map_err(db_err)?;
+            tx.execute(
+                "UPDATE audit SET record = ?3 WHERE execution = ?1 AND seq = ?2",
+                params![execution, seq, to_json(&record)?],
+            )
+            .map_err(db_err)?;
+            tx.execute_batch(
+                "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit \
+                 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;",
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+    }
+}
+
+fn seq_to_sql(seq: u64) -> Result<i64, Error> {
+    i64::try_from(seq).map_err(|_| Error::InvalidInput(format!("audit seq {seq} is out of range")))
+}
+
+fn check_names(table: &str, key: &str) -> Result<(), Error> {
+    if table.is_empty() || key.is_empty() {
+        return Err(Error::InvalidInput(
+            "store table and key must not be empty".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn read_value(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    key: &str,
+) -> Result<Option<Value>, Error> {
+    let text: Option<String> = tx
+        .query_row(
+            "SELECT value FROM kv WHERE tbl = ?1 AND key = ?2",
+            params![table, key],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?;
+    text.map(|t| from_json(&t, "value")).transpose()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_if_absent(&self, table: &str, key: &str, value: &Value) -> Result<bool, Error> {
+        check_names(table, key)?;
+        let text = to_json(value)?;
+        self.db.with(|c| {
+            let n = c
+                .execute(
+                    "INSERT INTO kv (tbl, key, value) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (tbl, key) DO NOTHING",
+                    params![table, key, text],
+                )
+                .map_err(db_err)?;
+            Ok(n == 1)
+        })
+    }
+
+    async fn get(&self, table: &str, key: &str) -> Result<Option<Value>, Error> {
+        self.db.with(|c| {
+            let text: Option<String> = c
+                .query_row(
+                    "SELECT value FROM kv WHERE tbl = ?1 AND key = ?2",
+                    params![table, key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            text.map(|t| from_json(&t, "value")).transpose()
+        })
+    }
+
+    async fn compare_and_swap(
+        &self,
+        table: &str,
+        key: &str,
+        expected: Option<&Value>,
+        new: &Value,
+    ) -> Result<bool, Error> {
+        check_names(table, key)?;
+        let text = to_json(new)?;
+        self.db.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            // Compare parsed JSON, not text: key order must not matter.
+            if read_value(&tx, table, key)?.as_ref() != expected {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO kv (tbl, key, value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value",
+                params![table, key, text],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+    }
+
+    async fn delete_if(&self, table: &str, key: &str, expected: &Value) -> Result<bool, Error> {
+        check_names(table, key)?;
+        self.db.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            if read_value(&tx, table, key)?.as_ref() != Some(expected) {
+                return Ok(false);
+            }
+            tx.execute(
+                "DELETE FROM kv WHERE tbl = ?1 AND key = ?2",
+                params![table, key],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(true)
+        })
+    }
+
+    async fn append_audit(&self, execution: &str, entry: AuditEntry) -> Result<AuditRecord, Error> {
+        self.db.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let last: Option<String> = tx
+                .query_row(
+                    "SELECT record FROM audit WHERE execution = ?1 ORDER BY seq DESC LIMIT 1",
+                    params![execution],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let prev: Option<AuditRecord> =
+                last.map(|t| from_json(&t, "audit record")).transpose()?;
+            // `next` refuses secret material (check_no_secrets) before anything is written.
+            let record = AuditRecord::next(prev.as_ref(), execution, entry)?;
+            tx.execute(
+                "INSERT INTO audit (execution, seq, record) VALUES (?1, ?2, ?3)",
+                params![execution, seq_to_sql(record.seq)?, to_json(&record)?],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(record)
+        })
+    }
+
+    async fn audit(&self, execution: &str) -> Result<Vec<AuditRecord>, Error> {
+        self.db.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT seq, record FROM audit WHERE execution = ?1 ORDER BY seq")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![execution], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            rows.into_iter()
+                .map(|(seq, text)| {
+                    // A row edited into something unparseable is a broken chain, not an outage.
+                    serde_json::from_str(&text).map_err(|e| Error::ChainBreak {
+                        seq: u64::try_from(seq).unwrap_or_default(),
+                        reason: format!("stored record does not parse: {e}"),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn audited_executions(&self) -> Result<Vec<String>, Error> {
+        self.db.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT DISTINCT execution FROM audit ORDER BY execution")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            Ok(rows)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use certops_core::{verify_chain, AuditKind};
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LocalDb::open(&dir.path().join("certops.db")).unwrap();
+        (dir, SqliteStore::new(db))
+    }
+
+    fn entry(n: u32, summary: Value) -> AuditEntry {
+        AuditEntry {
+            at: Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, n).unwrap(),
+            kind: AuditKind::Action,
+            actor: "step:test".into(),
+            summary,
+            runbook_version: "1.0.0".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn put_if_absent_writes_once() {
+        let (_d, s) = store();
+        assert!(s
+            .put_if_absent("locks", "shop", &json!({"owner": "a"}))
+            .await
+            .unwrap());
+        assert!(!s
+            .put_if_absent("locks", "shop", &json!({"owner": "b"}))
+            .await
+            .unwrap());
+        assert_eq!(
+            s.get("locks", "shop").await.unwrap(),
+            Some(json!({"owner": "a"}))
+        );
+        assert_eq!(s.get("locks", "other").await.unwrap(), None);
+        // Same key, other table: independent.
+        assert!(s
+            .put_if_absent("triggers", "shop", &json!(1))
+            .await
+            .unwrap());
+        assert_eq!(
+            s.put_if_absent("", "k", &json!(1))
+                .await
+                .unwrap_err()
+                .name(),
+            "InvalidInput"
+        );
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap_refuses_a_stale_expected_value() {
+        let (_d, s) = store();
+        // Absent expected: behaves like a create.
+        assert!(s
+            .compare_and_swap(
+                "approvals",
+                "a1",
+                None,
+                &json!({"state": "pending", "n": 1})
+            )
+            .await
+            .unwrap());
+        assert!(!s
+            .compare_and_swap("approvals", "a1", None, &json!({"state": "x"}))
+            .await
+            .unwrap());
+        // Key order of the expected value does not matter.
+        assert!(s
+            .compare_and_swap(
+                "approvals",
+                "a1",
+                Some(&json!({"n": 1, "state": "pending"})),
+                &json!({"state": "used"})
+            )
+            .await
+            .unwrap());
+        // The stale expectation loses: the approval is single-use.
+        assert!(!s
+            .compare_and_swap(
+                "approvals",
+                "a1",
+                Some(&json!({"n": 1, "state": "pending"})),
+                &json!({"state": "used-again"})
+            )
+            .await
+            .unwrap());
+        assert_eq!(
+            s.get("approvals", "a1").await.unwrap(),
+            Some(json!({"state": "used"}))
+        );
+    }
+
+    #[tokio::test]
+    async fn delete_if_only_deletes_the_expected_value() {
+        let (_d, s) = store();
+        s.put_if_absent("locks", "c", &json!({"exec": "e1"}))
+            .await
+            .unwrap();
+        assert!(!s
+            .delete_if("locks", "c", &json!({"exec": "e2"}))
+            .await
+            .unwrap());
+        assert!(s.get("locks", "c").await.unwrap().is_some());
+        assert!(s
+            .delete_if("locks", "c", &json!({"exec": "e1"}))
+            .await
+            .unwrap());
+        assert_eq!(s.get("locks", "c").await.unwrap(), None);
+        assert!(!s
+            .delete_if("locks", "c", &json!({"exec": "e1"}))
+            .await
+            .unwrap());
+    }
+
+    /// Runs `f` on `n` threads, each with its own connection to the same file (as separate
+    /// processes would), and collects the results.
+    fn race<T: Send + 'static>(
+        path: &std::path::Path,
+        n: usize,
+        f: impl Fn(SqliteStore, usize) -> T + Send + Sync + 'static,
+    ) -> Vec<T> {
+        let f = Arc::new(f);
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let store = SqliteStore::new(LocalDb::open(path).unwrap());
+                let f = f.clone();
+                std::thread::spawn(move || f(store, i))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn concurrent_lock_attempts_from_separate_connections_have_exactly_one_winner() {
+        let (dir, _s) = store();
+        let wins = race(&dir.path().join("certops.db"), 8, |s, i| {
+            block_on(s.compare_and_swap("locks", "cert", None, &json!({"exec": i}))).unwrap()
+        });
+        assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
+    }
+
+    #[tokio::test]
+    async fn audit_appends_form_a_verifiable_chain_per_execution() {
+        let (dir, s) = store();
+        for i in 0..4 {
+            let r = s
+                .append_audit("exec-1", entry(i, json!({"step": i})))
+                .await
+                .unwrap();
+            assert_eq!(r.seq, u64::from(i));
+        }
+        s.append_audit("exec-2", entry(0, json!({}))).await.unwrap();
+        let records = s.audit("exec-1").await.unwrap();
+        assert_eq!(records.len(), 4);
+        assert_eq!(verify_chain(&records), Ok(()));
+        assert_eq!(records[1].prev_hash, records[0].hash);
+        assert_eq!(s.audited_executions().await.unwrap(), ["exec-1", "exec-2"]);
+        // Survives a reopen, and the chain continues from the stored head.
+        drop(s);
+        let s = SqliteStore::new(LocalDb::open(&dir.path().join("certops.db")).unwrap());
+        let r = s
+            .append_audit("exec-1", entry(9, json!({"step": 9})))
+            .await
+            .unwrap();
+        assert_eq!(r.seq, 4);
+        assert_eq!(verify_chain(&s.audit("exec-1").await.unwrap()), Ok(()));
+    }
+
+    #[test]
+    fn concurrent_appends_from_separate_connections_never_fork_the_chain() {
+        let (dir, s) = store();
+        race(&dir.path().join("certops.db"), 8, |s, i| {
+            for j in 0..5 {
+                block_on(s.append_audit("exec-c", entry(j, json!({"writer": i})))).unwrap();
+            }
+        });
+        let records = block_on(s.audit("exec-c")).unwrap();
+        assert_eq!(records.len(), 40);
+        assert_eq!(verify_chain(&records), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn secrets_are_refused_and_nothing_is_appended() {
+        let (_d, s) = store();
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIIEv\n-----END PRIVATE KEY-----";
+        let err = s
+            .append_audit("exec-s", entry(0, json!({"response": pem})))
+            .await
+            .unwrap_err();
+        assert_eq!(err.name(), "SecretMaterial");
+        assert!(!err.to_string().contains("MIIEv"));
+        assert!(s.audit("exec-s").await.unwrap().is_empty());
+        assert!(s.audited_executions().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn audit_rows_cannot_be_updated_or_deleted_through_sql() {
+        let (_d, s) = store();
+        s.append_audit("exec-1", entry(0, json!({}))).await.unwrap();
+        let update = s.db.with(|c| {
+            c.execute("UPDATE audit SET record = '{}'", [])
+                .map_err(db_err)
+        });
+        assert!(update.is_err());
+        let delete =
+            s.db.with(|c| c.execute("DELETE FROM audit", []).map_err(db_err));
+        assert!(delete.is_err());
+        assert_eq!(s.audit("exec-1").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn tampering_is_detected_by_verify_chain() {
+        let (_d, s) = store();
+        for i in 0..3 {
+            s.append_audit("exec-t", entry(i, json!({"approver": "dana"})))
+                .await
+                .unwrap();
+        }
+        assert!(s
+            .tamper_audit_summary("exec-t", 1, json!({"approver": "mallory"}))
+            .unwrap());
+        assert!(!s.tamper_audit_summary("exec-t", 7, json!({})).unwrap());
+        let records = s.audit("exec-t").await.unwrap();
+        assert_eq!(records[1].summary, json!({"approver": "mallory"}));
+        match verify_chain(&records) {
+            Err(Error::ChainBreak { seq, .. }) => assert_eq!(seq, 1),
+            other => panic!("tampering not detected: {other:?}"),
+        }
+        // The append-only trigger is back in place afterwards.
+        assert!(s
+            .db
+            .with(|c| c
+                .execute("UPDATE audit SET record = '{}'", [])
+                .map_err(db_err))
+            .is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! [`TokenSealer`] with AES-256-GCM: task tokens are stored only in sealed form.
+//!
+//! The 32-byte key is generated on first use and kept in a 0600 file in the data
+//! directory; a key file readable by group or others is refused rather than used. The sealed
+//! form is `base64(nonce ‖ ciphertext ‖ tag)` with a fresh random 96-bit nonce per seal, and
+//! a fixed associated-data label so a sealed token cannot be confused with other ciphertext.
+
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use certops_core::ports::TokenSealer;
+use certops_core::Error;
+
+const KEY_LEN: usize = 32;
+const AAD: &[u8] = b"certops task token v1";
+
+/// AES-256-GCM token sealing with a key file.
+pub struct AesGcmSealer {
+    key: LessSafeKey,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for AesGcmSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AesGcmSealer")
+            .field("key_file", &self.path)
+            .field("key", &"[REDACTED]")
+            .finish()
+    }
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::Transient(format!("{what} {}: {e}", path.display()))
+}
+
+impl AesGcmSealer {
+    /// Loads the key from `key_file`, generating it (mode 0600) if the file does not exist.
+    /// Fails with [`Error::InvalidInput`] if the file has the wrong length or is readable by
+    /// group or others.
+    pub fn open(key_file: &Path) -> Result<AesGcmSealer, Error> {
+        let mut bytes = match fs::read(key_file) {
+            Ok(b) => {
+                let mode = fs::metadata(key_file)
+                    .map_err(|e| io_err("stat token key", key_file, e))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(Error::InvalidInput(format!(
+                        "token key {} has mode {:o}; it must be 0600",
+                        key_file.display(),
+                        mode & 0o777
+                    )));
+                }
+                b
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Self::create(key_file)?,
+            Err(e) => return Err(io_err("read token key", key_file, e)),
+        };
+        let result = if bytes.len() == KEY_LEN {
+            UnboundKey::new(&AES_256_GCM, &bytes)
+                .map(LessSafeKey::new)
+                .map_err(|_| Error::InvalidInput("token key is not usable".into()))
+        } else {
+            Err(Error::InvalidInput(format!(
+                "token key {} must be {KEY_LEN} bytes",
+                key_file.display()
+            )))
+        };
+        bytes.iter_mut().for_each(|b| *b = 0);
+        Ok(AesGcmSealer {
+            key: result?,
+            path: key_file.to_path_buf(),
+        })
+    }
+
+    fn create(key_file: &Path) -> Result<Vec<u8>, Error> {
+        let mut key = vec![0u8; KEY_LEN];
+        aws_lc_rs::rand::fill(&mut key)
+            .map_err(|_| Error::Transient("no randomness for the token key".into()))?;
+        // create_new: if another process wins the race, use its key instead.
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(key_file)
+        {
+            Ok(mut f) => {
+                f.write_all(&key)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| io_err("write token key", key_file, e))?;
+                Ok(key)
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                fs::read(key_file).map_err(|e| io_err("read token key", key_file, e))
+            }
+            Err(e) => Err(io_err("create token key", key_file, e)),
+        }
+    }
+
+    /// The key file.
+    pub fn key_file(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl TokenSealer for AesGcmSealer {
+    fn seal(&self, token: &str) -> Result<String, Error> {
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce)
+            .map_err(|_| Error::Transient("no randomness for a nonce".into()))?;
+        let mut in_out = token.as_bytes().to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(AAD),
+                &mut in_out,
+            )
+            .map_err(|_| Error::Transient("sealing failed".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&in_out);
+        Ok(STANDARD.encode(out))
+    }
+
+    fn open(&self, sealed: &str) -> Result<String, Error> {
+        let refused = || Error::InvalidInput("sealed token does not open with this key".into());
+        let bytes = STANDARD.decode(sealed.trim()).map_err(|_| refused())?;
+        if bytes.len() < NONCE_LEN {
+            return Err(refused());
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| refused())?;
+        let mut in_out = ciphertext.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(AAD), &mut in_out)
+            .map_err(|_| refused())?;
+        String::from_utf8(plain.to_vec()).map_err(|_| refused())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "AAAAKgAAAAIAAAAAAAAAAQ-task-token-for-approval-42";
+
+    #[test]
+    fn round_trip_and_the_sealed_text_does_not_contain_the_token() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("token.key");
+        let sealer = AesGcmSealer::open(&path).unwrap();
+        let sealed = sealer.seal(TOKEN).unwrap();
+        assert!(!sealed.contains(TOKEN));
+        assert!(!sealed.contains("task-token"));
+        assert_eq!(sealer.open(&sealed).unwrap(), TOKEN);
+        // A fresh nonce each time.
+        assert_ne!(sealer.seal(TOKEN).unwrap(), sealed);
+        // The key file is 0600 and survives a reopen.
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(fs::read(&path).unwrap().len(), KEY_LEN);
+        let again = AesGcmSealer::open(&path).unwrap();
+        assert_eq!(again.open(&sealed).unwrap(), TOKEN);
+        assert!(!format!("{again:?}").contains(&format!("{:?}", fs::read(&path).unwrap())));
+    }
+
+    #[test]
+    fn tampered_or_foreign_ciphertext_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = AesGcmSealer::open(&tmp.path().join("a.key")).unwrap();
+        let b = AesGcmSealer::open(&tmp.path().join("b.key")).unwrap();
+        let sealed = a.seal(TOKEN).unwrap();
+        assert_eq!(b.open(&sealed).unwrap_err().name(), "InvalidInput");
+        let mut raw = STANDARD.decode(&sealed).unwrap();
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        assert!(a.open(&STANDARD.encode(raw)).is_err());
+        assert!(a.open("not base64 !").is_err());
+        assert!(a.open("").is_err());
+    }
+
+    #[test]
+    fn a_loose_or_malformed_key_file_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("token.key");
+        AesGcmSealer::open(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            AesGcmSealer::open(&path).unwrap_err().name(),
+            "InvalidInput"
+        );
+        let short = tmp.path().join("short.key");
+        fs::write(&short, b"too short").unwrap();
+        fs::set_permissions(&short, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            AesGcmSealer::open(&short).unwrap_err().name(),
+            "InvalidInput"
+        );
+    }
+}
