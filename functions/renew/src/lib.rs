@@ -12,8 +12,10 @@ const ACTOR: &str = "step:renew";
 
 /// Renews (or selects the fallback) for one execution.
 pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RenewalOutput, Error> {
-    let fallback = event.is_fallback();
-    let (plan, hash) = plan_in_force(&deps.config, &event.state, fallback)?;
+    let (plan, hash) = plan_in_force(&deps.config, &event.state, event.is_fallback())?;
+    // The fallback certificate is used when renewal failed at run time (mode) or when
+    // validation already planned for it (ACME budget at risk).
+    let fallback = event.is_fallback() || plan.use_fallback;
     let exec = event.execution.as_str();
     let (bundle_ref, source) = if fallback {
         let reference = plan.fallback_cert.clone().ok_or_else(|| {
