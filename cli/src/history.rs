@@ -37,9 +37,12 @@ fn one_line(v: &Value, max: usize) -> String {
 /// Prints a readable history table.
 pub fn print_history(events: &[HistoryEvent]) {
     let start = events.first().map(|e| e.timestamp_ms).unwrap_or(0);
-    println!(
+    outln!(
         "{:>4} {:>4} {:>9}  {:<26} DETAILS",
-        "ID", "PREV", "T+MS", "TYPE"
+        "ID",
+        "PREV",
+        "T+MS",
+        "TYPE"
     );
     for e in events {
         let d = e.details.clone().unwrap_or(Value::Null);
@@ -61,7 +64,7 @@ pub fn print_history(events: &[HistoryEvent]) {
                 break;
             }
         }
-        println!(
+        outln!(
             "{:>4} {:>4} {:>9}  {:<26} {}",
             e.id,
             e.previous_event_id,
@@ -109,17 +112,17 @@ pub fn run(dir: &Path, args: HistoryArgs) -> Result<u8> {
                 .iter()
                 .map(|(e, _)| json!({"executionArn": e.meta.execution_arn, "name": e.meta.name, "status": e.status.as_str(), "startDate": e.meta.start_ms as f64 / 1000.0}))
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&json!({"executions": list}))?
             );
         } else {
-            println!("{:<10} {:<24} EXECUTION", "STATUS", "STARTED");
+            outln!("{:<10} {:<24} EXECUTION", "STATUS", "STARTED");
             for (e, _) in execs.iter().rev() {
                 let started = chrono::DateTime::from_timestamp_millis(e.meta.start_ms)
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                     .unwrap_or_default();
-                println!(
+                outln!(
                     "{:<10} {:<24} {}",
                     e.status.as_str(),
                     started,
@@ -136,9 +139,9 @@ pub fn run(dir: &Path, args: HistoryArgs) -> Result<u8> {
     }
     if args.json {
         let doc = json!({"events": events.iter().map(|e| e.to_aws_json()).collect::<Vec<_>>()});
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        println!("{}  {}", exec.status.as_str(), exec.meta.execution_arn);
+        outln!("{}  {}", exec.status.as_str(), exec.meta.execution_arn);
         print_history(&events);
     }
     Ok(0)

@@ -4,10 +4,23 @@
 //! `--data-dir` or `CERTOPS_DATA_DIR` to move it), so `certops history` sees
 //! what `certops serve` or `certops run` did.
 
+/// `println!` that ends the process quietly when stdout is closed (`certops history | head`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod data_dir;
 mod history;
 mod run;
 mod serve;
+mod workflow;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -45,6 +58,33 @@ enum Command {
     /// Show an execution's history (readable, or AWS's GetExecutionHistory
     /// JSON with --json). Without an execution, list executions.
     History(history::HistoryArgs),
+    /// Run the embedded stack through every scenario: a planned renewal, an
+    /// expired certificate (P1), rate limiting, a rollback, a failing CDN
+    /// purge and an unknown CI. Exit 0 only if every scenario ends as expected.
+    Demo(workflow::DemoArgs),
+    /// Dry run: the validation checks and the exact plan with its hash for a
+    /// trigger. Nothing is executed.
+    Plan(PlanArgs),
+    /// Approve a pending change (the local stand-in for the Teams card),
+    /// through the same callback handler and its checks.
+    Approve(workflow::DecideArgs),
+    /// Reject a pending change.
+    Reject(workflow::DecideArgs),
+    /// Check the audit trail's hash chain (`audit verify`) or print it (`audit show`).
+    Audit(workflow::AuditArgs),
+}
+
+/// Options of `certops plan`.
+#[derive(clap::Args, Debug)]
+struct PlanArgs {
+    /// A scan finding or ServiceNow-shaped ticket record (JSON).
+    #[arg(long)]
+    trigger: PathBuf,
+    #[command(flatten)]
+    config: workflow::ConfigArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +110,15 @@ fn main() -> ExitCode {
             Command::Serve(a) => serve::run(&cli.data_dir, a).await,
             Command::Run(a) => run::run(&cli.data_dir, a).await,
             Command::History(a) => history::run(&cli.data_dir, a),
+            Command::Demo(a) => workflow::demo(&cli.data_dir, a).await,
+            Command::Plan(a) => workflow::plan(&cli.data_dir, &a.trigger, &a.config, a.json).await,
+            Command::Approve(a) => {
+                workflow::decide(&cli.data_dir, a, certops_core::Verdict::Approve).await
+            }
+            Command::Reject(a) => {
+                workflow::decide(&cli.data_dir, a, certops_core::Verdict::Reject).await
+            }
+            Command::Audit(a) => workflow::audit(&cli.data_dir, a).await,
         }
     });
     match result {

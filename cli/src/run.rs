@@ -15,10 +15,17 @@ use std::time::Duration;
 
 /// Options of `certops run`.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["definition", "trigger"])))]
 pub struct RunArgs {
-    /// The state machine definition (ASL JSON).
+    /// Start the governed renewal workflow from a trigger: a scan finding
+    /// (`{"ci", "observed_expiry", …}`) or a ServiceNow-shaped ticket record.
     #[arg(long)]
-    definition: PathBuf,
+    trigger: Option<PathBuf>,
+    #[command(flatten)]
+    config: crate::workflow::ConfigArgs,
+    /// Run any state machine definition (ASL JSON) on the embedded engine.
+    #[arg(long)]
+    definition: Option<PathBuf>,
     /// Execution input as JSON text, or @FILE to read it from a file.
     #[arg(long, default_value = "{}")]
     input: String,
@@ -51,8 +58,15 @@ fn read_input(s: &str) -> Result<Value> {
 
 /// Runs the command; exit code 0 when the execution succeeded, 1 otherwise.
 pub async fn run(dir: &Path, args: RunArgs) -> Result<u8> {
-    let text = std::fs::read_to_string(&args.definition)
-        .with_context(|| format!("reading definition {}", args.definition.display()))?;
+    if let Some(trigger) = &args.trigger {
+        return crate::workflow::run_trigger(dir, trigger, &args.config, args.json, args.timeout)
+            .await;
+    }
+    let Some(definition_path) = args.definition.clone() else {
+        bail!("give --trigger FILE or --definition FILE");
+    };
+    let text = std::fs::read_to_string(&definition_path)
+        .with_context(|| format!("reading definition {}", definition_path.display()))?;
     let mut subs = HashMap::new();
     for s in &args.substitutions {
         let Some((k, v)) = s.split_once('=') else {
@@ -61,12 +75,11 @@ pub async fn run(dir: &Path, args: RunArgs) -> Result<u8> {
         subs.insert(k.to_string(), v.to_string());
     }
     let definition = substitute(&text, &subs)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.definition.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", definition_path.display()))?;
     let input = read_input(&args.input)?;
     let machine_name = match &args.machine_name {
         Some(n) => n.clone(),
-        None => args
-            .definition
+        None => definition_path
             .file_stem()
             .and_then(|s| s.to_str())
             .map(|s| s.trim_end_matches(".asl").to_string())
@@ -91,7 +104,7 @@ pub async fn run(dir: &Path, args: RunArgs) -> Result<u8> {
         }
         Err(EngineError::InvalidDefinition(m)) => bail!(
             "{} is not a valid definition: {m}",
-            args.definition.display()
+            definition_path.display()
         ),
         Err(e) => return Err(e.into()),
     }
@@ -119,20 +132,20 @@ pub async fn run(dir: &Path, args: RunArgs) -> Result<u8> {
             "transitions": done.transitions,
             "events": history.iter().map(|e| e.to_aws_json()).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print_history(&history);
-        println!();
-        println!("execution  {exec_arn}");
-        println!("status     {}", done.status.as_str());
+        outln!();
+        outln!("execution  {exec_arn}");
+        outln!("status     {}", done.status.as_str());
         if let Some(o) = &done.output {
-            println!("output     {o}");
+            outln!("output     {o}");
         }
         if let Some(e) = &done.error {
-            println!("error      {e}");
+            outln!("error      {e}");
         }
         if let Some(c) = &done.cause {
-            println!("cause      {c}");
+            outln!("cause      {c}");
         }
     }
     Ok(if done.status == ExecutionStatus::Succeeded {

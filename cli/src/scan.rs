@@ -77,13 +77,11 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
 
 /// Runs the scan, printing to stdout; returns the Nagios exit code.
 pub async fn run(args: ScanArgs) -> anyhow::Result<i32> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    run_to(args, &mut out).await
+    run_to(args, &mut std::io::stdout()).await
 }
 
 /// Runs the scan, printing to `out`; returns the Nagios exit code.
-pub async fn run_to(args: ScanArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
+pub async fn run_to(args: ScanArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<i32> {
     if args.crit_days > args.warn_days {
         bail!(
             "--crit-days ({}) must not exceed --warn-days ({})",
@@ -233,7 +231,7 @@ pub fn exit_code_of(codes: &[i32]) -> i32 {
 }
 
 fn write_table(
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
     endpoints: &[EndpointReport],
     crit_days: i64,
 ) -> anyhow::Result<()> {

@@ -1,0 +1,195 @@
+//! A small embedded world for workflow tests: one certificate object served
+//! by a real TLS endpoint on 127.0.0.1, its fallback certificate from the
+//! local CA, a configurable policy, and a domain clock the test can move.
+
+use certops_adapters::Embedded;
+use certops_core::ports::{Bundle, Clock, Config, IssueRequest, Issuer, Keystore, SecretPem};
+use certops_core::{Inventory, Policy, Runbook, ScanFinding};
+use certops_embedded::Stack;
+use chrono::{DateTime, Duration as TimeDelta, Utc};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A clock the test moves by hand.
+pub struct TestClock(Mutex<DateTime<Utc>>);
+
+impl TestClock {
+    /// Starts at the real current time.
+    pub fn now_real() -> Arc<TestClock> {
+        Arc::new(TestClock(Mutex::new(Utc::now())))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: TimeDelta) {
+        if let Ok(mut t) = self.0.lock() {
+            *t += by;
+        }
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_else(|p| *p.into_inner())
+    }
+}
+
+/// The runbook the project ships.
+pub const RUNBOOK: &str = include_str!("../../runbooks/cert-renewal.runbook.toml");
+
+/// A policy whose windows are always open, unless `window` overrides the prod window.
+pub fn policy(prod_window: Option<&str>) -> String {
+    let prod = prod_window.unwrap_or(
+        r#"timezone = "UTC"
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+start = "00:00"
+end = "23:59""#,
+    );
+    format!(
+        r#"version = "test-1"
+[renewal]
+planned_threshold_days = 30
+emergency_threshold_hours = 24
+[windows.prod]
+{prod}
+[approval]
+ecab = ["erin@example.com"]
+timeouts = {{ standard_minutes = 60, normal_minutes = 5, emergency_minutes = 5 }}
+[acme]
+certificates_per_registered_domain_per_week = 50
+safety_margin = 10
+"#
+    )
+}
+
+/// The test world.
+pub struct World {
+    /// The stack under test.
+    pub stack: Stack,
+    /// The domain clock.
+    pub clock: Arc<TestClock>,
+    /// The endpoint's port.
+    pub port: u16,
+    /// The fingerprint served before any change.
+    pub initial_fingerprint: String,
+    /// The inventory text (tests edit it to cause drift).
+    pub inventory_text: String,
+    /// The served certificate's notAfter.
+    pub expiry: DateTime<Utc>,
+}
+
+/// Builds a world in `dir`: `shop-web-prod` (CN shop.example.com, prod,
+/// internal PKI, change authority olivia + cab-alice) expiring in 7 days.
+pub async fn world(dir: &Path, prod_window: Option<&str>) -> World {
+    let clock = TestClock::now_real();
+    let dyn_clock: Arc<dyn Clock> = clock.clone();
+    let adapters = Embedded::open(dir, dyn_clock.clone()).expect("adapters");
+    // The certificate served today, from an unrelated CA, expiring in 7 days.
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut p =
+        rcgen::CertificateParams::new(vec!["shop.example.com".to_string()]).expect("params");
+    let expiry =
+        DateTime::from_timestamp((Utc::now() + TimeDelta::days(7)).timestamp(), 0).expect("expiry");
+    p.not_after = time::OffsetDateTime::from_unix_timestamp(expiry.timestamp()).expect("time");
+    let cert = p.signed_by(&key, &issuer).expect("sign");
+    let initial_fingerprint = certops_core::canonical::sha256_hex(cert.der());
+    let current = adapters
+        .keystore
+        .put_bundle(
+            "current/shop",
+            Bundle {
+                chain_pem: cert.pem(),
+                key: SecretPem::new(key.serialize_pem()),
+            },
+        )
+        .await
+        .expect("bundle");
+    let fkey = rcgen::KeyPair::generate().expect("key");
+    let csr = rcgen::CertificateParams::new(vec!["shop.example.com".to_string()])
+        .expect("params")
+        .serialize_request(&fkey)
+        .and_then(|c| c.pem())
+        .expect("csr");
+    let chain = adapters
+        .ca
+        .issue(&IssueRequest {
+            cert_id: "shop-web-prod".into(),
+            issuer: certops_core::Issuer {
+                name: "corp-pki".into(),
+                method: certops_core::RenewalMethod::InternalPki,
+                registered_domain: None,
+            },
+            csr_pem: csr,
+            common_name: "shop.example.com".into(),
+            sans: vec!["shop.example.com".into()],
+        })
+        .await
+        .expect("fallback");
+    let fallback = adapters
+        .keystore
+        .put_bundle(
+            "fallback/shop",
+            Bundle {
+                chain_pem: chain,
+                key: SecretPem::new(fkey.serialize_pem()),
+            },
+        )
+        .await
+        .expect("fallback bundle");
+    let addr = adapters
+        .endpoints
+        .start("lb-shop", &current)
+        .await
+        .expect("endpoint");
+    let inventory_text = format!(
+        r#"[[certificate]]
+id = "shop-web-prod"
+ci = "shop-web-prod"
+common_name = "shop.example.com"
+environment = "prod"
+service_owner = "olivia@example.com"
+escalation = ["oncall-shop@example.com"]
+change_authority = ["olivia@example.com", "cab-alice@example.com"]
+fallback_cert = "{fallback}"
+issuer = {{ name = "corp-pki", method = "internal-pki" }}
+targets = [{{ kind = "local", id = "lb-shop", reload = "hot-swap" }}]
+endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "shop.example.com" }}]
+"#,
+        port = addr.port()
+    );
+    let config = Config {
+        inventory: Inventory::from_toml_str(&inventory_text).expect("inventory"),
+        policy: Policy::from_toml_str(&policy(prod_window)).expect("policy"),
+        runbook: Runbook::from_toml_str(RUNBOOK).expect("runbook"),
+        default_oncall: "oncall@example.com".into(),
+    };
+    let stack = Stack::with_adapters(dir, adapters, config, dyn_clock, Duration::from_secs(3))
+        .await
+        .expect("stack");
+    World {
+        stack,
+        clock,
+        port: addr.port(),
+        initial_fingerprint,
+        inventory_text,
+        expiry,
+    }
+}
+
+impl World {
+    /// The scan finding for the endpoint as it is today.
+    pub fn finding(&self) -> ScanFinding {
+        ScanFinding {
+            ci: "shop-web-prod".into(),
+            observed_expiry: self.expiry,
+            observed_fingerprint: Some(self.initial_fingerprint.clone()),
+        }
+    }
+}

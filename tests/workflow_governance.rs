@@ -1,0 +1,448 @@
+//! The governed renewal workflow on the embedded default: the real definition
+//! on the local engine, real TLS endpoints, the local CA, ticket book and chat
+//! inbox. Each test reads like one rule of the product.
+
+use certops_core::ports::{Itsm, Store};
+use certops_core::workflow::WorkflowState;
+use certops_core::{Trigger, Verdict};
+use certops_fn_approval_callback::Callback;
+use certops_tests::world::{world, World};
+use chrono::Duration as TimeDelta;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+async fn start_scan(w: &World) -> String {
+    w.stack
+        .trigger(Trigger::Scan(w.finding()))
+        .await
+        .expect("trigger")
+        .execution
+}
+
+async fn card(w: &World, exec: &str) -> String {
+    w.stack
+        .wait_for_card(exec, Duration::from_secs(30))
+        .await
+        .expect("approval card")
+}
+
+fn decision(id: &str, who: &str, verdict: Verdict) -> Callback {
+    Callback {
+        approval_id: id.into(),
+        approver: who.into(),
+        verdict,
+        comment: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_scenarios_all_end_as_expected_with_intact_audit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = certops_embedded::demo::run(dir.path(), &|_| {})
+        .await
+        .expect("demo");
+    for s in &report.scenarios {
+        assert!(s.ok, "{}: {:?}", s.name, s.problems);
+    }
+    assert_eq!(report.scenarios.len(), 6);
+    // Every execution's audit chain verifies, and the trail names who approved.
+    let db = certops_adapters::LocalDb::open(&dir.path().join("certops.db")).expect("db");
+    let store = certops_adapters::SqliteStore::new(db);
+    let executions = store.audited_executions().await.expect("executions");
+    assert!(executions.len() >= 6, "{executions:?}");
+    for e in &executions {
+        let records = store.audit(e).await.expect("audit");
+        certops_core::verify_chain(&records).unwrap_or_else(|err| panic!("{e}: {err}"));
+    }
+    let first = report.scenarios[0].execution.clone().expect("execution");
+    let trail = store.audit(&first).await.expect("trail");
+    assert!(
+        trail
+            .iter()
+            .any(|r| r.actor == "approver:olivia@example.com"),
+        "approver missing from the audit trail"
+    );
+    assert!(trail
+        .iter()
+        .any(|r| r.kind == certops_core::AuditKind::Outcome));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_renewal_is_served_and_evidenced_in_the_ticket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    w.stack
+        .decide(decision(&id, "cab-alice@example.com", Verdict::Approve))
+        .await
+        .expect("approve");
+    let done = w.stack.wait(&exec, WAIT).await.expect("done");
+    assert_eq!(
+        done.status.as_str(),
+        "SUCCEEDED",
+        "{:?} {:?}",
+        done.error,
+        done.cause
+    );
+    let state: WorkflowState = serde_json::from_value(done.output.expect("output")).expect("state");
+    let served = state.verification.expect("verification");
+    assert_ne!(served.fingerprint, w.initial_fingerprint);
+    assert!(served
+        .observations
+        .iter()
+        .all(|o| o.chain_valid && o.fingerprint == served.fingerprint));
+    // The history has AWS's shape: the approval waited on a task token.
+    let types: Vec<&str> = w
+        .stack
+        .engine
+        .history(&exec)
+        .expect("history")
+        .iter()
+        .map(|e| e.kind.as_str())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    assert!(types.contains(&"TaskSubmitted"), "{types:?}");
+    assert_eq!(types.last(), Some(&"ExecutionSucceeded"));
+    let ticket = w
+        .stack
+        .adapters
+        .tickets
+        .get(&state.validation.expect("v").ticket)
+        .await
+        .expect("get")
+        .expect("ticket");
+    assert_eq!(ticket.state, certops_core::ports::TicketState::Closed);
+    assert_eq!(ticket.approved_by.as_deref(), Some("cab-alice@example.com"));
+    let evidence = ticket
+        .attachments
+        .iter()
+        .find(|a| a.name == "renewal-evidence.json")
+        .expect("evidence");
+    assert_eq!(
+        evidence.content["servedFingerprint"],
+        serde_json::json!(served.fingerprint)
+    );
+    assert!(
+        evidence.content["expiryBefore"].is_string() && evidence.content["expiryAfter"].is_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_trigger_yields_one_execution_and_one_ticket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let a = w
+        .stack
+        .trigger(Trigger::Scan(w.finding()))
+        .await
+        .expect("first");
+    let b = w
+        .stack
+        .trigger(Trigger::Scan(w.finding()))
+        .await
+        .expect("second");
+    assert_eq!(a.execution, b.execution);
+    assert!(!a.duplicate && b.duplicate);
+    card(&w, &a.execution).await;
+    assert_eq!(
+        w.stack
+            .engine
+            .list_executions(None)
+            .iter()
+            .filter(|e| e.meta.state_machine_arn == w.stack.state_machine_arn)
+            .count(),
+        1
+    );
+    let tickets = w.stack.adapters.tickets.list().expect("tickets");
+    assert_eq!(tickets.len(), 1, "{tickets:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_approval_and_outsiders_are_refused_and_the_request_stays_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    // A ticket opened by the service owner, who is also in the change authority.
+    let inc = w
+        .stack
+        .adapters
+        .tickets
+        .open(certops_core::ports::NewTicket {
+            kind: certops_core::ports::TicketKind::NormalChange,
+            short_description: "renew shop".into(),
+            description: "renew".into(),
+            ci: "shop-web-prod".into(),
+            priority: 3,
+            correlation_id: "sn-chg-1".into(),
+        })
+        .await
+        .expect("ticket");
+    let payload = serde_json::json!({"number": inc.number, "sys_id": "x1", "sys_class_name": "change_request", "category": "Certificate",
+        "cmdb_ci": "shop-web-prod", "u_environment": "prod", "opened_by": "olivia@example.com", "priority": "3"});
+    let exec = w
+        .stack
+        .trigger(certops_fn_intake::trigger_from_servicenow(&payload).expect("trigger"))
+        .await
+        .expect("start")
+        .execution;
+    let id = card(&w, &exec).await;
+    let own = w
+        .stack
+        .decide(decision(&id, "olivia@example.com", Verdict::Approve))
+        .await
+        .expect_err("self-approval");
+    assert_eq!(own.name(), "SelfApproval");
+    let outsider = w
+        .stack
+        .decide(decision(&id, "mallory@example.com", Verdict::Approve))
+        .await
+        .expect_err("outsider");
+    assert_eq!(outsider.name(), "NotInChangeAuthority");
+    // Still waiting; a member of the change authority can approve, once.
+    assert_eq!(
+        w.stack
+            .engine
+            .describe_execution(&exec)
+            .expect("describe")
+            .status
+            .as_str(),
+        "RUNNING"
+    );
+    w.stack
+        .decide(decision(&id, "cab-alice@example.com", Verdict::Approve))
+        .await
+        .expect("approve");
+    let again = w
+        .stack
+        .decide(decision(&id, "cab-alice@example.com", Verdict::Approve))
+        .await
+        .expect_err("single use");
+    assert_eq!(again.name(), "Conflict");
+    let done = w.stack.wait(&exec, WAIT).await.expect("done");
+    assert_eq!(done.status.as_str(), "SUCCEEDED", "{:?}", done.cause);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_after_its_time_out_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    w.clock.advance(TimeDelta::minutes(6)); // normal approvals expire after 5 minutes
+    let late = w
+        .stack
+        .decide(decision(&id, "cab-alice@example.com", Verdict::Approve))
+        .await
+        .expect_err("late approval");
+    assert_eq!(late.name(), "ApprovalExpired");
+    let done = w.stack.wait(&exec, WAIT).await.expect("done");
+    assert_eq!(done.error.as_deref(), Some("NotApproved"));
+    assert_eq!(
+        w.stack.adapters.endpoints.installed("lb-shop").as_deref(),
+        Some("keystore:current/shop"),
+        "nothing may be deployed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_changed_after_approval_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    // Someone adds a SAN to the inventory entry after the card went out.
+    let mut drifted = w.stack.deps.clone();
+    let edited = w.inventory_text.replace(
+        "environment = \"prod\"",
+        "sans = [\"shop.example.com\", \"admin.shop.example.com\"]\nenvironment = \"prod\"",
+    );
+    drifted.config = std::sync::Arc::new(certops_core::ports::Config {
+        inventory: certops_core::Inventory::from_toml_str(&edited).expect("edited inventory"),
+        policy: w.stack.deps.config.policy.clone(),
+        runbook: w.stack.deps.config.runbook.clone(),
+        default_oncall: "oncall@example.com".into(),
+    });
+    let refused = certops_fn_approval_callback::handle(
+        &drifted,
+        decision(&id, "cab-alice@example.com", Verdict::Approve),
+    )
+    .await
+    .expect_err("approval of a drifted plan");
+    assert_eq!(refused.name(), "PlanDrift");
+    // And an executing step recomputes the hash and refuses too.
+    let state = certops_core::workflow::StepEvent {
+        execution: exec.clone(),
+        action: None,
+        mode: None,
+        task_token: None,
+        state: serde_json::from_value(
+            w.stack
+                .engine
+                .describe_execution(&exec)
+                .expect("d")
+                .meta
+                .input,
+        )
+        .expect("state"),
+    };
+    let mut with_approval = state.clone();
+    with_approval.state.validation = last_validation(&w, &exec);
+    with_approval.state.approval = Some(certops_core::workflow::ApprovalOutcome {
+        approval_id: id.clone(),
+        approver: "cab-alice@example.com".into(),
+        decided_at: chrono::Utc::now(),
+        plan_hash: with_approval
+            .state
+            .validation
+            .as_ref()
+            .and_then(|v| v.plan_hash.clone())
+            .expect("hash"),
+        comment: None,
+    });
+    let step = certops_fn_renew::handle(&drifted, with_approval)
+        .await
+        .expect_err("renew under drift");
+    assert_eq!(step.name(), "PlanDrift");
+}
+
+fn last_validation(w: &World, exec: &str) -> Option<certops_core::workflow::ValidationOutput> {
+    w.stack
+        .engine
+        .history(exec)
+        .ok()?
+        .iter()
+        .rev()
+        .find_map(|e| {
+            let text = e.details.as_ref()?.get("output")?.as_str()?;
+            serde_json::from_str::<WorkflowState>(text).ok()?.validation
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_normal_change_outside_its_window_is_blocked_naming_the_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let today = chrono::Utc::now().format("%a").to_string().to_lowercase();
+    let other = if today == "mon" { "tue" } else { "mon" };
+    let window =
+        format!("timezone = \"UTC\"\ndays = [\"{other}\"]\nstart = \"00:00\"\nend = \"23:59\"");
+    let w = world(dir.path(), Some(&window)).await;
+    let exec = start_scan(&w).await;
+    let done = w.stack.wait(&exec, WAIT).await.expect("done");
+    assert_eq!(done.error.as_deref(), Some("Blocked"));
+    let tickets = w.stack.adapters.tickets.list().expect("tickets");
+    let note = tickets[0]
+        .work_notes
+        .iter()
+        .map(|n| n.text.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        note.contains(other) || note.to_lowercase().contains("window"),
+        "the window is not named: {note}"
+    );
+    assert_eq!(
+        w.stack.adapters.endpoints.installed("lb-shop").as_deref(),
+        Some("keystore:current/shop")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_keys_never_appear_in_history_audit_tickets_queues_or_databases() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    w.stack
+        .decide(decision(&id, "cab-alice@example.com", Verdict::Approve))
+        .await
+        .expect("approve");
+    let done = w.stack.wait(&exec, WAIT).await.expect("done");
+    assert_eq!(done.status.as_str(), "SUCCEEDED");
+    // Canaries: distinctive lines of every private key the run created or used.
+    let mut canaries = Vec::new();
+    for r in w.stack.deps.keystore.references().await.expect("refs") {
+        let b = w.stack.deps.keystore.get_bundle(&r).await.expect("bundle");
+        let body: String = b
+            .key
+            .expose()
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        canaries.push(body[..40].to_string());
+    }
+    assert!(
+        canaries.len() >= 3,
+        "expected current, fallback and renewed keys: {canaries:?}"
+    );
+    let history =
+        serde_json::to_string(&w.stack.engine.history(&exec).expect("history")).expect("json");
+    let audit = serde_json::to_string(&w.stack.deps.store.audit(&exec).await.expect("audit"))
+        .expect("json");
+    let tickets =
+        serde_json::to_string(&w.stack.adapters.tickets.list().expect("tickets")).expect("json");
+    let cards = serde_json::to_string(&w.stack.adapters.chat.pending_cards().expect("cards"))
+        .expect("json");
+    let queue = format!("{}", w.stack.deps.queue.depth("intake").await.unwrap_or(0));
+    let mut databases = String::new();
+    for f in ["certops.db", "certops.db-wal", "state.db", "state.db-wal"] {
+        if let Ok(bytes) = std::fs::read(dir.path().join(f)) {
+            databases.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    for c in &canaries {
+        for (name, text) in [
+            ("history", &history),
+            ("audit", &audit),
+            ("tickets", &tickets),
+            ("cards", &cards),
+            ("queue", &queue),
+            ("databases", &databases),
+        ] {
+            assert!(
+                !text.contains(c.as_str()),
+                "private key material found in {name}"
+            );
+        }
+    }
+    assert!(
+        !history.contains("PRIVATE KEY")
+            && !audit.contains("PRIVATE KEY")
+            && !databases.contains("PRIVATE KEY")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verification_finds_a_tampered_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    card(&w, &exec).await;
+    let records = w.stack.deps.store.audit(&exec).await.expect("audit");
+    certops_core::verify_chain(&records).expect("intact chain");
+    assert!(w
+        .stack
+        .adapters
+        .store
+        .tamper_audit_summary(&exec, 1, serde_json::json!({"edited": true}))
+        .expect("tamper"));
+    let tampered = w.stack.deps.store.audit(&exec).await.expect("audit");
+    let err = certops_core::verify_chain(&tampered).expect_err("break");
+    assert_eq!(err.name(), "ChainBreak");
+    // The CLI says so with a non-zero exit.
+    drop(w);
+    let out = std::process::Command::new(certops_tests::process::certops_bin())
+        .args(["--data-dir"])
+        .arg(dir.path())
+        .args(["audit", "verify"])
+        .output()
+        .expect("run certops");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("BROKEN"));
+}
