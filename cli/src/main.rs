@@ -19,6 +19,7 @@ macro_rules! outln {
 mod data_dir;
 mod history;
 mod run;
+mod scan;
 mod serve;
 mod workflow;
 
@@ -58,6 +59,10 @@ enum Command {
     /// Show an execution's history (readable, or AWS's GetExecutionHistory
     /// JSON with --json). Without an execution, list executions.
     History(history::HistoryArgs),
+    /// Probe TLS endpoints (every address of each name) and classify what
+    /// they serve: expiry, chain, name, key strength. Nagios exit codes:
+    /// 0 ok, 1 warning, 2 critical, 3 unknown.
+    Scan(scan::ScanArgs),
     /// Run the embedded stack through every scenario: a planned renewal, an
     /// expired certificate (P1), rate limiting, a rollback, a failing CDN
     /// purge and an unknown CI. Exit 0 only if every scenario ends as expected.
@@ -110,6 +115,7 @@ fn main() -> ExitCode {
             Command::Serve(a) => serve::run(&cli.data_dir, a).await,
             Command::Run(a) => run::run(&cli.data_dir, a).await,
             Command::History(a) => history::run(&cli.data_dir, a),
+            Command::Scan(a) => scan::run(a).await.map(|c| u8::try_from(c).unwrap_or(3)),
             Command::Demo(a) => workflow::demo(&cli.data_dir, a).await,
             Command::Plan(a) => workflow::plan(&cli.data_dir, &a.trigger, &a.config, a.json).await,
             Command::Approve(a) => {
