@@ -152,7 +152,7 @@ async fn a_duplicate_trigger_yields_one_execution_and_one_ticket() {
             .engine
             .list_executions(None)
             .iter()
-            .filter(|e| e.meta.state_machine_arn == w.stack.state_machine_arn)
+            .filter(|e| *e.meta.state_machine_arn == *w.stack.state_machine_arn)
             .count(),
         1
     );

@@ -210,6 +210,18 @@ pub struct ExecutionInfo {
 struct Machine {
     info: MachineInfo,
     parsed: Arc<StateMachine>,
+    /// The definition text shared by every execution started from this revision.
+    text: Arc<str>,
+    /// ARN, name and role shared by every execution's metadata.
+    ids: (Arc<str>, Arc<str>, Arc<str>),
+}
+
+fn ids(info: &MachineInfo) -> (Arc<str>, Arc<str>, Arc<str>) {
+    (
+        Arc::from(info.arn.as_str()),
+        Arc::from(info.name.as_str()),
+        Arc::from(info.role_arn.as_str()),
+    )
 }
 
 struct Slot {
@@ -222,10 +234,10 @@ struct Slot {
 
 struct Core {
     machines: BTreeMap<String, Machine>,
-    executions: HashMap<String, Slot>,
+    executions: HashMap<String, Box<Slot>>,
     order: Vec<String>,
-    tokens: HashMap<String, (String, u32, u64)>,
-    timers: BTreeMap<(i64, u64), (String, Timer)>,
+    tokens: HashMap<String, (Arc<str>, u32, u64)>,
+    timers: BTreeMap<(i64, u64), (Arc<str>, Timer)>,
     timer_seq: u64,
     history: HashMap<String, Vec<HistoryEvent>>,
     rng: StdRng,
@@ -239,6 +251,7 @@ struct Inner {
     timers_changed: Arc<Notify>,
     finished: Notify,
     opts: EngineOptions,
+    region: Arc<str>,
 }
 
 /// The local Step Functions engine. Cheap to clone.
@@ -288,6 +301,7 @@ impl Engine {
             clock,
             timers_changed: Arc::new(Notify::new()),
             finished: Notify::new(),
+            region: Arc::from(opts.region.as_str()),
             opts,
         });
         let engine = Engine { inner };
@@ -311,18 +325,22 @@ impl Engine {
         for m in machines {
             let parsed = StateMachine::parse(&m.definition)
                 .map_err(|e| EngineError::InvalidDefinition(e.to_string()))?;
+            let text: Arc<str> = Arc::from(m.definition.as_str());
+            let info = MachineInfo {
+                arn: m.arn.clone(),
+                name: m.name,
+                definition: m.definition,
+                role_arn: m.role_arn,
+                created_ms: m.created_ms,
+                updated_ms: m.updated_ms,
+                revision: m.revision,
+            };
             core.machines.insert(
-                m.arn.clone(),
+                m.arn,
                 Machine {
-                    info: MachineInfo {
-                        arn: m.arn,
-                        name: m.name,
-                        definition: m.definition,
-                        role_arn: m.role_arn,
-                        created_ms: m.created_ms,
-                        updated_ms: m.updated_ms,
-                        revision: m.revision,
-                    },
+                    text,
+                    ids: ids(&info),
+                    info,
                     parsed: Arc::new(parsed),
                 },
             );
@@ -345,18 +363,28 @@ impl Engine {
             let arn = exec.meta.execution_arn.clone();
             if exec.status == ExecutionStatus::Running {
                 exec.requeue_runnable();
-                resumed.push((arn.clone(), exec.resume_effects()));
+                let mut effects = exec.resume_effects();
+                let pending = match core.store.as_ref() {
+                    Some(store) => store.pending_invocations(&arn)?,
+                    None => Vec::new(),
+                };
+                for inv in pending {
+                    if exec.awaits_invocation(inv.frame, inv.seq) {
+                        effects.invocations.push(inv);
+                    }
+                }
+                resumed.push((arn.clone(), effects));
             }
             core.order.push(arn.clone());
             core.executions.insert(
                 arn,
-                Slot {
+                Box::new(Slot {
                     exec,
                     def,
                     definition: text,
                     saved: true,
                     tokens: Vec::new(),
-                },
+                }),
             );
         }
         drop(core);
@@ -437,6 +465,8 @@ impl Engine {
         core.machines.insert(
             arn,
             Machine {
+                text: Arc::from(definition),
+                ids: ids(&info),
                 info: info.clone(),
                 parsed: Arc::new(parsed),
             },
@@ -464,12 +494,14 @@ impl Engine {
         if let (Some(d), Some(p)) = (definition, parsed) {
             m.info.definition = d.to_string();
             m.parsed = Arc::new(p);
+            m.text = Arc::from(d);
         }
         if let Some(r) = role_arn {
             m.info.role_arn = r.to_string();
         }
         m.info.updated_ms = now;
         m.info.revision += 1;
+        m.ids = ids(&m.info);
         let info = m.info.clone();
         if let Some(store) = core.store.as_mut() {
             store.put_machine(&row(&info))?;
@@ -516,16 +548,11 @@ impl Engine {
         input: Value,
     ) -> Result<ExecutionInfo, EngineError> {
         let mut core = self.lock();
-        let (sm_name, role, def, definition) = {
+        let ((sm_arn, sm_name, role), def, definition) = {
             let m = core.machines.get(state_machine_arn).ok_or_else(|| {
                 EngineError::StateMachineDoesNotExist(state_machine_arn.to_string())
             })?;
-            (
-                m.info.name.clone(),
-                m.info.role_arn.clone(),
-                m.parsed.clone(),
-                m.info.definition.clone(),
-            )
+            (m.ids.clone(), m.parsed.clone(), m.text.clone())
         };
         let name = match name {
             Some(n) => {
@@ -554,12 +581,12 @@ impl Engine {
         let meta = ExecutionMeta {
             execution_arn: arn.clone(),
             name,
-            state_machine_arn: state_machine_arn.to_string(),
+            state_machine_arn: sm_arn,
             state_machine_name: sm_name,
             role_arn: role,
             start_ms: now,
             input,
-            region: self.inner.opts.region.clone(),
+            region: self.inner.region.clone(),
         };
         let Core { rng, .. } = &mut *core;
         let mut env = Env::new(now, rng);
@@ -569,13 +596,13 @@ impl Engine {
         core.order.push(arn.clone());
         core.executions.insert(
             arn.clone(),
-            Slot {
+            Box::new(Slot {
                 exec,
                 def,
-                definition: Arc::from(definition.as_str()),
+                definition,
                 saved: false,
                 tokens: Vec::new(),
-            },
+            }),
         );
         self.after(&mut core, &arn, effects);
         let slot = core
@@ -601,7 +628,7 @@ impl Engine {
             .iter()
             .rev()
             .filter_map(|a| core.executions.get(a))
-            .filter(|s| state_machine_arn.is_none_or(|m| s.exec.meta.state_machine_arn == m))
+            .filter(|s| state_machine_arn.is_none_or(|m| &*s.exec.meta.state_machine_arn == m))
             .map(|s| info(&s.exec))
             .collect()
     }
@@ -673,7 +700,7 @@ impl Engine {
             tokens,
             ..
         } = &mut *core;
-        let Some(slot) = executions.get_mut(&arn) else {
+        let Some(slot) = executions.get_mut(&*arn) else {
             tokens.remove(token);
             return Err(EngineError::TaskTimedOut);
         };
@@ -739,6 +766,13 @@ impl Engine {
 
     /// Registers effects, persists the execution's progress and dispatches invocations.
     fn after(&self, core: &mut Core, arn: &str, effects: Effects) {
+        // Durable engines record each invocation so a restart can repeat the
+        // ones that never completed; the in-memory state does not keep them.
+        let invoked = if core.store.is_some() {
+            effects.invocations.clone()
+        } else {
+            Vec::new()
+        };
         self.apply_effects(core, arn, effects);
         let Some(slot) = core.executions.get_mut(arn) else {
             return;
@@ -757,7 +791,7 @@ impl Engine {
         match core.store.as_mut() {
             Some(store) => {
                 let definition = (!slot.saved).then(|| slot.definition.clone());
-                match store.save_execution(&slot.exec, definition.as_deref(), &events) {
+                match store.save_execution(&slot.exec, definition.as_deref(), &events, &invoked) {
                     Ok(()) => slot.saved = true,
                     Err(e) => {
                         tracing::error!(execution = arn, error = %e, "could not persist execution progress")
@@ -777,31 +811,33 @@ impl Engine {
 
     fn apply_effects(&self, core: &mut Core, arn: &str, effects: Effects) {
         let mut timers_changed = false;
+        // One shared copy of the ARN for every timer and token of this batch.
+        let shared: Arc<str> = Arc::from(arn);
         for t in effects.timers {
             core.timer_seq += 1;
             let key = (t.at_ms, core.timer_seq);
-            core.timers.insert(key, (arn.to_string(), t));
+            core.timers.insert(key, (shared.clone(), t));
             timers_changed = true;
         }
         for (token, frame, seq) in effects.tokens {
             if let Some(slot) = core.executions.get_mut(arn) {
                 slot.tokens.push(token.clone());
             }
-            core.tokens.insert(token, (arn.to_string(), frame, seq));
+            core.tokens.insert(token, (shared.clone(), frame, seq));
         }
         for inv in effects.invocations {
+            let (frame, seq) = (inv.frame, inv.seq);
             let req = TaskRequest {
                 execution_arn: arn.to_string(),
-                state_name: inv.state_name.clone(),
-                resource: inv.resource.clone(),
-                function: inv.function.clone(),
-                payload: inv.payload.clone(),
-                task_token: inv.token.clone(),
+                state_name: inv.state_name,
+                resource: inv.resource,
+                function: inv.function,
+                payload: inv.payload,
+                task_token: inv.token,
             };
             let fut = self.inner.invoker.invoke(req);
             let weak = Arc::downgrade(&self.inner);
-            let arn = arn.to_string();
-            let (frame, seq) = (inv.frame, inv.seq);
+            let arn = shared.clone();
             tokio::spawn(async move {
                 let result = fut.await;
                 if let Some(inner) = weak.upgrade() {
@@ -845,7 +881,7 @@ impl Engine {
             let Core {
                 executions, rng, ..
             } = &mut *core;
-            let Some(slot) = executions.get_mut(&arn) else {
+            let Some(slot) = executions.get_mut(&*arn) else {
                 continue;
             };
             if slot.exec.status != ExecutionStatus::Running {

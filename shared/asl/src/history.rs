@@ -154,7 +154,16 @@ impl HistoryEvent {
         m.insert("id".into(), json!(self.id));
         m.insert("previousEventId".into(), json!(self.previous_event_id));
         if let Some(d) = &self.details {
-            m.insert(self.kind.details_key(), d.clone());
+            let mut d = d.clone();
+            // Payloads are never truncated here; AWS reports that beside each one.
+            if let Value::Object(o) = &mut d {
+                for (field, flag) in [("input", "inputDetails"), ("output", "outputDetails")] {
+                    if o.contains_key(field) && !o.contains_key(flag) {
+                        o.insert(flag.into(), json!({"truncated": false}));
+                    }
+                }
+            }
+            m.insert(self.kind.details_key(), d);
         }
         Value::Object(m)
     }

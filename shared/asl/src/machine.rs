@@ -105,17 +105,17 @@ pub struct ExecutionMeta {
     /// Execution name.
     pub name: String,
     /// State machine ARN.
-    pub state_machine_arn: String,
+    pub state_machine_arn: std::sync::Arc<str>,
     /// State machine name.
-    pub state_machine_name: String,
+    pub state_machine_name: std::sync::Arc<str>,
     /// IAM role ARN of the state machine.
-    pub role_arn: String,
+    pub role_arn: std::sync::Arc<str>,
     /// Start time, epoch milliseconds.
     pub start_ms: i64,
     /// The execution input.
     pub input: Value,
     /// Region used in history details.
-    pub region: String,
+    pub region: std::sync::Arc<str>,
 }
 
 /// A task the engine must invoke.
@@ -203,7 +203,6 @@ struct TaskWait {
     heartbeat_ms: Option<i64>,
     heartbeat_at: Option<i64>,
     timeout_at: i64,
-    request: Option<Invocation>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -273,7 +272,7 @@ pub struct Execution {
     pub cause: Option<String>,
     /// Stop time, epoch milliseconds.
     pub stop_ms: Option<i64>,
-    frames: BTreeMap<u32, Frame>,
+    frames: BTreeMap<u32, Box<Frame>>,
     runnable: VecDeque<u32>,
     next_frame: u32,
     next_event: u64,
@@ -437,6 +436,22 @@ fn apply_io(p: &IoPath, field: &str, v: &Value) -> Result<Value, StatesError> {
     }
 }
 
+/// The effective input without copying it when `InputPath` is `$`.
+fn effective<'a>(p: &IoPath, v: &'a Value) -> Result<std::borrow::Cow<'a, Value>, StatesError> {
+    match p {
+        IoPath::Whole => Ok(std::borrow::Cow::Borrowed(v)),
+        other => apply_io(other, "InputPath", v).map(std::borrow::Cow::Owned),
+    }
+}
+
+/// `OutputPath` over an owned value: `$` passes it through without a copy.
+fn output_of(p: &IoPath, v: Value) -> Result<Value, StatesError> {
+    match p {
+        IoPath::Whole => Ok(v),
+        other => apply_io(other, "OutputPath", &v),
+    }
+}
+
 fn apply_result_path(rp: &ResultPath, raw: &Value, result: Value) -> Result<Value, StatesError> {
     match rp {
         ResultPath::Replace => Ok(result),
@@ -546,7 +561,6 @@ impl Execution {
             0,
             Some(json!({
                 "input": payload_text(&exec.meta.input),
-                "inputDetails": {"truncated": false},
                 "roleArn": exec.meta.role_arn,
             })),
         );
@@ -596,7 +610,7 @@ impl Execution {
     fn add_frame(&mut self, f: Frame) -> u32 {
         let id = self.next_frame;
         self.next_frame += 1;
-        self.frames.insert(id, f);
+        self.frames.insert(id, Box::new(f));
         self.runnable.push_back(id);
         id
     }
@@ -670,7 +684,6 @@ impl Execution {
                     let details = json!({
                         "name": st.name,
                         "input": payload_text(&f.input),
-                        "inputDetails": {"truncated": false},
                     });
                     self.emit(env, f, EventType::entered(state_type(st)), Some(details));
                     f.phase = Phase::Run;
@@ -755,7 +768,7 @@ impl Execution {
                             env,
                             f,
                             EventType::SucceedStateExited,
-                            Some(json!({"name": st.name, "output": payload_text(&out), "outputDetails": {"truncated": false}})),
+                            Some(json!({"name": st.name, "output": payload_text(&out)})),
                         );
                         self.finish_frame(def, fid, f, out, env);
                         return Flow::Stop;
@@ -797,20 +810,25 @@ impl Execution {
         result: Option<&Value>,
         env: &mut Env,
     ) -> Result<(Transition, Value), StatesError> {
-        let eff = apply_io(&st.input_path, "InputPath", &f.input)?;
-        let eff = match &st.parameters {
-            Some(t) => eval_template(t, "Parameters", &self.scope(f, st, &eff), env.rng)?,
-            None => eff,
+        let eff = effective(&st.input_path, &f.input)?;
+        let res = match &st.parameters {
+            Some(t) => {
+                let v = eval_template(t, "Parameters", &self.scope(f, st, &eff), env.rng)?;
+                result.cloned().unwrap_or(v)
+            }
+            None => match result {
+                Some(r) => r.clone(),
+                None => eff.into_owned(),
+            },
         };
-        let res = result.cloned().unwrap_or(eff);
         self.assign(st.assign.as_ref(), f, st, &res, env)?;
         let out = apply_result_path(&st.result_path, &f.input, res)?;
-        let out = apply_io(&st.output_path, "OutputPath", &out)?;
+        let out = output_of(&st.output_path, out)?;
         self.emit(
             env,
             f,
             EventType::PassStateExited,
-            Some(json!({"name": st.name, "output": payload_text(&out), "outputDetails": {"truncated": false}})),
+            Some(json!({"name": st.name, "output": payload_text(&out)})),
         );
         Ok((st.next, out))
     }
@@ -860,7 +878,12 @@ impl Execution {
         default: Option<usize>,
         env: &mut Env,
     ) -> Result<(Transition, Value), StatesError> {
-        let eff = apply_io(&st.input_path, "InputPath", &f.input)?;
+        // A Choice passes its effective input on; with `InputPath: $` that is the
+        // input itself, moved rather than copied (a Choice has no Catch to need it).
+        let eff = match st.input_path {
+            IoPath::Whole => std::mem::take(&mut f.input),
+            _ => apply_io(&st.input_path, "InputPath", &f.input)?,
+        };
         let mut chosen = None;
         {
             let scope = self.scope(f, st, &eff);
@@ -892,12 +915,12 @@ impl Execution {
             },
         };
         self.assign(assign, f, st, &eff, env)?;
-        let out = apply_io(&st.output_path, "OutputPath", &eff)?;
+        let out = output_of(&st.output_path, eff)?;
         self.emit(
             env,
             f,
             EventType::ChoiceStateExited,
-            Some(json!({"name": st.name, "output": payload_text(&out), "outputDetails": {"truncated": false}})),
+            Some(json!({"name": st.name, "output": payload_text(&out)})),
         );
         Ok((Transition::Next(next), out))
     }
@@ -1050,12 +1073,15 @@ impl Execution {
             Integration::Other { .. } => (None, params.clone()),
         };
         let seq = self.bump_seq();
-        let timeout_at = env
-            .now_ms
-            .saturating_add((timeout as i64).saturating_mul(1000));
+        let timeout_at = if spec.timeout.is_some() {
+            env.now_ms
+                .saturating_add((timeout as i64).saturating_mul(1000))
+        } else {
+            i64::MAX
+        };
         let heartbeat_ms = heartbeat.map(|h| h as i64 * 1000);
         if spec.integration == Integration::LambdaArn {
-            let mut d = json!({"resource": spec.resource, "input": payload_text(&payload), "inputDetails": {"truncated": false}});
+            let mut d = json!({"resource": spec.resource, "input": payload_text(&payload)});
             if spec.timeout.is_some() {
                 d["timeoutInSeconds"] = json!(timeout);
             }
@@ -1092,13 +1118,16 @@ impl Execution {
             token: token.clone(),
             state_name: st.name.clone(),
         };
-        env.effects.invocations.push(inv.clone());
-        env.effects.timers.push(Timer {
-            at_ms: timeout_at,
-            frame: fid,
-            seq,
-            kind: TimerKind::TaskTimeout,
-        });
+        env.effects.invocations.push(inv);
+        if spec.timeout.is_some() {
+            // Without TimeoutSeconds AWS waits 99999999 s; no timer is needed for that.
+            env.effects.timers.push(Timer {
+                at_ms: timeout_at,
+                frame: fid,
+                seq,
+                kind: TimerKind::TaskTimeout,
+            });
+        }
         let heartbeat_at = heartbeat_ms.map(|h| env.now_ms + h);
         if let Some(at) = heartbeat_at {
             env.effects.timers.push(Timer {
@@ -1118,7 +1147,6 @@ impl Execution {
             heartbeat_ms,
             heartbeat_at,
             timeout_at,
-            request: Some(inv),
         }));
         Flow::Stop
     }
@@ -1141,7 +1169,6 @@ impl Execution {
                 match result {
                     Ok(v) if waits => {
                         tw.submitted = true;
-                        tw.request = None;
                         let rid = uuid_from(env.rng);
                         let out = lambda_invoke_response(v, &rid);
                         let (rt, r) = self.task_resource(def, &f);
@@ -1149,7 +1176,7 @@ impl Execution {
                             env,
                             &mut f,
                             EventType::TaskSubmitted,
-                            Some(json!({"resourceType": rt, "resource": r, "output": payload_text(&out), "outputDetails": {"truncated": false}})),
+                            Some(json!({"resourceType": rt, "resource": r, "output": payload_text(&out)})),
                         );
                         true
                     }
@@ -1168,7 +1195,7 @@ impl Execution {
                                 env,
                                 &mut f,
                                 EventType::LambdaFunctionSucceeded,
-                                Some(json!({"output": payload_text(&out), "outputDetails": {"truncated": false}})),
+                                Some(json!({"output": payload_text(&out)})),
                             );
                         } else {
                             let (rt, r) = self.task_resource(def, &f);
@@ -1176,7 +1203,7 @@ impl Execution {
                                 env,
                                 &mut f,
                                 EventType::TaskSucceeded,
-                                Some(json!({"resourceType": rt, "resource": r, "output": payload_text(&out), "outputDetails": {"truncated": false}})),
+                                Some(json!({"resourceType": rt, "resource": r, "output": payload_text(&out)})),
                             );
                         }
                         self.complete_with_result(def, frame, &mut f, out, env)
@@ -1233,7 +1260,7 @@ impl Execution {
                     env,
                     &mut f,
                     EventType::TaskSucceeded,
-                    Some(json!({"resourceType": rt, "resource": r, "output": payload_text(&v), "outputDetails": {"truncated": false}})),
+                    Some(json!({"resourceType": rt, "resource": r, "output": payload_text(&v)})),
                 );
                 self.complete_with_result(def, frame, &mut f, v, env)
             }
@@ -1312,11 +1339,11 @@ impl Execution {
                         .map(|s| s.name.clone())
                         .unwrap_or_default();
                     self.emit(
-                            env,
-                            &mut f,
-                            EventType::WaitStateExited,
-                            Some(json!({"name": name, "output": payload_text(&out), "outputDetails": {"truncated": false}})),
-                        );
+                        env,
+                        &mut f,
+                        EventType::WaitStateExited,
+                        Some(json!({"name": name, "output": payload_text(&out)})),
+                    );
                     match self.state_of(def, &f).map(|s| s.next) {
                         Some(Transition::Next(n)) => {
                             f.state = n;
@@ -1491,7 +1518,7 @@ impl Execution {
             };
             self.assign(st.assign.as_ref(), f, st, &result, env)?;
             let out = apply_result_path(&st.result_path, &f.input, selected)?;
-            apply_io(&st.output_path, "OutputPath", &out)
+            output_of(&st.output_path, out)
         })();
         match done {
             Ok(out) => {
@@ -1499,7 +1526,7 @@ impl Execution {
                     env,
                     f,
                     EventType::exited(state_type(st)),
-                    Some(json!({"name": st.name, "output": payload_text(&out), "outputDetails": {"truncated": false}})),
+                    Some(json!({"name": st.name, "output": payload_text(&out)})),
                 );
                 match st.next {
                     Transition::Next(n) => {
@@ -1644,7 +1671,7 @@ impl Execution {
                     env,
                     EventType::ExecutionSucceeded,
                     prev,
-                    Some(json!({"output": payload_text(&output), "outputDetails": {"truncated": false}})),
+                    Some(json!({"output": payload_text(&output)})),
                 );
                 self.status = ExecutionStatus::Succeeded;
                 self.output = Some(output);
@@ -2022,23 +2049,21 @@ impl Execution {
         self.frames.remove(&id);
     }
 
-    /// Invocations and timers a restored execution must re-establish, and its live task tokens.
+    /// Timers a restored execution must re-establish, and its live task tokens
+    /// (pending invocations are stored separately; see [`Execution::awaits_invocation`]).
     pub fn resume_effects(&self) -> Effects {
         let mut eff = Effects::default();
         for (&id, f) in &self.frames {
             match &f.phase {
                 Phase::Task(tw) => {
-                    if let Some(req) = &tw.request {
-                        if !tw.submitted {
-                            eff.invocations.push(req.clone());
-                        }
+                    if tw.timeout_at != i64::MAX {
+                        eff.timers.push(Timer {
+                            at_ms: tw.timeout_at,
+                            frame: id,
+                            seq: tw.seq,
+                            kind: TimerKind::TaskTimeout,
+                        });
                     }
-                    eff.timers.push(Timer {
-                        at_ms: tw.timeout_at,
-                        frame: id,
-                        seq: tw.seq,
-                        kind: TimerKind::TaskTimeout,
-                    });
                     if let Some(at) = tw.heartbeat_at {
                         eff.timers.push(Timer {
                             at_ms: at,
@@ -2061,6 +2086,13 @@ impl Execution {
             }
         }
         eff
+    }
+
+    /// Whether a task's invocation has not completed yet (after a restart it
+    /// must be invoked again; tasks are at-least-once, as on AWS).
+    pub fn awaits_invocation(&self, frame: u32, seq: u64) -> bool {
+        matches!(self.frames.get(&frame).map(|f| &f.phase), Some(Phase::Task(tw)) if tw.seq == seq && !tw.submitted)
+            && self.status == ExecutionStatus::Running
     }
 
     /// Frames that were ready to run when the snapshot was taken.

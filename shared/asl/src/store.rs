@@ -4,7 +4,7 @@
 //! point.
 
 use crate::history::HistoryEvent;
-use crate::machine::Execution;
+use crate::machine::{Execution, Invocation};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
@@ -74,6 +74,13 @@ impl SqliteStore {
                  id INTEGER NOT NULL,
                  body TEXT NOT NULL,
                  PRIMARY KEY (execution_arn, id)
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS pending_invocations (
+                 execution_arn TEXT NOT NULL,
+                 frame INTEGER NOT NULL,
+                 seq INTEGER NOT NULL,
+                 body TEXT NOT NULL,
+                 PRIMARY KEY (execution_arn, frame)
              ) WITHOUT ROWID;",
         )?;
         Ok(SqliteStore { conn })
@@ -124,9 +131,25 @@ impl SqliteStore {
         exec: &Execution,
         definition: Option<&str>,
         events: &[HistoryEvent],
+        invocations: &[Invocation],
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
+            let mut pending = tx.prepare_cached(
+                "INSERT OR REPLACE INTO pending_invocations (execution_arn, frame, seq, body) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for inv in invocations {
+                pending.execute(params![
+                    exec.meta.execution_arn,
+                    inv.frame,
+                    inv.seq as i64,
+                    serde_json::to_string(inv)?
+                ])?;
+            }
+            if exec.status != crate::machine::ExecutionStatus::Running {
+                tx.prepare_cached("DELETE FROM pending_invocations WHERE execution_arn = ?1")?
+                    .execute(params![exec.meta.execution_arn])?;
+            }
             let mut ins = tx.prepare_cached(
                 "INSERT OR REPLACE INTO events (execution_arn, id, body) VALUES (?1, ?2, ?3)",
             )?;
@@ -188,6 +211,19 @@ impl SqliteStore {
         let mut st = self
             .conn
             .prepare_cached("SELECT body FROM events WHERE execution_arn = ?1 ORDER BY id")?;
+        let rows = st.query_map(params![execution_arn], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for body in rows {
+            out.push(serde_json::from_str(&body?)?);
+        }
+        Ok(out)
+    }
+
+    /// Task invocations recorded for an execution that may not have completed.
+    pub fn pending_invocations(&self, execution_arn: &str) -> Result<Vec<Invocation>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT body FROM pending_invocations WHERE execution_arn = ?1 ORDER BY frame",
+        )?;
         let rows = st.query_map(params![execution_arn], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for body in rows {
