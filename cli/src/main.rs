@@ -16,10 +16,17 @@ macro_rules! outln {
     }};
 }
 
+// mimalloc: the engine allocates many small JSON values per state transition;
+// glibc's allocator spent over half of the engine's time in malloc/free.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod data_dir;
 mod history;
 mod run;
 mod scan;
+mod schedule;
+
 mod serve;
 mod workflow;
 

@@ -39,6 +39,10 @@
 //! Run everything on one core (`taskset -c 0`) for per-core figures; the
 //! engine is driven on a current-thread tokio runtime.
 
+// The same allocator the certops binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use certops_asl::{
     BoxFuture, Engine, EngineOptions, ExecutionStatus, StatesError, Storage, TaskInvoker,
     TaskRequest, TokioClock, DEFAULT_ROLE_ARN,

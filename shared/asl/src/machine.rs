@@ -822,7 +822,19 @@ impl Execution {
             },
         };
         self.assign(st.assign.as_ref(), f, st, &res, env)?;
-        let out = apply_result_path(&st.result_path, &f.input, res)?;
+        // A Pass has no Catch, so its raw input is not needed once the result
+        // is placed: move it instead of copying it.
+        let raw = std::mem::take(&mut f.input);
+        let out = match &st.result_path {
+            ResultPath::Replace => res,
+            ResultPath::Discard => raw,
+            ResultPath::At(p) => p.set(raw, res).map_err(|e| {
+                StatesError::new(
+                    "States.ResultPathMatchFailure",
+                    format!("Unable to apply ResultPath '{p}': {e}"),
+                )
+            })?,
+        };
         let out = output_of(&st.output_path, out)?;
         self.emit(
             env,
