@@ -10,13 +10,10 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use certops_core::ports::Deps;
 use certops_core::workflow::WorkflowState;
 use certops_core::{Error, ScanFinding, TicketTrigger, TicketType, Trigger};
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
-/// The webhook signature header: `sha256=<hex HMAC-SHA256 of the raw body>`.
-pub const SIGNATURE_HEADER: &str = "x-certops-signature";
+pub use certops_core::signature::{sign, verify as verify_signature, HEADER as SIGNATURE_HEADER};
 
 /// The result of an intake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,32 +25,6 @@ pub struct Started {
     pub idempotency_key: String,
     /// True when this trigger had already started that execution.
     pub duplicate: bool,
-}
-
-/// Checks `sha256=<hex>` against the HMAC of `body` in constant time.
-pub fn verify_signature(secret: &[u8], body: &[u8], header: Option<&str>) -> Result<(), Error> {
-    let header =
-        header.ok_or_else(|| Error::InvalidInput(format!("missing {SIGNATURE_HEADER} header")))?;
-    let hex_sig = header
-        .strip_prefix("sha256=")
-        .ok_or_else(|| Error::InvalidInput("signature must be 'sha256=<hex>'".into()))?;
-    let sig =
-        hex::decode(hex_sig).map_err(|_| Error::InvalidInput("signature is not hex".into()))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret)
-        .map_err(|_| Error::InvalidInput("empty webhook secret".into()))?;
-    mac.update(body);
-    mac.verify_slice(&sig)
-        .map_err(|_| Error::InvalidInput("webhook signature does not match".into()))
-}
-
-/// Computes the signature header value for a body (for senders and tests).
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 fn field<'a>(p: &'a Value, k: &str) -> Option<&'a str> {
@@ -252,17 +223,6 @@ pub async fn handle_sqs(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signatures_are_checked() {
-        let body = br#"{"number":"INC0010001"}"#;
-        let good = sign(b"s3cret", body);
-        assert!(verify_signature(b"s3cret", body, Some(&good)).is_ok());
-        assert!(verify_signature(b"other", body, Some(&good)).is_err());
-        assert!(verify_signature(b"s3cret", b"{}", Some(&good)).is_err());
-        assert!(verify_signature(b"s3cret", body, None).is_err());
-        assert!(verify_signature(b"s3cret", body, Some("md5=00")).is_err());
-    }
 
     #[test]
     fn servicenow_records_map_to_triggers() {

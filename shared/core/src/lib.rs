@@ -61,6 +61,7 @@ pub mod plan;
 pub mod policy;
 pub mod ports;
 pub mod runbook;
+pub mod signature;
 pub mod validation;
 pub mod workflow;
 
