@@ -63,6 +63,7 @@ pub mod sqlite_queue;
 pub mod sqlite_store;
 pub mod ticket_book;
 pub mod tls_endpoints;
+pub mod tls_prober;
 pub mod token_sealer;
 
 use std::fs::{self, DirBuilder};
@@ -83,6 +84,7 @@ pub use sqlite_queue::{dead_letter_queue, SqliteQueue, DEFAULT_MAX_RECEIVES};
 pub use sqlite_store::SqliteStore;
 pub use ticket_book::TicketBook;
 pub use tls_endpoints::{LocalEndpoints, TargetFault};
+pub use tls_prober::TlsProber;
 pub use token_sealer::AesGcmSealer;
 
 /// The database file inside the data directory.

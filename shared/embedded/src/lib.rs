@@ -4,7 +4,10 @@
 //! and chat inbox. [`stack::Stack`] wires them; [`demo`] runs the scenarios.
 
 pub mod demo;
-pub mod prober;
 pub mod stack;
 
-pub use stack::{ConfigFiles, Stack, StackOptions};
+/// The outside-in prober (re-exported from the adapters).
+pub mod prober {
+    pub use certops_adapters::TlsProber;
+}
+pub use stack::{example_config, ConfigFiles, Stack, StackOptions};

@@ -90,6 +90,19 @@ impl ConfigFiles {
     }
 }
 
+/// The example inventory, policy and runbook shipped in `runbooks/`, compiled
+/// in so every command works from any directory.
+pub fn example_config() -> Result<Config, Error> {
+    Ok(Config {
+        inventory: Inventory::from_toml_str(include_str!("../../../runbooks/inventory.toml"))?,
+        policy: Policy::from_toml_str(include_str!("../../../runbooks/policy.toml"))?,
+        runbook: Runbook::from_toml_str(include_str!(
+            "../../../runbooks/cert-renewal.runbook.toml"
+        ))?,
+        default_oncall: "oncall-certops@example.com".into(),
+    })
+}
+
 /// Options for [`Stack::open`].
 pub struct StackOptions {
     /// The data directory (engine state, adapters' database, keystore).

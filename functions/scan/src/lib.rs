@@ -1,0 +1,664 @@
+//! `scan`: the scheduled expiry scan. An EventBridge schedule invokes
+//! [`handle_schedule`], which splits the inventory into batches of at most
+//! [`BATCH`] certificate objects and sends one message per batch to the
+//! [`SCAN_QUEUE`] — the fan-out that keeps every invocation far from the Lambda
+//! time limit however large the inventory grows. SQS then invokes
+//! [`handle_batch`] per batch: every endpoint of every object is probed from
+//! outside, each result is stored in the [`OBSERVATIONS_TABLE`], and a
+//! [`ScanFinding`] goes to the [`INTAKE_QUEUE`] for every object that is
+//! expiring, expired or served wrongly (see [`assess`]). The scan never starts
+//! workflows itself; intake does, one execution per finding's idempotency key.
+//!
+//! The embedded runtime runs the same path in-process with [`run_scan`].
+//!
+//! ```
+//! use certops_fn_scan::{batches, BATCH};
+//!
+//! let ids: Vec<String> = (0..60).map(|i| format!("cert-{i}")).collect();
+//! let sizes: Vec<usize> = batches(&ids).map(|b| b.cert_ids.len()).collect();
+//! assert_eq!(sizes, [BATCH, BATCH, 60 - 2 * BATCH]);
+//! ```
+//!
+//! # Delivery
+//!
+//! Findings are sent at least once: a batch message whose probing, storing or sending
+//! failed is reported as a partial batch failure and redelivered by SQS (then
+//! dead-lettered after the queue's limit), and the redelivery sends again the findings the
+//! first attempt already sent. Intake is idempotent by the finding's idempotency key (CI,
+//! observed expiry and fingerprint), so a repeat yields no second execution.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use certops_core::ports::{Deps, Observation};
+use certops_core::{CertObject, Endpoint, Error, ScanFinding};
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// The most certificate objects one batch message carries.
+pub const BATCH: usize = 25;
+/// The queue the schedule fans batches out to.
+pub const SCAN_QUEUE: &str = "scan";
+/// The queue findings go to (consumed by the intake function).
+pub const INTAKE_QUEUE: &str = "intake";
+/// The store table holding the latest observation of each endpoint of each object.
+pub const OBSERVATIONS_TABLE: &str = "observations";
+/// How many certificate objects of one batch are probed at once.
+pub const PROBE_CONCURRENCY: usize = 8;
+/// How long [`run_scan`] hides a received batch; a failed batch reappears after it.
+pub const VISIBILITY: Duration = Duration::from_secs(15 * 60);
+/// How many times an observation write is retried when a concurrent scan wrote first.
+const STORE_ATTEMPTS: usize = 3;
+
+/// One batch message on the [`SCAN_QUEUE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanBatch {
+    /// The certificate objects (inventory ids) to probe.
+    pub cert_ids: Vec<String>,
+    /// The scan run this batch belongs to (the schedule event's id), for logs.
+    #[serde(default)]
+    pub scan: String,
+}
+
+/// What [`handle_schedule`] fanned out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleSummary {
+    /// Certificate objects in the inventory.
+    pub objects: usize,
+    /// Batch messages sent to the [`SCAN_QUEUE`] (`ceil(objects / BATCH)`).
+    pub batches: usize,
+}
+
+/// What [`run_scan`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanSummary {
+    /// Certificate objects in the inventory.
+    pub objects: usize,
+    /// Batch messages the schedule sent.
+    pub batches: usize,
+    /// Batch messages handled (this run's, plus any redelivered from earlier runs).
+    pub messages: usize,
+    /// Batch messages that failed and were left on the queue for redelivery.
+    pub failed_messages: usize,
+    /// Endpoint observations stored (one per endpoint of each probed object, failures included).
+    pub observations: usize,
+    /// Findings sent to the [`INTAKE_QUEUE`].
+    pub findings: usize,
+}
+
+/// What the [`OBSERVATIONS_TABLE`] holds under [`observation_key`]: the latest probe of one
+/// endpoint of one certificate object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservationRecord {
+    /// The certificate object.
+    pub cert_id: String,
+    /// Its CI.
+    pub ci: String,
+    /// The endpoint probed.
+    pub endpoint: Endpoint,
+    /// When (the domain clock).
+    pub observed_at: DateTime<Utc>,
+    /// One observation per address that answered; empty when the probe failed.
+    pub observations: Vec<Observation>,
+    /// Why the endpoint could not be probed, if it could not.
+    pub error: Option<ProbeError>,
+}
+
+/// A failed probe, by stable error name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeError {
+    /// The stable error name (`Transient` for refused, timed out or unresolvable endpoints).
+    pub name: String,
+    /// The human message.
+    pub message: String,
+}
+
+/// Why an object deserves a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Concern {
+    /// The earliest leaf seen expires within the policy's planned threshold.
+    Expiring,
+    /// The earliest leaf seen has expired.
+    Expired,
+    /// A served leaf is not the inventory's `expected_fingerprint`.
+    UnexpectedFingerprint,
+    /// Different addresses or endpoints of the object serve different leaves.
+    InconsistentLeaves,
+}
+
+impl Concern {
+    /// The name used in logs and stored records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Concern::Expiring => "expiring",
+            Concern::Expired => "expired",
+            Concern::UnexpectedFingerprint => "unexpected-fingerprint",
+            Concern::InconsistentLeaves => "inconsistent-leaves",
+        }
+    }
+}
+
+/// The judgement of one object's observations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    /// What is wrong; empty when nothing is.
+    pub concerns: BTreeSet<Concern>,
+    /// The finding to send when there is a concern.
+    pub finding: Option<ScanFinding>,
+}
+
+/// The store key of one endpoint's observation: `<cert_id>#<host>:<port>/<sni>`.
+pub fn observation_key(cert_id: &str, endpoint: &Endpoint) -> String {
+    format!(
+        "{cert_id}#{}:{}/{}",
+        endpoint.host, endpoint.port, endpoint.sni
+    )
+}
+
+/// Splits certificate object ids into batch messages of at most [`BATCH`] ids, in order.
+pub fn batches(cert_ids: &[String]) -> impl Iterator<Item = ScanBatch> + '_ {
+    cert_ids.chunks(BATCH).map(|chunk| ScanBatch {
+        cert_ids: chunk.to_vec(),
+        scan: String::new(),
+    })
+}
+
+/// Fingerprints compare ignoring case, `:` separators and a `sha256:` prefix.
+fn normalized_fingerprint(fp: &str) -> String {
+    let fp = fp.trim();
+    let fp = fp
+        .strip_prefix("sha256:")
+        .or_else(|| fp.strip_prefix("SHA256:"))
+        .unwrap_or(fp);
+    fp.chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Judges what was observed of `cert` at `now` against the planned threshold (days).
+///
+/// The finding carries the earliest `notAfter` seen and the fingerprint of the leaf that
+/// carries it, so a renewal is planned for the certificate that expires first. Nothing
+/// observed yields no finding: there is no expiry to report.
+pub fn assess(
+    cert: &CertObject,
+    observations: &[Observation],
+    threshold_days: u32,
+    now: DateTime<Utc>,
+) -> Assessment {
+    let mut concerns = BTreeSet::new();
+    let Some(earliest) = observations.iter().min_by_key(|o| o.not_after) else {
+        return Assessment {
+            concerns,
+            finding: None,
+        };
+    };
+    let left = earliest.not_after - now;
+    if left <= TimeDelta::zero() {
+        concerns.insert(Concern::Expired);
+    } else if left <= TimeDelta::days(i64::from(threshold_days)) {
+        concerns.insert(Concern::Expiring);
+    }
+    let served: BTreeSet<String> = observations
+        .iter()
+        .map(|o| normalized_fingerprint(&o.fingerprint))
+        .collect();
+    if let Some(expected) = cert.expected_fingerprint.as_deref() {
+        let expected = normalized_fingerprint(expected);
+        if served.iter().any(|fp| *fp != expected) {
+            concerns.insert(Concern::UnexpectedFingerprint);
+        }
+    }
+    if served.len() > 1 {
+        concerns.insert(Concern::InconsistentLeaves);
+    }
+    let finding = (!concerns.is_empty()).then(|| ScanFinding {
+        ci: cert.ci.clone(),
+        observed_expiry: earliest.not_after,
+        observed_fingerprint: Some(earliest.fingerprint.clone()),
+    });
+    Assessment { concerns, finding }
+}
+
+/// The EventBridge-scheduled entry: fans the inventory out to the [`SCAN_QUEUE`] in batches
+/// of at most [`BATCH`] certificate objects.
+///
+/// A failed send fails the invocation (EventBridge retries it); batches sent before the
+/// failure are scanned anyway, which is harmless because findings are idempotent.
+pub async fn handle_schedule(
+    deps: &Deps,
+    event: EventBridgeEvent<Value>,
+) -> Result<ScheduleSummary, Error> {
+    let scan = event
+        .id
+        .clone()
+        .unwrap_or_else(|| deps.clock.now().to_rfc3339());
+    let ids: Vec<String> = deps
+        .config
+        .inventory
+        .certificates
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
+    let mut sent = 0;
+    for mut batch in batches(&ids) {
+        batch.scan.clone_from(&scan);
+        let body = serde_json::to_value(&batch)
+            .map_err(|e| Error::InvalidInput(format!("scan batch: {e}")))?;
+        deps.queue.send(SCAN_QUEUE, &body).await?;
+        sent += 1;
+    }
+    tracing::info!(%scan, objects = ids.len(), batches = sent, "expiry scan fanned out");
+    Ok(ScheduleSummary {
+        objects: ids.len(),
+        batches: sent,
+    })
+}
+
+/// Counts of one handled SQS event.
+#[derive(Debug, Default)]
+struct Handled {
+    response: SqsBatchResponse,
+    observations: usize,
+    findings: usize,
+}
+
+/// Counts of one handled batch message.
+#[derive(Debug, Default)]
+struct BatchCounts {
+    observations: usize,
+    findings: usize,
+}
+
+/// Handles batch messages from the [`SCAN_QUEUE`]: probes, stores observations, sends
+/// findings.
+///
+/// A message is reported in `batch_item_failures` (so SQS redelivers only it) when its body
+/// is not a [`ScanBatch`], or when probing an endpoint (refused, timed out, no TLS), storing an
+/// observation or sending a finding failed for any of its objects. The message's other
+/// objects are still scanned and their findings sent. Unknown certificate ids are logged and
+/// skipped: the inventory changed since the fan-out, and retrying cannot help.
+pub async fn handle_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
+    handle(deps, event).await.response
+}
+
+async fn handle(deps: &Deps, event: SqsEvent) -> Handled {
+    let mut out = Handled::default();
+    for message in event.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        match handle_message(deps, &message).await {
+            Ok(counts) => {
+                out.observations += counts.observations;
+                out.findings += counts.findings;
+            }
+            Err((counts, e)) => {
+                out.observations += counts.observations;
+                out.findings += counts.findings;
+                tracing::warn!(message = %id, error = %e, "scan batch failed; left for redelivery");
+                out.response.batch_item_failures.push(BatchItemFailure {
+                    item_identifier: id,
+                });
+            }
+        }
+    }
+    out
+}
+
+async fn handle_message(
+    deps: &Deps,
+    message: &SqsMessage,
+) -> Result<BatchCounts, (BatchCounts, Error)> {
+    let none = BatchCounts::default;
+    let body = message.body.as_deref().ok_or_else(|| {
+        (
+            none(),
+            Error::InvalidInput("empty scan batch message".into()),
+        )
+    })?;
+    let batch: ScanBatch = serde_json::from_str(body).map_err(|e| {
+        (
+            none(),
+            Error::InvalidInput(format!("not a scan batch: {e}")),
+        )
+    })?;
+    let roots = deps
+        .issuer
+        .trust_anchors_pem()
+        .await
+        .map_err(|e| (none(), e))?;
+    let now = deps.clock.now();
+    let mut certs = Vec::with_capacity(batch.cert_ids.len());
+    for id in &batch.cert_ids {
+        match deps.config.inventory.get(id) {
+            Some(cert) => certs.push(cert),
+            None => tracing::warn!(scan = %batch.scan, cert_id = %id,
+                "certificate object not in the inventory; skipped"),
+        }
+    }
+    let results: Vec<ObjectScan> = stream::iter(certs)
+        .map(|cert| scan_object(deps, cert, roots.as_deref(), now))
+        .buffer_unordered(PROBE_CONCURRENCY)
+        .collect()
+        .await;
+    let mut counts = BatchCounts::default();
+    let mut first_error = None;
+    let mut failed = 0;
+    for r in results {
+        counts.observations += r.observations;
+        counts.findings += usize::from(r.finding_sent);
+        if let Some(e) = r.error {
+            failed += 1;
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        None => Ok(counts),
+        Some(e) if failed == 1 => Err((counts, e)),
+        Some(e) => Err((
+            counts,
+            Error::Transient(format!("{failed} objects failed; first: {e}")),
+        )),
+    }
+}
+
+/// The outcome of scanning one object.
+struct ObjectScan {
+    observations: usize,
+    finding_sent: bool,
+    error: Option<Error>,
+}
+
+/// Probes every endpoint of `cert`, stores each result, and sends a finding when
+/// [`assess`] finds a concern in what could be observed. An endpoint that could not be
+/// probed makes the object fail (so its message is retried) without hiding what the other
+/// endpoints showed.
+async fn scan_object(
+    deps: &Deps,
+    cert: &CertObject,
+    roots: Option<&str>,
+    now: DateTime<Utc>,
+) -> ObjectScan {
+    let mut seen = Vec::new();
+    let mut stored = 0;
+    let mut error = None;
+    for endpoint in &cert.endpoints {
+        let probed = match deps.prober.probe(endpoint, roots).await {
+            Ok(obs) if obs.is_empty() => Err(Error::VerificationFailed(format!(
+                "{}:{} answered on no address",
+                endpoint.host, endpoint.port
+            ))),
+            other => other,
+        };
+        if let Err(e) = &probed {
+            tracing::warn!(cert_id = %cert.id, host = %endpoint.host, port = endpoint.port,
+                error = %e, "endpoint could not be probed");
+        }
+        let record = ObservationRecord {
+            cert_id: cert.id.clone(),
+            ci: cert.ci.clone(),
+            endpoint: endpoint.clone(),
+            observed_at: deps.clock.now(),
+            observations: probed.as_ref().cloned().unwrap_or_default(),
+            error: probed.as_ref().err().map(|e| ProbeError {
+                name: e.name().to_string(),
+                message: e.to_string(),
+            }),
+        };
+        let written = match serde_json::to_value(&record) {
+            Ok(value) => upsert(deps, &observation_key(&cert.id, endpoint), &value).await,
+            Err(e) => Err(Error::InvalidInput(format!("observation record: {e}"))),
+        };
+        match written {
+            Ok(()) => stored += 1,
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
+        match probed {
+            Ok(obs) => seen.extend(obs),
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
+    }
+    let assessment = assess(
+        cert,
+        &seen,
+        deps.config.policy.renewal.planned_threshold_days,
+        now,
+    );
+    let mut finding_sent = false;
+    if let Some(finding) = assessment.finding {
+        let concerns: Vec<&str> = assessment.concerns.iter().map(|c| c.as_str()).collect();
+        let sent = match serde_json::to_value(&finding) {
+            Ok(body) => deps.queue.send(INTAKE_QUEUE, &body).await,
+            Err(e) => Err(Error::InvalidInput(format!("scan finding: {e}"))),
+        };
+        match sent {
+            Ok(message) => {
+                finding_sent = true;
+                tracing::info!(cert_id = %cert.id, ci = %finding.ci, concerns = ?concerns,
+                    expiry = %finding.observed_expiry, %message, "finding sent to intake");
+            }
+            Err(e) => {
+                tracing::warn!(cert_id = %cert.id, error = %e, "finding could not be sent");
+                error.get_or_insert(e);
+            }
+        }
+    }
+    ObjectScan {
+        observations: stored,
+        finding_sent,
+        error,
+    }
+}
+
+/// Writes `value` under `key`, replacing whatever is there (a conditional write on the
+/// value read, retried a few times if a concurrent scan wrote in between).
+async fn upsert(deps: &Deps, key: &str, value: &Value) -> Result<(), Error> {
+    for _ in 0..STORE_ATTEMPTS {
+        let current = deps.store.get(OBSERVATIONS_TABLE, key).await?;
+        if deps
+            .store
+            .compare_and_swap(OBSERVATIONS_TABLE, key, current.as_ref(), value)
+            .await?
+        {
+            return Ok(());
+        }
+    }
+    Err(Error::Conflict(format!(
+        "observation {key} kept changing under concurrent writes"
+    )))
+}
+
+/// Runs a whole scan in-process, as the schedule and SQS would on AWS: [`handle_schedule`],
+/// then receives from the [`SCAN_QUEUE`], hands the messages to [`handle_batch`] and deletes
+/// the ones that succeeded, until no message is left to receive.
+///
+/// Failed messages stay on the queue, hidden for [`VISIBILITY`], and are redelivered (then
+/// dead-lettered) like on SQS; each message is handled at most once per run, so a run always
+/// ends. Messages left by earlier runs are handled too. Errors only when the schedule or the
+/// queue itself fails.
+pub async fn run_scan(deps: &Deps) -> Result<ScanSummary, Error> {
+    let now = deps.clock.now();
+    let event = EventBridgeEvent {
+        id: Some(format!("embedded-{}", now.format("%Y%m%dT%H%M%S%.3fZ"))),
+        detail_type: "Scheduled Event".into(),
+        source: "certops.embedded".into(),
+        time: Some(now),
+        detail: json!({}),
+        ..EventBridgeEvent::default()
+    };
+    let schedule = handle_schedule(deps, event).await?;
+    let mut summary = ScanSummary {
+        objects: schedule.objects,
+        batches: schedule.batches,
+        ..ScanSummary::default()
+    };
+    let mut handled: HashSet<String> = HashSet::new();
+    loop {
+        let received = deps.queue.receive(SCAN_QUEUE, 10, VISIBILITY).await?;
+        let fresh: Vec<_> = received
+            .into_iter()
+            .filter(|m| !handled.contains(&m.id))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        let event = SqsEvent {
+            records: fresh
+                .iter()
+                .map(|m| SqsMessage {
+                    message_id: Some(m.id.clone()),
+                    receipt_handle: Some(m.receipt.clone()),
+                    body: Some(m.body.to_string()),
+                    ..SqsMessage::default()
+                })
+                .collect(),
+        };
+        let out = handle(deps, event).await;
+        summary.messages += fresh.len();
+        summary.observations += out.observations;
+        summary.findings += out.findings;
+        let failed: HashSet<&str> = out
+            .response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        summary.failed_messages += failed.len();
+        for m in &fresh {
+            handled.insert(m.id.clone());
+            if failed.contains(m.id.as_str()) {
+                continue;
+            }
+            if let Err(e) = deps.queue.delete(SCAN_QUEUE, &m.receipt).await {
+                // Redelivered later and scanned again: harmless, findings are idempotent.
+                tracing::warn!(message = %m.id, error = %e, "scan batch not deleted");
+            }
+        }
+    }
+    tracing::info!(
+        objects = summary.objects,
+        messages = summary.messages,
+        failed = summary.failed_messages,
+        findings = summary.findings,
+        "expiry scan done"
+    );
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use certops_core::Inventory;
+    use chrono::TimeZone;
+
+    const INVENTORY: &str = r#"
+[[certificate]]
+id = "shop"
+ci = "shop-web-prod"
+common_name = "shop.example.com"
+environment = "prod"
+issuer = { name = "corp-pki", method = "internal-pki" }
+targets = [{ kind = "local", id = "lb", reload = "hot-swap" }]
+endpoints = [{ host = "127.0.0.1", port = 8443, sni = "shop.example.com" }]
+"#;
+
+    fn cert(expected: Option<&str>) -> CertObject {
+        let mut c = Inventory::from_toml_str(INVENTORY).unwrap().certificates[0].clone();
+        c.expected_fingerprint = expected.map(str::to_string);
+        c
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap()
+    }
+
+    fn obs(fp: &str, days: i64) -> Observation {
+        Observation {
+            endpoint: cert(None).endpoints[0].clone(),
+            address: "127.0.0.1:8443".into(),
+            fingerprint: fp.into(),
+            not_after: now() + TimeDelta::days(days),
+            chain_valid: true,
+            status: "ok".into(),
+        }
+    }
+
+    fn concerns(a: &Assessment) -> Vec<Concern> {
+        a.concerns.iter().copied().collect()
+    }
+
+    #[test]
+    fn healthy_certificate_yields_no_finding() {
+        let a = assess(&cert(Some("AB:CD")), &[obs("abcd", 80)], 30, now());
+        assert!(a.concerns.is_empty());
+        assert_eq!(a.finding, None);
+    }
+
+    #[test]
+    fn threshold_is_inclusive_like_validation() {
+        let a = assess(&cert(None), &[obs("aa", 30)], 30, now());
+        assert_eq!(concerns(&a), [Concern::Expiring]);
+        let a = assess(&cert(None), &[obs("aa", 31)], 30, now());
+        assert!(a.finding.is_none());
+    }
+
+    #[test]
+    fn expired_is_its_own_concern() {
+        let a = assess(&cert(None), &[obs("aa", -1)], 30, now());
+        assert_eq!(concerns(&a), [Concern::Expired]);
+        assert_eq!(
+            a.finding.unwrap().observed_expiry,
+            now() - TimeDelta::days(1)
+        );
+    }
+
+    #[test]
+    fn unexpected_fingerprint_is_reported_even_far_from_expiry() {
+        let a = assess(&cert(Some("sha256:00")), &[obs("ff", 80)], 30, now());
+        assert_eq!(concerns(&a), [Concern::UnexpectedFingerprint]);
+        let f = a.finding.unwrap();
+        assert_eq!(f.ci, "shop-web-prod");
+        assert_eq!(f.observed_fingerprint.as_deref(), Some("ff"));
+    }
+
+    #[test]
+    fn nodes_serving_different_leaves_report_the_earliest() {
+        let a = assess(&cert(None), &[obs("aa", 80), obs("bb", 70)], 30, now());
+        assert_eq!(concerns(&a), [Concern::InconsistentLeaves]);
+        let f = a.finding.unwrap();
+        assert_eq!(f.observed_fingerprint.as_deref(), Some("bb"));
+        assert_eq!(f.observed_expiry, now() + TimeDelta::days(70));
+    }
+
+    #[test]
+    fn nothing_observed_is_no_finding() {
+        assert_eq!(assess(&cert(None), &[], 30, now()).finding, None);
+    }
+
+    #[test]
+    fn batches_are_at_most_batch_long_and_keep_order() {
+        let ids: Vec<String> = (0..=BATCH).map(|i| i.to_string()).collect();
+        let all: Vec<ScanBatch> = batches(&ids).collect();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].cert_ids, [BATCH.to_string()]);
+        assert_eq!(batches(&[]).count(), 0);
+    }
+
+    #[test]
+    fn observation_keys_name_object_and_endpoint() {
+        let c = cert(None);
+        assert_eq!(
+            observation_key(&c.id, &c.endpoints[0]),
+            "shop#127.0.0.1:8443/shop.example.com"
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! What every certops Lambda `main` shares: the [`Deps`] built from the
+//! environment, JSON logs, and the mapping of domain errors to the
+//! `errorType` Step Functions routes on.
+//!
+//! Environment:
+//! - `CERTOPS_STATE_MACHINE_ARN` — the renewal state machine (intake starts it).
+//! - `CERTOPS_DATA_DIR` — where the embedded adapters keep state (default `/tmp/certops`).
+//! - `CERTOPS_CONFIG_DIR` — inventory.toml, policy.toml, cert-renewal.runbook.toml
+//!   (default: the example files compiled in).
+//! - `AWS_ENDPOINT_URL` / the usual AWS variables — honoured by the Step
+//!   Functions client, so the same binary drives AWS or `certops serve`.
+
+mod sfn_workflow;
+
+pub use sfn_workflow::SfnWorkflow;
+
+use certops_adapters::{Embedded, TlsProber};
+use certops_core::ports::{Clock, Config, Deps, SystemClock};
+use certops_core::{Error, Inventory, Policy, Runbook};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn load_config() -> Result<Config, Error> {
+    let (inventory, policy, runbook) = match std::env::var_os("CERTOPS_CONFIG_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            let read = |name: &str| {
+                std::fs::read_to_string(dir.join(name)).map_err(|e| {
+                    Error::InvalidInput(format!("reading {}: {e}", dir.join(name).display()))
+                })
+            };
+            (
+                read("inventory.toml")?,
+                read("policy.toml")?,
+                read("cert-renewal.runbook.toml")?,
+            )
+        }
+        None => (
+            include_str!("../../../runbooks/inventory.toml").to_string(),
+            include_str!("../../../runbooks/policy.toml").to_string(),
+            include_str!("../../../runbooks/cert-renewal.runbook.toml").to_string(),
+        ),
+    };
+    Ok(Config {
+        inventory: Inventory::from_toml_str(&inventory)?,
+        policy: Policy::from_toml_str(&policy)?,
+        runbook: Runbook::from_toml_str(&runbook)?,
+        default_oncall: std::env::var("CERTOPS_DEFAULT_ONCALL")
+            .unwrap_or_else(|_| "oncall-certops@example.com".into()),
+    })
+}
+
+/// Builds the ports from the environment.
+pub async fn deps_from_env() -> Result<Deps, Error> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let dir = std::env::var_os("CERTOPS_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new("/tmp/certops").to_path_buf());
+    let adapters = Embedded::open(&dir, clock.clone())?;
+    let state_machine = std::env::var("CERTOPS_STATE_MACHINE_ARN").unwrap_or_default();
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let workflow = SfnWorkflow::new(aws_sdk_sfn::Client::new(&sdk), state_machine);
+    Ok(Deps {
+        config: Arc::new(load_config()?),
+        clock,
+        store: adapters.store.clone(),
+        queue: adapters.queue.clone(),
+        itsm: adapters.tickets.clone(),
+        chat: adapters.chat.clone(),
+        issuer: adapters.ca.clone(),
+        keystore: adapters.keystore.clone(),
+        targets: adapters.endpoints.clone(),
+        cdn: adapters.cdn.clone(),
+        prober: Arc::new(TlsProber::new(Duration::from_secs(5))?),
+        workflow: Arc::new(workflow),
+        sealer: adapters.sealer.clone(),
+    })
+}
+
+/// JSON logs to stdout, as CloudWatch expects; `RUST_LOG` filters.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .without_time()
+        .try_init();
+}
+
+/// Runs a step handler as a Lambda function: events in, results out, domain
+/// errors as `errorType` names Step Functions can `Retry`/`Catch`.
+pub async fn run<E, O, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    E: DeserializeOwned + Send + 'static,
+    O: Serialize + Send + 'static,
+    F: Fn(Deps, E) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<O, Error>> + Send + 'static,
+{
+    init_tracing();
+    let deps = deps_from_env()
+        .await
+        .map_err(|e| Box::new(e) as lambda_runtime::Error)?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<E>| {
+            let deps = deps.clone();
+            let handler = handler.clone();
+            async move {
+                handler(deps, event.payload)
+                    .await
+                    .map_err(lambda_runtime::Diagnostic::from)
+            }
+        },
+    ))
+    .await
+}
