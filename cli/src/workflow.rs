@@ -22,23 +22,36 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    fn files(&self, data: &Path) -> ConfigFiles {
+    /// The configuration files to use, or `None` for the built-in example files.
+    fn files(&self, data: &Path) -> Option<ConfigFiles> {
         match &self.config_dir {
-            Some(d) => ConfigFiles::in_dir(d),
-            None if data.join("config").is_dir() => ConfigFiles::in_dir(&data.join("config")),
-            None => ConfigFiles::in_dir(Path::new("runbooks")),
+            Some(d) => Some(ConfigFiles::in_dir(d)),
+            None if data.join("config").is_dir() => Some(ConfigFiles::in_dir(&data.join("config"))),
+            None if Path::new("runbooks/inventory.toml").is_file() => {
+                Some(ConfigFiles::in_dir(Path::new("runbooks")))
+            }
+            None => None,
+        }
+    }
+
+    /// Loads the configuration (the built-in example files when none are found).
+    pub fn load(&self, data: &Path) -> Result<certops_core::ports::Config> {
+        match self.files(data) {
+            Some(files) => files.load().with_context(|| {
+                format!(
+                    "loading configuration from {}",
+                    files.inventory.parent().unwrap_or(Path::new(".")).display()
+                )
+            }),
+            None => certops_embedded::example_config()
+                .map_err(|e| anyhow::anyhow!("built-in example configuration: {e}")),
         }
     }
 }
 
-async fn open_stack(data: &Path, cfg: &ConfigArgs) -> Result<Stack> {
-    let files = cfg.files(data);
-    let config = files.load().with_context(|| {
-        format!(
-            "loading configuration from {}",
-            files.inventory.parent().unwrap_or(Path::new(".")).display()
-        )
-    })?;
+/// Opens the embedded stack over the data directory.
+pub async fn open_stack(data: &Path, cfg: &ConfigArgs) -> Result<Stack> {
+    let config = cfg.load(data)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Stack::open(StackOptions {
         data_dir: data.to_path_buf(),
@@ -312,8 +325,7 @@ pub async fn decide(data: &Path, args: DecideArgs, verdict: Verdict) -> Result<u
 /// `certops plan --trigger`: validation and the exact plan, nothing executed.
 pub async fn plan(data: &Path, trigger: &Path, cfg: &ConfigArgs, json_out: bool) -> Result<u8> {
     let trigger = read_trigger(trigger)?;
-    let files = cfg.files(data);
-    let config = files.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = cfg.load(data)?;
     let now = chrono::Utc::now();
     let facts = certops_core::Facts::default();
     let report = certops_core::validate(&config.inventory, &config.policy, &trigger, &facts, now);

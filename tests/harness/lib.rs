@@ -3,5 +3,6 @@
 //! loopback ports and stop them on drop.
 
 pub mod process;
+pub mod scan_world;
 pub mod scripted;
 pub mod world;

@@ -65,9 +65,22 @@ pub fn start_serve(data_dir: &Path) -> Running {
 
 /// Starts `certops serve` on a given port.
 pub fn start_serve_on(data_dir: &Path, port: u16) -> Running {
+    start_serve_with(data_dir, port, &[])
+}
+
+/// Starts `certops serve` with extra environment variables (scheduler off).
+pub fn start_serve_with(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Running {
     let child = Command::new(certops_bin())
-        .args(["serve", "--port", &port.to_string(), "--data-dir"])
+        .args([
+            "serve",
+            "--scan-every",
+            "0s",
+            "--port",
+            &port.to_string(),
+            "--data-dir",
+        ])
         .arg(data_dir)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
