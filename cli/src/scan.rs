@@ -33,6 +33,11 @@ pub struct ScanArgs {
     #[arg(long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
+    /// Scan every endpoint (host, port, SNI) of every certificate object in an
+    /// inventory file (see runbooks/README.md for the format).
+    #[arg(long = "inventory", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+
     /// Deadline per target attempt, covering DNS, connect, handshake and read (e.g. 3s, 500ms).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
@@ -91,7 +96,7 @@ pub async fn run_to(args: ScanArgs, out: &mut (dyn Write + Send)) -> anyhow::Res
     }
     let requests = gather_requests(&args)?;
     if requests.is_empty() {
-        bail!("no targets: give HOST[:PORT][@SNI] arguments or --file FILE");
+        bail!("no targets: give HOST[:PORT][@SNI] arguments, --file FILE or --inventory FILE");
     }
     let prober = Prober::new(ProberConfig {
         timeout: args.timeout,
@@ -137,12 +142,7 @@ pub async fn run_to(args: ScanArgs, out: &mut (dyn Write + Send)) -> anyhow::Res
     Ok(exit_code_of(&codes))
 }
 
-/// Targets from the command line and from `--file`s, in order, duplicates dropped.
-///
-/// Inventory hook: when the inventory lands, a `--inventory` source adds its certificate
-/// objects' endpoints here as `ProbeRequest`s, which already carry what an inventory knows
-/// beyond a target string (per-endpoint CA bundle in `extra_trust`, pinned node addresses in
-/// `addresses`).
+/// Targets from the command line, `--file`s and the `--inventory`, in order, duplicates dropped.
 fn gather_requests(args: &ScanArgs) -> anyhow::Result<Vec<ProbeRequest>> {
     let mut texts: Vec<(String, String)> = args
         .targets
@@ -160,6 +160,21 @@ fn gather_requests(args: &ScanArgs) -> anyhow::Result<Vec<ProbeRequest>> {
     }
     let mut seen = HashSet::new();
     let mut requests = Vec::new();
+    if let Some(path) = &args.inventory {
+        let body = std::fs::read_to_string(path)
+            .with_context(|| format!("reading inventory {}", path.display()))?;
+        let inventory = certops_core::Inventory::from_toml_str(&body)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        for cert in &inventory.certificates {
+            for ep in &cert.endpoints {
+                let target = Target::with_sni(ep.host.clone(), ep.port, ep.sni.clone())
+                    .with_context(|| format!("bad endpoint in inventory entry {}", cert.id))?;
+                if seen.insert(target.clone()) {
+                    requests.push(ProbeRequest::from(target));
+                }
+            }
+        }
+    }
     for (text, origin) in texts {
         let target: Target = text
             .parse()

@@ -40,52 +40,19 @@ pub async fn scan_once(stack: &Stack) -> Result<(usize, usize), certops_core::Er
     Ok((summary.findings, started))
 }
 
-/// A running scheduler; dropping it does not stop it, [`Scheduler::stop`] does.
-pub struct Scheduler {
-    stop: std::sync::mpsc::Sender<()>,
-}
-
-impl Scheduler {
-    /// Stops the scheduler after its current scan.
-    pub fn abort(&self) {
-        let _ = self.stop.send(());
-    }
-}
-
-/// Starts the scheduler on its own thread; `None` when the interval is zero.
-pub fn start(stack: Arc<Stack>, every: Duration) -> Option<Scheduler> {
+/// Starts the scheduler on the server's runtime (so executions a scan starts
+/// keep running between scans); `None` when the interval is zero.
+pub fn start(stack: Arc<Stack>, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
     if every.is_zero() {
         return None;
     }
-    let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    let spawned = std::thread::Builder::new()
-        .name("certops-scheduler".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "scheduler runtime failed to start");
-                    return;
-                }
-            };
-            loop {
-                if let Err(e) = rt.block_on(scan_once(&stack)) {
-                    tracing::error!(error = %e, "expiry scan failed");
-                }
-                match stopped.recv_timeout(every) {
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                    _ => return,
-                }
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = scan_once(&stack).await {
+                tracing::error!(error = %e, "expiry scan failed");
             }
-        });
-    match spawned {
-        Ok(_) => Some(Scheduler { stop }),
-        Err(e) => {
-            tracing::error!(error = %e, "scheduler thread failed to start");
-            None
         }
-    }
+    }))
 }

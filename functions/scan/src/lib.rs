@@ -35,7 +35,6 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use certops_core::ports::{Deps, Observation};
 use certops_core::{CertObject, Endpoint, Error, ScanFinding};
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -341,11 +340,16 @@ async fn handle_message(
                 "certificate object not in the inventory; skipped"),
         }
     }
-    let results: Vec<ObjectScan> = stream::iter(certs)
-        .map(|cert| scan_object(deps, cert, roots.as_deref(), now))
-        .buffer_unordered(PROBE_CONCURRENCY)
-        .collect()
-        .await;
+    // Bounded concurrency in fixed-size waves; join_all holds plain futures,
+    // so the handler's future stays Send for the Lambda runtime.
+    let mut results: Vec<ObjectScan> = Vec::with_capacity(certs.len());
+    for wave in certs.chunks(PROBE_CONCURRENCY) {
+        let futures: Vec<_> = wave
+            .iter()
+            .map(|cert| scan_object(deps, cert, roots.as_deref(), now))
+            .collect();
+        results.extend(futures::future::join_all(futures).await);
+    }
     let mut counts = BatchCounts::default();
     let mut first_error = None;
     let mut failed = 0;
