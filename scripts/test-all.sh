@@ -9,6 +9,10 @@ echo "==> installing test dependencies (PyPI: boto3)"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'boto3>=1.34'
 python3 -c 'import boto3' || { echo "boto3 is required by the API tests and could not be installed" >&2; exit 1; }
 
+echo "==> installing test dependencies (npm: asl-validator)"
+npm install --prefix tests/node --no-audit --no-fund --loglevel=error
+test -x tests/node/node_modules/.bin/asl-validator || { echo "asl-validator is required by the definition tests and could not be installed" >&2; exit 1; }
+
 echo "==> building binaries used by end-to-end tests"
 cargo build --workspace --bins
 

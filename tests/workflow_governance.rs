@@ -446,3 +446,55 @@ async fn audit_verification_finds_a_tampered_record() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("BROKEN"));
 }
+
+fn key_canaries(dir: &std::path::Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            key_canaries(&path, out);
+        } else if let Ok(text) = std::fs::read_to_string(&path) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                if let Some(pem) = v["key_pem"].as_str() {
+                    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+                    out.push(body[..40.min(body.len())].to_string());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn private_keys_never_appear_in_the_logs_or_output_of_a_full_demo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(certops_tests::process::certops_bin())
+        .args(["--log", "debug", "--data-dir"])
+        .arg(dir.path())
+        .arg("demo")
+        .output()
+        .expect("run certops demo");
+    assert!(
+        out.status.success(),
+        "demo failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut canaries = Vec::new();
+    key_canaries(&dir.path().join("demo/keystore"), &mut canaries);
+    assert!(
+        canaries.len() >= 10,
+        "expected the CA, current, fallback and renewed keys: {}",
+        canaries.len()
+    );
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(logs.len() > 1000, "debug logging produced output to check");
+    for c in &canaries {
+        assert!(
+            !logs.contains(c.as_str()),
+            "private key material in the demo's output or logs"
+        );
+    }
+    assert!(!logs.contains("PRIVATE KEY"));
+}
