@@ -798,11 +798,15 @@ impl Engine {
                     }
                 }
             }
-            None => core
-                .history
-                .entry(arn.to_string())
-                .or_default()
-                .extend(events),
+            None => {
+                let history = core.history.entry(arn.to_string()).or_default();
+                if history.is_empty() {
+                    // Hand the whole buffer over instead of copying it event by event.
+                    *history = events;
+                } else {
+                    history.extend(events);
+                }
+            }
         }
         if finished {
             self.inner.finished.notify_waiters();

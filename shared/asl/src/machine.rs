@@ -552,7 +552,7 @@ impl Execution {
             next_event: 1,
             next_seq: 1,
             last_event: 0,
-            pending_events: Vec::new(),
+            pending_events: Vec::with_capacity(16),
             transitions: 0,
         };
         let started = exec.emit_raw(
