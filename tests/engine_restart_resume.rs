@@ -9,15 +9,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 fn client(server: &Running) -> Client {
-    let conf = aws_sdk_sfn::Config::builder()
-        .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
-        .region(aws_sdk_sfn::config::Region::new("us-east-1"))
-        .endpoint_url(server.url())
-        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
-            "test", "test", None, None, "static",
-        ))
-        .build();
-    Client::from_conf(conf)
+    certops_tests::process::sfn_client(&server.url())
 }
 
 async fn history_types(c: &Client, exec: &str) -> Vec<(i64, String, Option<String>)> {

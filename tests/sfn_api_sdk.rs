@@ -12,15 +12,7 @@ use std::time::Duration;
 const ROLE: &str = "arn:aws:iam::123456789012:role/certops-local";
 
 async fn client(server: &Running) -> Client {
-    let conf = aws_sdk_sfn::Config::builder()
-        .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
-        .region(aws_sdk_sfn::config::Region::new("us-east-1"))
-        .endpoint_url(server.url())
-        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
-            "test", "test", None, None, "static",
-        ))
-        .build();
-    Client::from_conf(conf)
+    certops_tests::process::sfn_client(&server.url())
 }
 
 fn callback_definition() -> String {

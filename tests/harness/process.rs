@@ -96,3 +96,16 @@ pub fn start_serve_with(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Run
     }
     panic!("certops serve did not start listening on 127.0.0.1:{port} within 30 s");
 }
+
+/// An `aws-sdk-sfn` client for a local endpoint (dummy credentials, us-east-1).
+pub fn sfn_client(url: &str) -> aws_sdk_sfn::Client {
+    let conf = aws_sdk_sfn::Config::builder()
+        .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+        .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .build();
+    aws_sdk_sfn::Client::from_conf(conf)
+}
