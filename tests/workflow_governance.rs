@@ -315,7 +315,8 @@ fn last_validation(w: &World, exec: &str) -> Option<certops_core::workflow::Vali
         .iter()
         .rev()
         .find_map(|e| {
-            let text = e.details.as_ref()?.get("output")?.as_str()?;
+            let details = e.details_value()?;
+            let text = details.get("output")?.as_str()?;
             serde_json::from_str::<WorkflowState>(text).ok()?.validation
         })
 }

@@ -45,7 +45,7 @@ pub fn print_history(events: &[HistoryEvent]) {
         "TYPE"
     );
     for e in events {
-        let d = e.details.clone().unwrap_or(Value::Null);
+        let d = e.details_value().unwrap_or(Value::Null);
         let mut parts = Vec::new();
         for k in ["name", "resource", "error", "index", "length"] {
             if let Some(v) = d.get(k) {

@@ -93,6 +93,8 @@ pub struct Branch {
 pub struct State {
     /// Its name.
     pub name: String,
+    /// The same name, shared by every history event of the state.
+    pub shared_name: std::sync::Arc<str>,
     /// What kind of state it is, with the kind's own fields.
     pub kind: StateKind,
     /// `InputPath`.
@@ -1267,6 +1269,7 @@ fn parse_state(
     };
     Ok(State {
         name: name.to_string(),
+        shared_name: std::sync::Arc::from(name),
         kind,
         input_path,
         output_path,

@@ -130,8 +130,40 @@ impl EventType {
     }
 }
 
+/// The `…EventDetails` of an event. State entries and exits — two thirds of
+/// every history — are kept compactly (the state's shared name and the
+/// payload text) and become a JSON object only when read; everything else is
+/// JSON already. Either way they serialize to the same JSON object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Details {
+    /// `stateEnteredEventDetails` (`input`) or `stateExitedEventDetails` (`output`).
+    State {
+        /// The state's name.
+        name: std::sync::Arc<str>,
+        /// The payload as JSON text.
+        payload: String,
+    },
+    /// Any other details object.
+    Json(Value),
+}
+
+impl Details {
+    /// The details as a JSON object; `payload_field` names the payload (`input`/`output`).
+    fn to_value(&self, payload_field: &str) -> Value {
+        match self {
+            Details::State { name, payload } => {
+                let mut m = Map::new();
+                m.insert("name".into(), Value::String(name.to_string()));
+                m.insert(payload_field.into(), Value::String(payload.clone()));
+                Value::Object(m)
+            }
+            Details::Json(v) => v.clone(),
+        }
+    }
+}
+
 /// One history event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEvent {
     /// When it happened, milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
@@ -141,11 +173,57 @@ pub struct HistoryEvent {
     pub id: u64,
     /// The event that led to this one (0 for the first).
     pub previous_event_id: u64,
-    /// The `…EventDetails` object, if the type has one.
-    pub details: Option<Value>,
+    /// The `…EventDetails`, if the type has any.
+    pub details: Option<Details>,
+}
+
+/// The stored form of an event (the format in the state database).
+#[derive(Serialize, Deserialize)]
+struct StoredEvent {
+    timestamp_ms: i64,
+    kind: EventType,
+    id: u64,
+    previous_event_id: u64,
+    details: Option<Value>,
+}
+
+impl Serialize for HistoryEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        StoredEvent {
+            timestamp_ms: self.timestamp_ms,
+            kind: self.kind,
+            id: self.id,
+            previous_event_id: self.previous_event_id,
+            details: self.details_value(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for HistoryEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let e = StoredEvent::deserialize(d)?;
+        Ok(HistoryEvent {
+            timestamp_ms: e.timestamp_ms,
+            kind: e.kind,
+            id: e.id,
+            previous_event_id: e.previous_event_id,
+            details: e.details.map(Details::Json),
+        })
+    }
 }
 
 impl HistoryEvent {
+    /// The `…EventDetails` object as JSON (without the `…Details.truncated` flags).
+    pub fn details_value(&self) -> Option<Value> {
+        let field = if self.kind.as_str().ends_with("StateExited") {
+            "output"
+        } else {
+            "input"
+        };
+        self.details.as_ref().map(|d| d.to_value(field))
+    }
+
     /// The event as the Step Functions JSON protocol carries it (timestamps in epoch seconds).
     pub fn to_aws_json(&self) -> Value {
         let mut m = Map::new();
@@ -153,8 +231,7 @@ impl HistoryEvent {
         m.insert("type".into(), json!(self.kind.as_str()));
         m.insert("id".into(), json!(self.id));
         m.insert("previousEventId".into(), json!(self.previous_event_id));
-        if let Some(d) = &self.details {
-            let mut d = d.clone();
+        if let Some(mut d) = self.details_value() {
             // Payloads are never truncated here; AWS reports that beside each one.
             if let Value::Object(o) = &mut d {
                 for (field, flag) in [("input", "inputDetails"), ("output", "outputDetails")] {
@@ -213,7 +290,7 @@ mod tests {
             kind: EventType::ExecutionSucceeded,
             id: 4,
             previous_event_id: 3,
-            details: Some(json!({"output": "{}"})),
+            details: Some(Details::Json(json!({"output": "{}"}))),
         };
         let j = e.to_aws_json();
         assert_eq!(j["type"], "ExecutionSucceeded");

@@ -15,7 +15,7 @@ use crate::definition::{
     BranchAddr, Dynamic, Integration, IoPath, NumberSource, ResultPath, State, StateKind,
     StateMachine, StringSource, TaskSpec, Template, Transition, WaitSpec,
 };
-use crate::history::{payload_text, EventType, HistoryEvent};
+use crate::history::{payload_text, Details, EventType, HistoryEvent};
 use crate::intrinsics::{self, IntrinsicContext, IntrinsicError};
 use crate::path::{excerpt, Path, PathError, Roots};
 use base64::Engine as _;
@@ -616,6 +616,16 @@ impl Execution {
     }
 
     fn emit_raw(&mut self, env: &Env, kind: EventType, prev: u64, details: Option<Value>) -> u64 {
+        self.emit_details(env, kind, prev, details.map(Details::Json))
+    }
+
+    fn emit_details(
+        &mut self,
+        env: &Env,
+        kind: EventType,
+        prev: u64,
+        details: Option<Details>,
+    ) -> u64 {
         let id = self.next_event;
         self.next_event += 1;
         self.last_event = id;
@@ -626,6 +636,24 @@ impl Execution {
             previous_event_id: prev,
             details,
         });
+        id
+    }
+
+    /// Records a state's entry or exit: its shared name and the payload text.
+    fn emit_state(
+        &mut self,
+        env: &Env,
+        f: &mut Frame,
+        kind: EventType,
+        st: &State,
+        payload: &Value,
+    ) -> u64 {
+        let details = Details::State {
+            name: st.shared_name.clone(),
+            payload: payload_text(payload),
+        };
+        let id = self.emit_details(env, kind, f.last_event, Some(details));
+        f.last_event = id;
         id
     }
 
@@ -681,11 +709,9 @@ impl Execution {
                     f.attempts = vec![0; st.retry.len()];
                     f.retry_count = 0;
                     self.transitions += 1;
-                    let details = json!({
-                        "name": st.name,
-                        "input": payload_text(&f.input),
-                    });
-                    self.emit(env, f, EventType::entered(state_type(st)), Some(details));
+                    let input = std::mem::take(&mut f.input);
+                    self.emit_state(env, f, EventType::entered(state_type(st)), st, &input);
+                    f.input = input;
                     f.phase = Phase::Run;
                 }
                 Phase::Run => {}
@@ -764,12 +790,7 @@ impl Execution {
                     .and_then(|v| apply_io(&st.output_path, "OutputPath", &v));
                 match out {
                     Ok(out) => {
-                        self.emit(
-                            env,
-                            f,
-                            EventType::SucceedStateExited,
-                            Some(json!({"name": st.name, "output": payload_text(&out)})),
-                        );
+                        self.emit_state(env, f, EventType::SucceedStateExited, st, &out);
                         self.finish_frame(def, fid, f, out, env);
                         return Flow::Stop;
                     }
@@ -836,12 +857,7 @@ impl Execution {
             })?,
         };
         let out = output_of(&st.output_path, out)?;
-        self.emit(
-            env,
-            f,
-            EventType::PassStateExited,
-            Some(json!({"name": st.name, "output": payload_text(&out)})),
-        );
+        self.emit_state(env, f, EventType::PassStateExited, st, &out);
         Ok((st.next, out))
     }
 
@@ -928,12 +944,7 @@ impl Execution {
         };
         self.assign(assign, f, st, &eff, env)?;
         let out = output_of(&st.output_path, eff)?;
-        self.emit(
-            env,
-            f,
-            EventType::ChoiceStateExited,
-            Some(json!({"name": st.name, "output": payload_text(&out)})),
-        );
+        self.emit_state(env, f, EventType::ChoiceStateExited, st, &out);
         Ok((Transition::Next(next), out))
     }
 
@@ -1346,16 +1357,9 @@ impl Execution {
                 TimerKind::Resume,
             ) if *seq == timer.seq => match wait_output.clone() {
                 Some(out) => {
-                    let name = self
-                        .state_of(def, &f)
-                        .map(|s| s.name.clone())
-                        .unwrap_or_default();
-                    self.emit(
-                        env,
-                        &mut f,
-                        EventType::WaitStateExited,
-                        Some(json!({"name": name, "output": payload_text(&out)})),
-                    );
+                    if let Some(st) = self.state_of(def, &f) {
+                        self.emit_state(env, &mut f, EventType::WaitStateExited, st, &out);
+                    }
                     match self.state_of(def, &f).map(|s| s.next) {
                         Some(Transition::Next(n)) => {
                             f.state = n;
@@ -1534,12 +1538,7 @@ impl Execution {
         })();
         match done {
             Ok(out) => {
-                self.emit(
-                    env,
-                    f,
-                    EventType::exited(state_type(st)),
-                    Some(json!({"name": st.name, "output": payload_text(&out)})),
-                );
+                self.emit_state(env, f, EventType::exited(state_type(st)), st, &out);
                 match st.next {
                     Transition::Next(n) => {
                         f.state = n;

@@ -468,7 +468,7 @@ async fn collect(stack: &Stack, run: &mut Run, execution: &str, prober: &TlsProb
 fn last_state(stack: &Stack, execution: &str) -> Option<WorkflowState> {
     let history = stack.engine.history(execution).ok()?;
     history.iter().rev().find_map(|e| {
-        let d = e.details.as_ref()?;
+        let d = e.details_value()?;
         let text = d.get("output").or_else(|| d.get("input"))?.as_str()?;
         serde_json::from_str::<WorkflowState>(text)
             .ok()
