@@ -229,19 +229,29 @@ struct Slot {
     def: Arc<StateMachine>,
     definition: Arc<str>,
     saved: bool,
-    tokens: Vec<String>,
+    tokens: Vec<Arc<str>>,
 }
 
 struct Core {
     machines: BTreeMap<String, Machine>,
     executions: HashMap<String, Box<Slot>>,
     order: Vec<String>,
-    tokens: HashMap<String, (Arc<str>, u32, u64)>,
+    tokens: HashMap<Arc<str>, (Arc<str>, u32, u64)>,
     timers: BTreeMap<(i64, u64), (Arc<str>, Timer)>,
     timer_seq: u64,
     history: HashMap<String, Vec<HistoryEvent>>,
     rng: StdRng,
     store: Option<SqliteStore>,
+    /// Invocations decided under the lock, dispatched after it is released.
+    outbox: Vec<Dispatch>,
+}
+
+/// A task invocation waiting to be polled (see [`Engine::flush`]).
+struct Dispatch {
+    arn: Arc<str>,
+    frame: u32,
+    seq: u64,
+    fut: BoxFuture<Result<Value, StatesError>>,
 }
 
 struct Inner {
@@ -296,6 +306,7 @@ impl Engine {
                 history: HashMap::new(),
                 rng,
                 store,
+                outbox: Vec::new(),
             }),
             invoker,
             clock,
@@ -306,6 +317,7 @@ impl Engine {
         });
         let engine = Engine { inner };
         engine.load()?;
+        engine.flush();
         let weak = Arc::downgrade(&engine.inner);
         tokio::spawn(timer_loop(weak, engine.inner.timers_changed.clone()));
         Ok(engine)
@@ -547,6 +559,15 @@ impl Engine {
         name: Option<&str>,
         input: Value,
     ) -> Result<ExecutionInfo, EngineError> {
+        self.with_flush(|| self.start_execution_locked(state_machine_arn, name, input))
+    }
+
+    fn start_execution_locked(
+        &self,
+        state_machine_arn: &str,
+        name: Option<&str>,
+        input: Value,
+    ) -> Result<ExecutionInfo, EngineError> {
         let mut core = self.lock();
         let ((sm_arn, sm_name, role), def, definition) = {
             let m = core.machines.get(state_machine_arn).ok_or_else(|| {
@@ -661,6 +682,15 @@ impl Engine {
         error: Option<String>,
         cause: Option<String>,
     ) -> Result<ExecutionInfo, EngineError> {
+        self.with_flush(|| self.stop_execution_locked(arn, error, cause))
+    }
+
+    fn stop_execution_locked(
+        &self,
+        arn: &str,
+        error: Option<String>,
+        cause: Option<String>,
+    ) -> Result<ExecutionInfo, EngineError> {
         let now = self.inner.clock.now_ms();
         let mut core = self.lock();
         let Core {
@@ -677,6 +707,20 @@ impl Engine {
     }
 
     fn callback(
+        &self,
+        token: &str,
+        apply: impl FnOnce(
+            &mut Execution,
+            &StateMachine,
+            u32,
+            u64,
+            &mut Env,
+        ) -> Result<(), crate::machine::CallbackError>,
+    ) -> Result<(), EngineError> {
+        self.with_flush(|| self.callback_locked(token, apply))
+    }
+
+    fn callback_locked(
         &self,
         token: &str,
         apply: impl FnOnce(
@@ -840,18 +884,59 @@ impl Engine {
                 task_token: inv.token,
             };
             let fut = self.inner.invoker.invoke(req);
-            let weak = Arc::downgrade(&self.inner);
-            let arn = shared.clone();
-            tokio::spawn(async move {
-                let result = fut.await;
-                if let Some(inner) = weak.upgrade() {
-                    Engine { inner }.task_finished(&arn, frame, seq, result);
-                }
+            core.outbox.push(Dispatch {
+                arn: shared.clone(),
+                frame,
+                seq,
+                fut,
             });
         }
         if timers_changed {
             self.inner.timers_changed.notify_one();
         }
+    }
+
+    /// Polls every queued invocation once, outside the lock: a handler that is
+    /// already done (most in-process handlers) is applied at once, in a loop
+    /// rather than by recursion; the others become tokio tasks. Polling
+    /// outside the lock lets a handler call back into the engine.
+    fn flush(&self) {
+        loop {
+            let batch = std::mem::take(&mut self.lock().outbox);
+            if batch.is_empty() {
+                return;
+            }
+            for Dispatch {
+                arn,
+                frame,
+                seq,
+                mut fut,
+            } in batch
+            {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match fut.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(result) => self.task_finished(&arn, frame, seq, result),
+                    std::task::Poll::Pending => {
+                        let weak = Arc::downgrade(&self.inner);
+                        tokio::spawn(async move {
+                            let result = fut.await;
+                            if let Some(inner) = weak.upgrade() {
+                                let engine = Engine { inner };
+                                engine.task_finished(&arn, frame, seq, result);
+                                engine.flush();
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `f` (which takes and releases the lock), then dispatches what it queued.
+    fn with_flush<R>(&self, f: impl FnOnce() -> R) -> R {
+        let r = f();
+        self.flush();
+        r
     }
 
     fn task_finished(&self, arn: &str, frame: u32, seq: u64, result: Result<Value, StatesError>) {
@@ -928,9 +1013,9 @@ async fn timer_loop(weak: Weak<Inner>, changed: Arc<Notify>) {
         let sleep_until = {
             let Some(inner) = weak.upgrade() else { return };
             let engine = Engine { inner };
-            engine
-                .fire_due()
-                .map(|ms| engine.inner.clock.instant_at(ms))
+            let next = engine.fire_due();
+            engine.flush();
+            next.map(|ms| engine.inner.clock.instant_at(ms))
         };
         match sleep_until {
             Some(at) => {

@@ -171,7 +171,7 @@ pub struct Effects {
     /// Timers to set.
     pub timers: Vec<Timer>,
     /// Task tokens that now identify a waiting task: (token, frame, seq).
-    pub tokens: Vec<(String, u32, u64)>,
+    pub tokens: Vec<(std::sync::Arc<str>, u32, u64)>,
 }
 
 /// What the engine lends an advance: the time and a source of randomness.
@@ -198,7 +198,7 @@ impl<'a> Env<'a> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TaskWait {
     seq: u64,
-    token: Option<String>,
+    token: Option<std::sync::Arc<str>>,
     submitted: bool,
     heartbeat_ms: Option<i64>,
     heartbeat_at: Option<i64>,
@@ -1160,6 +1160,8 @@ impl Execution {
                 kind: TimerKind::Heartbeat,
             });
         }
+        // One shared copy of the token for the task, the engine's index and the slot.
+        let token: Option<std::sync::Arc<str>> = token.map(std::sync::Arc::from);
         if let Some(t) = &token {
             env.effects.tokens.push((t.clone(), fid, seq));
         }

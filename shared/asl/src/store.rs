@@ -50,6 +50,7 @@ impl SqliteStore {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
+             PRAGMA cache_size = -1024;
              PRAGMA foreign_keys = ON;
              CREATE TABLE IF NOT EXISTS state_machines (
                  arn TEXT PRIMARY KEY,
