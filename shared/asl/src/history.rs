@@ -140,8 +140,8 @@ pub enum Details {
     State {
         /// The state's name.
         name: std::sync::Arc<str>,
-        /// The payload as JSON text.
-        payload: String,
+        /// The payload as JSON text (shared when a state's output is the next state's input).
+        payload: std::sync::Arc<str>,
     },
     /// Any other details object.
     Json(Value),
@@ -154,7 +154,7 @@ impl Details {
             Details::State { name, payload } => {
                 let mut m = Map::new();
                 m.insert("name".into(), Value::String(name.to_string()));
-                m.insert(payload_field.into(), Value::String(payload.clone()));
+                m.insert(payload_field.into(), Value::String(payload.to_string()));
                 Value::Object(m)
             }
             Details::Json(v) => v.clone(),

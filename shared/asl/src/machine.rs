@@ -247,6 +247,10 @@ struct Frame {
     entered_ms: i64,
     last_event: u64,
     vars: Map<String, Value>,
+    /// The serialized text of `input`, when it is the output the previous
+    /// state just recorded: the next Entered event reuses it.
+    #[serde(skip)]
+    carry: Option<std::sync::Arc<str>>,
 }
 
 /// Why a callback could not be applied.
@@ -576,6 +580,7 @@ impl Execution {
             entered_ms: env.now_ms,
             last_event: started,
             vars: Map::new(),
+            carry: None,
         };
         let id = exec.add_frame(root);
         if let Some(t) = def.timeout_seconds {
@@ -647,14 +652,27 @@ impl Execution {
         kind: EventType,
         st: &State,
         payload: &Value,
-    ) -> u64 {
+    ) -> std::sync::Arc<str> {
+        let text: std::sync::Arc<str> = std::sync::Arc::from(payload_text(payload));
+        self.emit_state_text(env, f, kind, st, text.clone());
+        text
+    }
+
+    /// Records a state's entry or exit with already-serialized payload text.
+    fn emit_state_text(
+        &mut self,
+        env: &Env,
+        f: &mut Frame,
+        kind: EventType,
+        st: &State,
+        payload: std::sync::Arc<str>,
+    ) {
         let details = Details::State {
             name: st.shared_name.clone(),
-            payload: payload_text(payload),
+            payload,
         };
         let id = self.emit_details(env, kind, f.last_event, Some(details));
         f.last_event = id;
-        id
     }
 
     fn emit(&mut self, env: &Env, f: &mut Frame, kind: EventType, details: Option<Value>) -> u64 {
@@ -709,9 +727,11 @@ impl Execution {
                     f.attempts = vec![0; st.retry.len()];
                     f.retry_count = 0;
                     self.transitions += 1;
-                    let input = std::mem::take(&mut f.input);
-                    self.emit_state(env, f, EventType::entered(state_type(st)), st, &input);
-                    f.input = input;
+                    let text = match f.carry.take() {
+                        Some(t) => t,
+                        None => std::sync::Arc::from(payload_text(&f.input)),
+                    };
+                    self.emit_state_text(env, f, EventType::entered(state_type(st)), st, text);
                     f.phase = Phase::Run;
                 }
                 Phase::Run => {}
@@ -857,7 +877,7 @@ impl Execution {
             })?,
         };
         let out = output_of(&st.output_path, out)?;
-        self.emit_state(env, f, EventType::PassStateExited, st, &out);
+        f.carry = Some(self.emit_state(env, f, EventType::PassStateExited, st, &out));
         Ok((st.next, out))
     }
 
@@ -944,7 +964,7 @@ impl Execution {
         };
         self.assign(assign, f, st, &eff, env)?;
         let out = output_of(&st.output_path, eff)?;
-        self.emit_state(env, f, EventType::ChoiceStateExited, st, &out);
+        f.carry = Some(self.emit_state(env, f, EventType::ChoiceStateExited, st, &out));
         Ok((Transition::Next(next), out))
     }
 
@@ -1359,13 +1379,14 @@ impl Execution {
                 TimerKind::Resume,
             ) if *seq == timer.seq => match wait_output.clone() {
                 Some(out) => {
-                    if let Some(st) = self.state_of(def, &f) {
-                        self.emit_state(env, &mut f, EventType::WaitStateExited, st, &out);
-                    }
+                    let text = self.state_of(def, &f).map(|st| {
+                        self.emit_state(env, &mut f, EventType::WaitStateExited, st, &out)
+                    });
                     match self.state_of(def, &f).map(|s| s.next) {
                         Some(Transition::Next(n)) => {
                             f.state = n;
                             f.input = out;
+                            f.carry = text;
                             f.phase = Phase::Enter;
                             self.runnable.push_back(timer.frame);
                             true
@@ -1540,11 +1561,12 @@ impl Execution {
         })();
         match done {
             Ok(out) => {
-                self.emit_state(env, f, EventType::exited(state_type(st)), st, &out);
+                let text = self.emit_state(env, f, EventType::exited(state_type(st)), st, &out);
                 match st.next {
                     Transition::Next(n) => {
                         f.state = n;
                         f.input = out;
+                        f.carry = Some(text);
                         f.phase = Phase::Enter;
                         self.runnable.push_back(fid);
                         true
@@ -1653,6 +1675,7 @@ impl Execution {
                     Ok(out) => {
                         f.state = c.next;
                         f.input = out;
+                        f.carry = None;
                         f.phase = Phase::Enter;
                         return Flow::Continue;
                     }
@@ -1763,6 +1786,7 @@ impl Execution {
                 entered_ms: env.now_ms,
                 last_event: f.last_event,
                 vars: f.vars.clone(),
+                carry: None,
             };
             running.insert(i, self.add_frame(child));
         }
@@ -1921,6 +1945,7 @@ impl Execution {
                 entered_ms: env.now_ms,
                 last_event: started,
                 vars: f.vars.clone(),
+                carry: None,
             };
             let id = self.add_frame(child);
             ch.running.insert(i, id);
