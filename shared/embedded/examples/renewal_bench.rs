@@ -80,9 +80,10 @@ use certops_core::{
     Endpoint, Error, Inventory, Policy, ReloadMethod, Runbook, ScanFinding, Target, TargetKind,
     Trigger, Verdict,
 };
+use certops_embedded::demo::Legacy;
 use certops_embedded::prober::TlsProber;
 use certops_embedded::stack::{Stack, FUNCTIONS};
-use chrono::{DateTime, Duration as TimeDelta, Utc};
+use chrono::{Duration as TimeDelta, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -369,41 +370,9 @@ fn rc(e: rcgen::Error) -> Error {
     Error::InvalidInput(format!("certificate generation: {e}"))
 }
 
-/// The unrelated CA that issued the certificate about to expire.
-struct Legacy {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl Legacy {
-    fn new() -> Result<Legacy, Error> {
-        let key = rcgen::KeyPair::generate().map_err(rc)?;
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(rc)?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Legacy Vendor CA (bench)");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        Ok(Legacy {
-            issuer: rcgen::Issuer::new(params, key),
-        })
-    }
-
-    /// A leaf for `CN` expiring 7 days from now, with its key.
-    fn expiring_in_7_days(&self) -> Result<(String, String), Error> {
-        let key = rcgen::KeyPair::generate().map_err(rc)?;
-        let mut params = rcgen::CertificateParams::new(vec![CN.to_string()]).map_err(rc)?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, CN);
-        let not_after = Utc::now() + TimeDelta::days(7);
-        let t = |d: DateTime<Utc>| {
-            time::OffsetDateTime::from_unix_timestamp(d.timestamp())
-                .map_err(|e| Error::InvalidInput(e.to_string()))
-        };
-        params.not_before = t(not_after - TimeDelta::days(90))?;
-        params.not_after = t(not_after)?;
-        let cert = params.signed_by(&key, &self.issuer).map_err(rc)?;
-        Ok((cert.pem(), key.serialize_pem()))
-    }
+/// A leaf for `CN` expiring 7 days from now, with its key, from the demo's legacy CA.
+fn expiring_in_7_days(legacy: &Legacy) -> Result<(String, String), Error> {
+    legacy.cert(CN, Utc::now() + TimeDelta::days(7))
 }
 
 struct World {
@@ -418,7 +387,7 @@ async fn build_world(dir: &Path, rec: &Arc<Recorder>) -> Result<World, Error> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let adapters = Embedded::open(dir, clock.clone())?;
     let legacy = Legacy::new()?;
-    let (chain, key) = legacy.expiring_in_7_days()?;
+    let (chain, key) = expiring_in_7_days(&legacy)?;
     let current = adapters
         .keystore
         .put_bundle(
@@ -506,7 +475,7 @@ endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "{CN}" }}]
 impl World {
     /// Untimed: puts a fresh 7-day certificate on the endpoint and scans it.
     async fn reset(&self, i: usize) -> Result<ScanFinding, Error> {
-        let (chain, key) = self.legacy.expiring_in_7_days()?;
+        let (chain, key) = expiring_in_7_days(&self.legacy)?;
         let reference = self
             .stack
             .adapters

@@ -75,12 +75,15 @@ const OWNER: &str = "olivia@example.com";
 const CAB: &str = "cab-alice@example.com";
 const ECAB: &str = "erin@example.com";
 
-struct Legacy {
+/// An unrelated "vendor" CA that issued the certificates about to expire
+/// (the ones certops replaces).
+pub struct Legacy {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
 impl Legacy {
-    fn new() -> Result<Legacy, Error> {
+    /// A fresh CA with a run-time key.
+    pub fn new() -> Result<Legacy, Error> {
         let key = rcgen::KeyPair::generate().map_err(rc)?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(rc)?;
         params
@@ -92,8 +95,8 @@ impl Legacy {
         })
     }
 
-    /// A certificate that expires at `not_after` (possibly in the past), with its key.
-    fn cert(&self, cn: &str, not_after: DateTime<Utc>) -> Result<(String, String), Error> {
+    /// A certificate for `cn` that expires at `not_after` (possibly in the past): (chain PEM, key PEM).
+    pub fn cert(&self, cn: &str, not_after: DateTime<Utc>) -> Result<(String, String), Error> {
         let key = rcgen::KeyPair::generate().map_err(rc)?;
         let mut params = rcgen::CertificateParams::new(vec![cn.to_string()]).map_err(rc)?;
         params
@@ -491,6 +494,27 @@ async fn approve(stack: &Stack, execution: &str, who: &str) -> Result<(), Error>
     Ok(())
 }
 
+/// The daily-scan path: probe the endpoint as the scan does, start the
+/// workflow from the finding, approve as `approver` once the card appears
+/// (`None` for a pre-approved change) and wait for the execution to end.
+async fn scan_and_run(
+    stack: &Stack,
+    prober: &TlsProber,
+    ep: &Endpoint,
+    ci: &str,
+    approver: Option<&str>,
+) -> Result<String, Error> {
+    let finding = scan(prober, ep, ci).await?;
+    let started = stack.trigger(Trigger::Scan(finding)).await?;
+    if let Some(who) = approver {
+        approve(stack, &started.execution, who).await?;
+    }
+    stack
+        .wait(&started.execution, Duration::from_secs(120))
+        .await?;
+    Ok(started.execution)
+}
+
 async fn ticket_state(stack: &Stack, number: Option<&String>) -> Option<TicketState> {
     stack
         .adapters
@@ -505,16 +529,7 @@ async fn ticket_state(stack: &Stack, number: Option<&String>) -> Option<TicketSt
 async fn planned_renewal(stack: &Stack, prober: &TlsProber, ep: &Endpoint) -> ScenarioResult {
     let mut run = Run::new("1. Cert expires in 7 days", "scan finds it; change opened; service owner approves; renewed via internal PKI; deployed to the load balancer; verified; change closed with evidence");
     let before = served(stack, prober, ep).await;
-    let result = async {
-        let finding = scan(prober, ep, "shop-web-prod").await?;
-        let started = stack.trigger(Trigger::Scan(finding)).await?;
-        approve(stack, &started.execution, OWNER).await?;
-        stack
-            .wait(&started.execution, Duration::from_secs(120))
-            .await?;
-        Ok::<_, Error>(started.execution)
-    }
-    .await;
+    let result = scan_and_run(stack, prober, ep, "shop-web-prod", Some(OWNER)).await;
     let exec = match result {
         Ok(e) => e,
         Err(e) => return run.fail(e),
@@ -620,15 +635,7 @@ async fn rate_limited(stack: &Stack, prober: &TlsProber, ep: &Endpoint) -> Scena
         .adapters
         .ca
         .set_fault("api-staging", Some(IssuerFault::RateLimited));
-    let result = async {
-        let finding = scan(prober, ep, "api-staging").await?;
-        let started = stack.trigger(Trigger::Scan(finding)).await?;
-        stack
-            .wait(&started.execution, Duration::from_secs(120))
-            .await?;
-        Ok::<_, Error>(started.execution)
-    }
-    .await;
+    let result = scan_and_run(stack, prober, ep, "api-staging", None).await;
     stack.adapters.ca.set_fault("api-staging", None);
     let exec = match result {
         Ok(e) => e,
@@ -679,16 +686,7 @@ async fn rolled_back(stack: &Stack, prober: &TlsProber, ep: &Endpoint) -> Scenar
         .adapters
         .endpoints
         .set_fault("lb-cart-web-prod", Some(TargetFault::IgnoresReload));
-    let result = async {
-        let finding = scan(prober, ep, "cart-web-prod").await?;
-        let started = stack.trigger(Trigger::Scan(finding)).await?;
-        approve(stack, &started.execution, CAB).await?;
-        stack
-            .wait(&started.execution, Duration::from_secs(120))
-            .await?;
-        Ok::<_, Error>(started.execution)
-    }
-    .await;
+    let result = scan_and_run(stack, prober, ep, "cart-web-prod", Some(CAB)).await;
     stack.adapters.endpoints.set_fault("lb-cart-web-prod", None);
     let exec = match result {
         Ok(e) => e,
@@ -719,16 +717,7 @@ async fn purge_failing(stack: &Stack, prober: &TlsProber, ep: &Endpoint) -> Scen
         .notifications()
         .map(|n| n.len())
         .unwrap_or(0);
-    let result = async {
-        let finding = scan(prober, ep, "media-web-prod").await?;
-        let started = stack.trigger(Trigger::Scan(finding)).await?;
-        approve(stack, &started.execution, OWNER).await?;
-        stack
-            .wait(&started.execution, Duration::from_secs(120))
-            .await?;
-        Ok::<_, Error>(started.execution)
-    }
-    .await;
+    let result = scan_and_run(stack, prober, ep, "media-web-prod", Some(OWNER)).await;
     stack.adapters.cdn.set_failing("cdn-media-web-prod", false);
     let exec = match result {
         Ok(e) => e,
