@@ -5,7 +5,6 @@
 //! work against it with only `endpoint_url` set.
 
 use crate::engine::{Engine, EngineError, ExecutionInfo, MachineInfo};
-use crate::machine::ExecutionStatus;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -373,17 +372,4 @@ fn strip_data(event: &mut Value) {
             }
         }
     }
-}
-
-/// Whether an execution status string is one AWS knows.
-pub fn is_status(s: &str) -> bool {
-    [
-        ExecutionStatus::Running,
-        ExecutionStatus::Succeeded,
-        ExecutionStatus::Failed,
-        ExecutionStatus::TimedOut,
-        ExecutionStatus::Aborted,
-    ]
-    .iter()
-    .any(|st| st.as_str() == s)
 }

@@ -8,7 +8,7 @@ use crate::choice::{ChoiceRule, Rule};
 use crate::path::Path;
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
 /// A definition was refused.
@@ -381,23 +381,6 @@ impl StateMachine {
             };
         }
         Some(b)
-    }
-
-    /// Counts every state, nested ones included.
-    pub fn state_count(&self) -> usize {
-        fn count(b: &Branch) -> usize {
-            b.states
-                .iter()
-                .map(|s| {
-                    1 + match &s.kind {
-                        StateKind::Parallel { branches } => branches.iter().map(count).sum(),
-                        StateKind::Map(m) => count(&m.processor),
-                        _ => 0,
-                    }
-                })
-                .sum()
-        }
-        count(&self.root)
     }
 }
 
@@ -1281,23 +1264,6 @@ fn parse_state(
         retry,
         catch,
     })
-}
-
-/// All names of states in a branch and its nested branches (for duplicate checks and tooling).
-pub fn all_state_names(b: &Branch) -> HashSet<String> {
-    let mut out = HashSet::new();
-    fn walk(b: &Branch, out: &mut HashSet<String>) {
-        for s in &b.states {
-            out.insert(s.name.clone());
-            match &s.kind {
-                StateKind::Parallel { branches } => branches.iter().for_each(|x| walk(x, out)),
-                StateKind::Map(m) => walk(&m.processor, out),
-                _ => {}
-            }
-        }
-    }
-    walk(b, &mut out);
-    out
 }
 
 #[cfg(test)]

@@ -987,11 +987,6 @@ impl Engine {
         }
     }
 
-    /// Pending timers (for diagnostics and tests).
-    pub fn pending_timers(&self) -> usize {
-        self.lock().timers.len()
-    }
-
     /// Live task tokens (for diagnostics and tests).
     pub fn live_tokens(&self) -> usize {
         self.lock().tokens.len()

@@ -5,7 +5,7 @@
 
 use crate::history::HistoryEvent;
 use crate::machine::{Execution, Invocation};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use std::path::Path;
 
 /// The store failed.
@@ -231,18 +231,5 @@ impl SqliteStore {
             out.push(serde_json::from_str(&body?)?);
         }
         Ok(out)
-    }
-
-    /// Whether an execution row exists.
-    pub fn has_execution(&self, arn: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT 1 FROM executions WHERE arn = ?1",
-                params![arn],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
     }
 }

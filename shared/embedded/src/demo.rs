@@ -387,6 +387,13 @@ impl Run {
         }
     }
 
+    /// Records a problem unless `got` is `want`.
+    fn expect(&mut self, what: &str, got: Option<String>, want: &str) {
+        if got.as_deref() != Some(want) {
+            self.r.problems.push(format!("{what} {got:?}, want {want}"));
+        }
+    }
+
     fn check(&mut self, cond: bool, what: impl Into<String>) {
         if !cond {
             self.r.problems.push(what.into());
@@ -535,18 +542,9 @@ async fn planned_renewal(stack: &Stack, prober: &TlsProber, ep: &Endpoint) -> Sc
         Err(e) => return run.fail(e),
     };
     collect(stack, &mut run, &exec, prober, ep).await;
-    run.check(
-        run.r.status == "SUCCEEDED",
-        format!("status {}", run.r.status),
-    );
-    run.check(
-        run.r.ticket_state.as_deref() == Some("Closed"),
-        format!("ticket state {:?}", run.r.ticket_state),
-    );
-    run.check(
-        run.r.approver.as_deref() == Some(OWNER),
-        format!("approver {:?}", run.r.approver),
-    );
+    run.expect("status", Some(run.r.status.clone()), "SUCCEEDED");
+    run.expect("ticket state", run.r.ticket_state.clone(), "Closed");
+    run.expect("approver", run.r.approver.clone(), OWNER);
     run.check(
         before.as_ref().map(|b| &b.0) != run.r.served_fingerprint.as_ref(),
         "the endpoint still serves the old certificate",
@@ -589,26 +587,14 @@ async fn expired_incident(stack: &Stack, prober: &TlsProber, ep: &Endpoint) -> S
         Ok(b) => leaf_facts(&b.chain_pem).ok().map(|f| f.fingerprint),
         Err(_) => None,
     };
-    run.check(
-        run.r.status == "SUCCEEDED",
-        format!("status {}", run.r.status),
-    );
-    run.check(
-        run.r.path.as_deref() == Some("emergency"),
-        format!("path {:?}", run.r.path),
-    );
-    run.check(
-        run.r.approver.as_deref() == Some(ECAB),
-        format!("approver {:?}", run.r.approver),
-    );
+    run.expect("status", Some(run.r.status.clone()), "SUCCEEDED");
+    run.expect("path", run.r.path.clone(), "emergency");
+    run.expect("approver", run.r.approver.clone(), ECAB);
     run.check(
         run.r.served_fingerprint.is_some() && run.r.served_fingerprint == fallback_fp,
         "the fallback certificate is not served",
     );
-    run.check(
-        run.r.ticket_state.as_deref() == Some("Resolved"),
-        format!("incident state {:?}", run.r.ticket_state),
-    );
+    run.expect("ticket state", run.r.ticket_state.clone(), "Resolved");
     if let Some(t) = run.r.ticket.clone() {
         let notes = stack
             .adapters
@@ -648,14 +634,8 @@ async fn rate_limited(stack: &Stack, prober: &TlsProber, ep: &Endpoint) -> Scena
         .ok()
         .and_then(|i| i.output)
         .and_then(|o| serde_json::from_value::<WorkflowState>(o).ok());
-    run.check(
-        run.r.status == "SUCCEEDED",
-        format!("status {}", run.r.status),
-    );
-    run.check(
-        run.r.path.as_deref() == Some("pre-approved"),
-        format!("path {:?}", run.r.path),
-    );
+    run.expect("status", Some(run.r.status.clone()), "SUCCEEDED");
+    run.expect("path", run.r.path.clone(), "pre-approved");
     run.check(
         state
             .as_ref()
@@ -672,10 +652,7 @@ async fn rate_limited(stack: &Stack, prober: &TlsProber, ep: &Endpoint) -> Scena
             == Some("fallback"),
         "the fallback certificate was not used",
     );
-    run.check(
-        run.r.ticket_state.as_deref() == Some("Closed"),
-        format!("ticket state {:?}", run.r.ticket_state),
-    );
+    run.expect("ticket state", run.r.ticket_state.clone(), "Closed");
     run.finish()
 }
 
@@ -693,18 +670,12 @@ async fn rolled_back(stack: &Stack, prober: &TlsProber, ep: &Endpoint) -> Scenar
         Err(e) => return run.fail(e),
     };
     collect(stack, &mut run, &exec, prober, ep).await;
-    run.check(
-        run.r.status == "FAILED (RolledBack)",
-        format!("status {}", run.r.status),
-    );
+    run.expect("status", Some(run.r.status.clone()), "FAILED (RolledBack)");
     run.check(
         before.as_ref().map(|b| &b.0) == run.r.served_fingerprint.as_ref(),
         "the old certificate is not served after rollback",
     );
-    run.check(
-        run.r.ticket_state.as_deref() == Some("Canceled"),
-        format!("ticket state {:?}", run.r.ticket_state),
-    );
+    run.expect("ticket state", run.r.ticket_state.clone(), "Canceled");
     run.finish()
 }
 
@@ -730,14 +701,8 @@ async fn purge_failing(stack: &Stack, prober: &TlsProber, ep: &Endpoint) -> Scen
         .notifications()
         .map(|n| n.len())
         .unwrap_or(0);
-    run.check(
-        run.r.status == "SUCCEEDED",
-        format!("status {}", run.r.status),
-    );
-    run.check(
-        run.r.ticket_state.as_deref() == Some("Mitigating"),
-        format!("ticket state {:?}", run.r.ticket_state),
-    );
+    run.expect("status", Some(run.r.status.clone()), "SUCCEEDED");
+    run.expect("ticket state", run.r.ticket_state.clone(), "Mitigating");
     run.check(notes_after > notes_before, "on-call was not notified");
     run.finish()
 }
@@ -754,7 +719,7 @@ async fn unknown_ci(stack: &Stack, endpoints: &[Endpoint]) -> ScenarioResult {
         .await
         .map(|r| r.len())
         .unwrap_or(0);
-    let served_before: Vec<_> = futures_served(stack, endpoints).await;
+    let served_before: Vec<_> = served_fingerprints(stack, endpoints).await;
     let result = async {
         let inc = stack
             .adapters
@@ -792,11 +757,8 @@ async fn unknown_ci(stack: &Stack, endpoints: &[Endpoint]) -> ScenarioResult {
         .await
         .map(|r| r.len())
         .unwrap_or(0);
-    let served_after: Vec<_> = futures_served(stack, endpoints).await;
-    run.check(
-        run.r.status == "FAILED (Blocked)",
-        format!("status {}", run.r.status),
-    );
+    let served_after: Vec<_> = served_fingerprints(stack, endpoints).await;
+    run.expect("status", Some(run.r.status.clone()), "FAILED (Blocked)");
     run.check(refs_after == refs_before, "a certificate was issued");
     run.check(served_after == served_before, "an endpoint changed");
     let notes = stack
@@ -815,7 +777,7 @@ async fn unknown_ci(stack: &Stack, endpoints: &[Endpoint]) -> ScenarioResult {
     run.finish()
 }
 
-async fn futures_served(stack: &Stack, endpoints: &[Endpoint]) -> Vec<Option<String>> {
+async fn served_fingerprints(stack: &Stack, endpoints: &[Endpoint]) -> Vec<Option<String>> {
     let prober = match TlsProber::new(Duration::from_secs(3)) {
         Ok(p) => p,
         Err(_) => return Vec::new(),
