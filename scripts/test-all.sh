@@ -5,9 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "==> installing test dependencies (PyPI: boto3)"
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'boto3>=1.34'
+echo "==> installing test dependencies (PyPI: boto3, moto[server], cfn-lint, aws-sam-translator)"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+  'boto3>=1.34' 'moto[server]>=5.1' 'cfn-lint>=1.30' 'aws-sam-translator>=1.90'
 python3 -c 'import boto3' || { echo "boto3 is required by the API tests and could not be installed" >&2; exit 1; }
+command -v moto_server >/dev/null || { echo "moto_server (PyPI moto[server]) is required by the AWS adapter tests and is not on PATH" >&2; exit 1; }
+command -v cfn-lint >/dev/null || { echo "cfn-lint is required by the template checks and is not on PATH" >&2; exit 1; }
+python3 -c 'import samtranslator' || { echo "aws-sam-translator is required by the template checks and could not be installed" >&2; exit 1; }
 
 echo "==> installing test dependencies (npm: asl-validator)"
 npm install --prefix tests/node --no-audit --no-fund --loglevel=error

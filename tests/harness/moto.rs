@@ -1,0 +1,74 @@
+//! moto server (PyPI `moto[server]`), an emulator that speaks the AWS wire
+//! protocols, started on a free loopback port for the AWS adapter tests and
+//! stopped when the handle drops. The test command installs it; a machine
+//! without it fails the test with a message that says how to install it.
+
+use crate::process::free_port;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running moto server, killed on drop.
+pub struct Moto {
+    child: Child,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl Moto {
+    /// Starts `moto_server` on 127.0.0.1 and waits until it answers.
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(moto_bin())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "could not start moto_server ({e}); install it with \
+                     `python3 -m pip install 'moto[server]'` (scripts/test-all.sh does)"
+                )
+            });
+        let moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return moto;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("moto_server did not listen on 127.0.0.1:{port} within 60 s");
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An SDK configuration pointed at this server: region us-east-1 and
+    /// dummy static credentials (moto accepts any), as production code would
+    /// get from `aws_config::load_defaults` with `AWS_ENDPOINT_URL` set.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(self.url())
+            .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .load()
+            .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `moto_server` from `PATH`, or `MOTO_SERVER` if set.
+fn moto_bin() -> String {
+    std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_string())
+}
