@@ -4,6 +4,10 @@
 //! directory; a key file readable by group or others is refused rather than used. The sealed
 //! form is `base64(nonce ‖ ciphertext ‖ tag)` with a fresh random 96-bit nonce per seal, and
 //! a fixed associated-data label so a sealed token cannot be confused with other ciphertext.
+//!
+//! On AWS the key comes from a Secrets Manager secret instead of a file
+//! ([`AesGcmSealer::from_secret`]): the secret's text is stretched to the AES key with
+//! HKDF-SHA256, so any random string of enough entropy (SAM's `GenerateSecretString`) works.
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -11,6 +15,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::hkdf;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use certops_core::ports::TokenSealer;
@@ -19,10 +24,13 @@ use certops_core::Error;
 const KEY_LEN: usize = 32;
 const AAD: &[u8] = b"certops task token v1";
 
-/// AES-256-GCM token sealing with a key file.
+/// Shortest secret text accepted by [`AesGcmSealer::from_secret`].
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// AES-256-GCM token sealing with a key file or a key derived from a secret.
 pub struct AesGcmSealer {
     key: LessSafeKey,
-    path: PathBuf,
+    path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AesGcmSealer {
@@ -74,7 +82,29 @@ impl AesGcmSealer {
         bytes.iter_mut().for_each(|b| *b = 0);
         Ok(AesGcmSealer {
             key: result?,
-            path: key_file.to_path_buf(),
+            path: Some(key_file.to_path_buf()),
+        })
+    }
+
+    /// Derives the key from a secret's text with HKDF-SHA256 (fixed salt and label, so every
+    /// function given the same secret derives the same key). Refuses text shorter than
+    /// [`MIN_SECRET_LEN`] bytes.
+    pub fn from_secret(secret: &str) -> Result<AesGcmSealer, Error> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(Error::InvalidInput(format!(
+                "the token-sealing secret must be at least {MIN_SECRET_LEN} characters"
+            )));
+        }
+        let unusable = || Error::InvalidInput("the token-sealing secret is not usable".into());
+        let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"certops token sealing salt v1");
+        let prk = salt.extract(secret.as_bytes());
+        let okm = prk
+            .expand(&[b"certops task token key v1"], &AES_256_GCM)
+            .map_err(|_| unusable())?;
+        let key = UnboundKey::from(okm);
+        Ok(AesGcmSealer {
+            key: LessSafeKey::new(key),
+            path: None,
         })
     }
 
@@ -102,9 +132,9 @@ impl AesGcmSealer {
         }
     }
 
-    /// The key file.
-    pub fn key_file(&self) -> &Path {
-        &self.path
+    /// The key file (`None` when the key was derived from a secret).
+    pub fn key_file(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 }
 
@@ -182,6 +212,25 @@ mod tests {
         assert!(a.open(&STANDARD.encode(raw)).is_err());
         assert!(a.open("not base64 !").is_err());
         assert!(a.open("").is_err());
+    }
+
+    #[test]
+    fn a_key_derived_from_a_secret_is_stable_per_secret_and_distinct_across_secrets() {
+        let secret = "k3Y-material-from-secrets-manager-0123456789";
+        let a = AesGcmSealer::from_secret(secret).unwrap();
+        let sealed = a.seal(TOKEN).unwrap();
+        assert!(!sealed.contains("task-token"));
+        // Another function given the same secret opens it.
+        let b = AesGcmSealer::from_secret(secret).unwrap();
+        assert_eq!(b.open(&sealed).unwrap(), TOKEN);
+        assert_eq!(b.key_file(), None);
+        let other = AesGcmSealer::from_secret(&secret.replace('k', "K")).unwrap();
+        assert_eq!(other.open(&sealed).unwrap_err().name(), "InvalidInput");
+        assert!(!format!("{a:?}").contains(secret));
+        assert_eq!(
+            AesGcmSealer::from_secret("short").unwrap_err().name(),
+            "InvalidInput"
+        );
     }
 
     #[test]
