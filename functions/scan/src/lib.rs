@@ -558,6 +558,32 @@ pub async fn run_scan(deps: &Deps) -> Result<ScanSummary, Error> {
     Ok(summary)
 }
 
+/// The CloudWatch namespace of [`scan_completed_metric`].
+pub const METRIC_NAMESPACE: &str = "certops";
+/// The metric a completed scheduled scan emits; the template's dead-man's-switch alarm fires
+/// when none arrives for 26 hours.
+pub const SCAN_COMPLETED_METRIC: &str = "ScanCompleted";
+
+/// A CloudWatch Embedded Metric Format record saying a scheduled scan fanned out: one JSON
+/// line on stdout becomes the `certops`/`ScanCompleted` data point (dimension
+/// `Function=scan`), with the inventory and batch counts as properties for Logs Insights.
+pub fn scan_completed_metric(summary: &ScheduleSummary, at: DateTime<Utc>) -> serde_json::Value {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": at.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": METRIC_NAMESPACE,
+                "Dimensions": [["Function"]],
+                "Metrics": [{"Name": SCAN_COMPLETED_METRIC, "Unit": "Count"}],
+            }],
+        },
+        "Function": "scan",
+        SCAN_COMPLETED_METRIC: 1,
+        "objects": summary.objects,
+        "batches": summary.batches,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,6 +689,31 @@ endpoints = [{ host = "127.0.0.1", port = 8443, sni = "shop.example.com" }]
         assert_eq!(
             observation_key(&c.id, &c.endpoints[0]),
             "shop#127.0.0.1:8443/shop.example.com"
+        );
+    }
+
+    #[test]
+    fn the_scan_completed_record_is_embedded_metric_format() {
+        let at = DateTime::parse_from_rfc3339("2026-12-03T06:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let summary = ScheduleSummary {
+            objects: 60,
+            batches: 3,
+        };
+        let v = scan_completed_metric(&summary, at);
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(v["_aws"]["Timestamp"], at.timestamp_millis());
+        assert_eq!(directive["Namespace"], METRIC_NAMESPACE);
+        assert_eq!(directive["Metrics"][0]["Name"], SCAN_COMPLETED_METRIC);
+        // Every dimension and metric the directive names is a member of the record.
+        for name in directive["Dimensions"][0].as_array().unwrap() {
+            assert_eq!(v[name.as_str().unwrap()], "scan");
+        }
+        assert_eq!(v[SCAN_COMPLETED_METRIC], 1);
+        assert_eq!(
+            (v["objects"].clone(), v["batches"].clone()),
+            (60.into(), 3.into())
         );
     }
 }
