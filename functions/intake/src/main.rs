@@ -5,12 +5,15 @@
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::sqs::SqsEvent;
 use serde_json::Value;
+use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let secret = std::env::var("CERTOPS_WEBHOOK_SECRET")
-        .unwrap_or_default()
-        .into_bytes();
+    // The ServiceNow signing key: CERTOPS_WEBHOOK_SECRET_ARN on AWS (fetched on
+    // the first webhook), CERTOPS_WEBHOOK_SECRET locally.
+    let secret = Arc::new(certops_lambda::EnvSecret::from_env(
+        "CERTOPS_WEBHOOK_SECRET",
+    ));
     certops_lambda::run(move |deps, event: Value| {
         let secret = secret.clone();
         async move {
@@ -21,11 +24,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 return serde_json::to_value(out)
                     .map_err(|e| certops_core::Error::InvalidInput(e.to_string()));
             }
-            if secret.is_empty() {
+            if !secret.is_configured() {
                 return Err(certops_core::Error::InvalidInput(
-                    "CERTOPS_WEBHOOK_SECRET is not set; refusing unsigned intake".into(),
+                    "neither CERTOPS_WEBHOOK_SECRET_ARN nor CERTOPS_WEBHOOK_SECRET is set; \
+                     refusing unsigned intake"
+                        .into(),
                 ));
             }
+            let secret = secret.get().await?;
             let req: ApiGatewayV2httpRequest = serde_json::from_value(event).map_err(|e| {
                 certops_core::Error::InvalidInput(format!("API Gateway event: {e}"))
             })?;

@@ -10,8 +10,10 @@
 //! - `AWS_ENDPOINT_URL` / the usual AWS variables — honoured by the Step
 //!   Functions client, so the same binary drives AWS or `certops serve`.
 
+mod secret;
 mod sfn_workflow;
 
+pub use secret::EnvSecret;
 pub use sfn_workflow::SfnWorkflow;
 
 use certops_adapters::{Embedded, TlsProber};
