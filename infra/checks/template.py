@@ -36,9 +36,9 @@ class CheckFailed(Exception):
 class NoNetworkPolicyLoader:
     """The managed-policy loader SAM asks when a template names AWS managed policies by name.
 
-    The check runs without network access: names are mapped to their well-known ARN form
-    instead of being looked up in IAM. certops's template attaches no managed policies (every
-    role is explicit), so nothing is normally asked.
+    The check runs without network access, so this loader knows no policies and nothing is
+    looked up in IAM. certops's template attaches no managed policies (every role is explicit),
+    so SAM never needs one.
     """
 
     def load(self):
