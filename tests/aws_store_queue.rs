@@ -1,1 +1,516 @@
-//! (being written)
+//! The Store and Queue contract suites against the embedded adapters (SQLite, as
+//! `Embedded::open` builds them) and against the AWS adapters (DynamoDB, SQS) on a moto
+//! server this test starts. Both backends pass the same suite; a few AWS-only behaviours
+//! (the table layout and TTL attributes, error mapping, the poison-message path through a
+//! redrive policy) are checked on moto afterwards.
+
+use certops_adapters::Embedded;
+use certops_aws::dynamo::aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+use certops_aws::dynamo::{aws_sdk_dynamodb, DynamoStore, Tables, TtlPolicy};
+use certops_aws::sqs::aws_sdk_sqs::types::QueueAttributeName;
+use certops_aws::sqs::{aws_sdk_sqs, SqsQueue};
+use certops_core::ports::{Clock, Queue, Store};
+use certops_core::{verify_chain, verify_chain_head};
+use certops_tests::contract::queue::{self as queue_contract, QueueBackend, DLQ, QUEUE};
+use certops_tests::contract::store::{self as store_contract, entry};
+use certops_tests::moto::Moto;
+use certops_tests::world::TestClock;
+use chrono::{Duration as TimeDelta, TimeZone, Utc};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tempfile::TempDir;
+
+// ---------------------------------------------------------------- embedded
+
+/// The embedded adapters over a fresh data directory, on a clock the test moves.
+struct EmbeddedBackend {
+    _dir: TempDir,
+    clock: Arc<TestClock>,
+    adapters: Embedded,
+}
+
+impl EmbeddedBackend {
+    fn open() -> EmbeddedBackend {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = TestClock::now_real();
+        let adapters = Embedded::open(&dir.path().join("data"), clock.clone()).expect("embedded");
+        EmbeddedBackend {
+            _dir: dir,
+            clock,
+            adapters,
+        }
+    }
+}
+
+impl QueueBackend for EmbeddedBackend {
+    fn queue(&self) -> &dyn Queue {
+        &*self.adapters.queue
+    }
+
+    fn max_receives(&self) -> u32 {
+        self.adapters.queue.max_receives()
+    }
+
+    async fn pass(&self, by: Duration) {
+        self.clock
+            .advance(TimeDelta::from_std(by).expect("short duration"));
+    }
+
+    /// The port only sends JSON, so a foreign writer is simulated: a second connection
+    /// (Python's sqlite3) inserts the row into the same database file.
+    async fn send_raw(&self, queue: &str, body: &str) -> String {
+        let path = self.adapters.db.path().expect("file database");
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3, sys, uuid\n\
+                 i = str(uuid.uuid4())\n\
+                 c = sqlite3.connect(sys.argv[1], timeout=5)\n\
+                 c.execute('INSERT INTO queue_messages (id, queue, body, visible_at_ms) VALUES (?, ?, ?, 0)', (i, sys.argv[2], sys.argv[3]))\n\
+                 c.commit()\n\
+                 print(i)",
+            ])
+            .arg(path)
+            .args([queue, body])
+            .output()
+            .expect("python3 is needed to write a raw row into the embedded queue");
+        assert!(
+            out.status.success(),
+            "raw insert failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_contract_on_the_embedded_store() {
+    let dirs = Mutex::new(Vec::new());
+    store_contract::run_all(|_case| {
+        let backend = EmbeddedBackend::open();
+        let store: Arc<dyn Store> = backend.adapters.store.clone();
+        dirs.lock().expect("dirs").push(backend);
+        async move { store }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn queue_contract_on_the_embedded_queue() {
+    queue_contract::run_all(|_case| async { EmbeddedBackend::open() }).await;
+}
+
+// ---------------------------------------------------------------- DynamoDB on moto
+
+/// Creates the three tables of the environment contract (suffixed, one set per case) with
+/// TTL enabled on `ttl`.
+async fn create_tables(client: &aws_sdk_dynamodb::Client, suffix: &str) -> Tables {
+    let tables = Tables {
+        state: format!("certops-state-{suffix}"),
+        approvals: format!("certops-approvals-{suffix}"),
+        audit: format!("certops-audit-{suffix}"),
+    };
+    let attr = |name: &str, t: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(t)
+            .build()
+            .expect("attribute")
+    };
+    let key = |name: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .expect("key")
+    };
+    for name in [&tables.state, &tables.approvals] {
+        client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk", ScalarAttributeType::S))
+            .key_schema(key("pk", KeyType::Hash))
+            .send()
+            .await
+            .expect("create table");
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("ttl")
+                    .build()
+                    .expect("ttl spec"),
+            )
+            .send()
+            .await
+            .expect("enable ttl");
+    }
+    client
+        .create_table()
+        .table_name(&tables.audit)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("execution", ScalarAttributeType::S))
+        .attribute_definitions(attr("seq", ScalarAttributeType::N))
+        .key_schema(key("execution", KeyType::Hash))
+        .key_schema(key("seq", KeyType::Range))
+        .send()
+        .await
+        .expect("create audit table");
+    tables
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_contract_on_dynamodb() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    store_contract::run_all(|case| {
+        let (sdk, client) = (sdk.clone(), client.clone());
+        async move {
+            let tables = create_tables(&client, &case.replace('_', "-")).await;
+            Arc::new(DynamoStore::new(&sdk, tables)) as Arc<dyn Store>
+        }
+    })
+    .await;
+}
+
+async fn raw_item(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    pk: &str,
+) -> HashMap<String, AttributeValue> {
+    client
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk.to_string()))
+        .send()
+        .await
+        .expect("get item")
+        .item()
+        .cloned()
+        .unwrap_or_else(|| panic!("no item {pk} in {table}"))
+}
+
+fn ttl_of(item: &HashMap<String, AttributeValue>) -> Option<i64> {
+    item.get("ttl")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+}
+
+#[tokio::test]
+async fn dynamodb_layout_ttl_and_chain_head() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let tables = create_tables(&client, "layout").await;
+    let clock = TestClock::now_real();
+    let now = clock.now().timestamp();
+    let store = DynamoStore::new(&sdk, tables.clone())
+        .with_clock(clock.clone())
+        .with_ttl(
+            "observations",
+            TtlPolicy::Retention(Duration::from_secs(3600)),
+        );
+
+    // Approvals: their own table, ttl from the request's expires_at plus the grace.
+    let expires = Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, 0).unwrap();
+    let approval = json!({"status": "pending", "request": {"expires_at": expires}});
+    assert!(store
+        .put_if_absent("approvals", "ap-1", &approval)
+        .await
+        .unwrap());
+    let item = raw_item(&client, &tables.approvals, "approvals#ap-1").await;
+    assert_eq!(
+        ttl_of(&item),
+        Some(expires.timestamp() + certops_aws::dynamo::DEFAULT_APPROVAL_GRACE.as_secs() as i64)
+    );
+    let text = item["value"].as_s().unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(text).unwrap(),
+        approval
+    );
+    // A swap to a value without an expiry drops the ttl.
+    assert!(store
+        .compare_and_swap(
+            "approvals",
+            "ap-1",
+            Some(&approval),
+            &json!({"status": "used"})
+        )
+        .await
+        .unwrap());
+    let item = raw_item(&client, &tables.approvals, "approvals#ap-1").await;
+    assert_eq!(ttl_of(&item), None);
+
+    // Triggers and locks: retention from the write, on the clock; other tables: kept
+    // unless configured.
+    store
+        .put_if_absent("triggers", "t-1", &json!({"input": {}}))
+        .await
+        .unwrap();
+    store
+        .put_if_absent("locks", "shop", &json!({"execution": "e"}))
+        .await
+        .unwrap();
+    store
+        .put_if_absent("deployments", "shop", &json!({"ref": "r"}))
+        .await
+        .unwrap();
+    store
+        .put_if_absent("observations", "o", &json!({"ok": true}))
+        .await
+        .unwrap();
+    let ttl = |t: &str, k: &str| {
+        let (client, table) = (client.clone(), tables.state.clone());
+        let pk = format!("{t}#{k}");
+        async move { ttl_of(&raw_item(&client, &table, &pk).await) }
+    };
+    let day = 24 * 3600;
+    assert_eq!(ttl("triggers", "t-1").await, Some(now + 30 * day));
+    assert_eq!(ttl("locks", "shop").await, Some(now + 7 * day));
+    assert_eq!(ttl("deployments", "shop").await, None);
+    assert_eq!(ttl("observations", "o").await, Some(now + 3600));
+    assert!(raw_item(&client, &tables.approvals, "approvals#ap-1")
+        .await
+        .contains_key("value"));
+
+    // Audit: one item per record keyed (execution, seq); the head sits in the state table
+    // and lets a reader detect truncation.
+    for i in 0..3 {
+        store
+            .append_audit("exec-h", entry(i, json!({"i": i})))
+            .await
+            .unwrap();
+    }
+    let records = store.audit("exec-h").await.unwrap();
+    assert_eq!(verify_chain(&records), Ok(()));
+    let (seq, hash) = store.audit_head("exec-h").await.unwrap().expect("head");
+    assert_eq!(seq, 2);
+    assert_eq!(verify_chain_head(&records, &hash), Ok(()));
+    assert!(
+        verify_chain_head(&records[..2], &hash).is_err(),
+        "truncation shows"
+    );
+    let raw = client
+        .get_item()
+        .table_name(&tables.audit)
+        .key("execution", AttributeValue::S("exec-h".into()))
+        .key("seq", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    let raw = raw.item().expect("record item");
+    assert_eq!(raw["hash"].as_s().unwrap(), &records[1].hash);
+    assert!(raw.contains_key("record"));
+    assert_eq!(store.audit_head("exec-none").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn dynamodb_errors_map_to_routable_variants() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    // A table that does not exist is a configuration problem: not retryable.
+    let missing = DynamoStore::new(
+        &sdk,
+        Tables {
+            state: "no-such-state".into(),
+            approvals: "no-such-approvals".into(),
+            audit: "no-such-audit".into(),
+        },
+    );
+    let err = missing.get("locks", "k").await.unwrap_err();
+    assert_eq!(err.name(), "InvalidInput", "{err}");
+    assert!(err.to_string().contains("no-such-state"), "{err}");
+    // Nothing listening: transient, so Step Functions retries.
+    let port = certops_tests::process::free_port();
+    let down = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await;
+    let store = DynamoStore::new(&down, missing.tables().clone());
+    let err = store
+        .put_if_absent("locks", "k", &json!({"secret-ish": "value-text"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.name(), "Transient", "{err}");
+    assert!(err.is_retryable());
+    assert!(
+        !err.to_string().contains("value-text"),
+        "no value in errors: {err}"
+    );
+    let queue = SqsQueue::new(
+        &down,
+        [("intake".to_string(), format!("http://127.0.0.1:{port}/q"))],
+    );
+    let err = queue.depth("intake").await.unwrap_err();
+    assert_eq!(err.name(), "Transient", "{err}");
+}
+
+// ---------------------------------------------------------------- SQS on moto
+
+/// A queue pair on moto: `intake` with a redrive policy to `intake-dlq`.
+struct SqsBackend {
+    client: aws_sdk_sqs::Client,
+    queue: SqsQueue,
+    urls: HashMap<String, String>,
+    max_receives: u32,
+}
+
+impl SqsBackend {
+    async fn create(sdk: &aws_config::SdkConfig, name: &str, max_receives: u32) -> SqsBackend {
+        let client = aws_sdk_sqs::Client::new(sdk);
+        let dlq_url = client
+            .create_queue()
+            .queue_name(format!("{name}-dlq"))
+            .send()
+            .await
+            .expect("create dlq")
+            .queue_url()
+            .expect("dlq url")
+            .to_string();
+        let dlq_arn = client
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("dlq attributes")
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("dlq arn");
+        let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives});
+        let url = client
+            .create_queue()
+            .queue_name(name)
+            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url()
+            .expect("queue url")
+            .to_string();
+        let urls = HashMap::from([(QUEUE.to_string(), url), (DLQ.to_string(), dlq_url)]);
+        SqsBackend {
+            queue: SqsQueue::new(sdk, urls.clone()),
+            client,
+            urls,
+            max_receives,
+        }
+    }
+}
+
+impl QueueBackend for SqsBackend {
+    fn queue(&self) -> &dyn Queue {
+        &self.queue
+    }
+
+    fn max_receives(&self) -> u32 {
+        self.max_receives
+    }
+
+    async fn pass(&self, by: Duration) {
+        tokio::time::sleep(by).await;
+    }
+
+    async fn send_raw(&self, queue: &str, body: &str) -> String {
+        self.client
+            .send_message()
+            .queue_url(&self.urls[queue])
+            .message_body(body)
+            .send()
+            .await
+            .expect("raw send")
+            .message_id()
+            .expect("message id")
+            .to_string()
+    }
+}
+
+/// The receives SQS's redrive policy allows: the embedded queue's, so both backends
+/// dead-letter after the same count.
+fn embedded_max_receives() -> u32 {
+    EmbeddedBackend::open().adapters.queue.max_receives()
+}
+
+#[tokio::test]
+async fn queue_contract_on_sqs() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let max = embedded_max_receives();
+    queue_contract::run_all(|case| {
+        let sdk = sdk.clone();
+        async move { SqsBackend::create(&sdk, &case.replace('_', "-"), max).await }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqs_poison_body_is_named_released_around_and_dead_lettered() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let b = SqsBackend::create(&sdk, "poison", 2).await;
+    let q = b.queue();
+    // Unknown logical names are refused, naming the queue and the configured ones.
+    let err = q.send("nope", &json!(1)).await.unwrap_err();
+    assert_eq!(err.name(), "InvalidInput");
+    assert!(
+        err.to_string().contains("\"nope\"") && err.to_string().contains("intake"),
+        "{err}"
+    );
+    let good = q.send(QUEUE, &json!({"good": true})).await.unwrap();
+    let bad = b.send_raw(QUEUE, "<not json>").await;
+    let err = q
+        .receive(QUEUE, 10, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.name(), "InvalidInput", "{err}");
+    assert!(err.to_string().contains(&bad), "names the message: {err}");
+    assert!(
+        !err.to_string().contains("<not json>"),
+        "never echoes the body: {err}"
+    );
+    // The good message of that batch was released at once; the poison one stays hidden.
+    let got = q.receive(QUEUE, 10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        [good.as_str()]
+    );
+    q.delete(QUEUE, &got[0].receipt).await.unwrap();
+    // Received again (its second receive), then moved by the redrive policy.
+    b.pass(queue_contract::PAST_VISIBILITY).await;
+    let err = q
+        .receive(QUEUE, 10, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&bad), "{err}");
+    b.pass(queue_contract::PAST_VISIBILITY).await;
+    assert!(q
+        .receive(QUEUE, 10, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(q.depth(QUEUE).await.unwrap(), 0);
+    assert_eq!(q.depth(DLQ).await.unwrap(), 1);
+    let dead = b
+        .client
+        .receive_message()
+        .queue_url(&b.urls[DLQ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dead.messages()[0].body(), Some("<not json>"));
+    assert_eq!(dead.messages()[0].message_id(), Some(bad.as_str()));
+}
