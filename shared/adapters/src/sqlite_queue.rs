@@ -132,8 +132,11 @@ impl Queue for SqliteQueue {
                     .map_err(db_err)?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(db_err)?;
+                drop(stmt);
+                let mut received = Vec::new();
+                let mut unreadable = Vec::new();
                 for (pos, id, body, count) in candidates {
-                    if out.len() >= max {
+                    if out.len() + unreadable.len() >= max {
                         break;
                     }
                     if count >= max_receives {
@@ -153,12 +156,37 @@ impl Queue for SqliteQueue {
                         params![pos, hidden_until, receipt],
                     )
                     .map_err(db_err)?;
-                    out.push(Message {
-                        id,
-                        receipt,
-                        body: from_json(&body, "message body")?,
-                        receive_count: u32::try_from(count + 1).unwrap_or(u32::MAX),
-                    });
+                    // A body that is not JSON counts as received (so it reaches the
+                    // dead-letter queue in time) but is reported, never passed on or dropped.
+                    match serde_json::from_str(&body) {
+                        Ok(body) => {
+                            received.push(pos);
+                            out.push(Message {
+                                id,
+                                receipt,
+                                body,
+                                receive_count: u32::try_from(count + 1).unwrap_or(u32::MAX),
+                            });
+                        }
+                        Err(_) => unreadable.push(id),
+                    }
+                }
+                if !unreadable.is_empty() {
+                    // Give the readable ones back at once, as if this receive had not seen them.
+                    for pos in received {
+                        tx.execute(
+                            "UPDATE queue_messages SET receive_count = receive_count - 1, \
+                             visible_at_ms = 0, receipt = NULL WHERE pos = ?1",
+                            params![pos],
+                        )
+                        .map_err(db_err)?;
+                    }
+                    tx.commit().map_err(db_err)?;
+                    return Err(Error::InvalidInput(format!(
+                        "queue {queue}: message(s) {} have a body that is not JSON; they stay \
+                         on the queue until they are dead-lettered",
+                        unreadable.join(", ")
+                    )));
                 }
             }
             tx.commit().map_err(db_err)?;

@@ -197,19 +197,45 @@ pub async fn bogus_receipt_and_empty_name_are_errors(b: &impl QueueBackend) {
     );
 }
 
-/// A body that is not JSON makes `receive` fail instead of dropping or mangling it, and the
-/// message stays in the queue (so it can reach the dead-letter queue); a good message sent
-/// with it is not lost either.
+/// A body that is not JSON makes `receive` fail with an error naming the message instead of
+/// dropping or mangling it; a good message received with it is given back at once and is not
+/// lost; the bad one counts as received, so it reaches the dead-letter queue in time.
 pub async fn non_json_body_is_an_error_and_is_not_dropped(b: &impl QueueBackend) {
     let q = b.queue();
     let good = q.send(QUEUE, &json!({"good": 1})).await.unwrap();
     let bad = b.send_raw(QUEUE, "this is {not json").await;
     assert_ne!(good, bad);
     let err = q.receive(QUEUE, 10, VISIBILITY).await;
+    let err = match err {
+        Err(e) => e,
+        Ok(m) => panic!("a body that is not JSON must not pass as a message: {m:?}"),
+    };
     assert!(
-        err.is_err(),
-        "a body that is not JSON must not pass as a message: {err:?}"
+        err.to_string().contains(&bad),
+        "the error names {bad}: {err}"
+    );
+    assert!(
+        !err.to_string().contains("not json"),
+        "and does not echo the body"
     );
     assert_eq!(q.depth(QUEUE).await.unwrap(), 2, "nothing dropped");
     assert_eq!(q.depth(DLQ).await.unwrap(), 0);
+    // The good message is handed out (alone) while the bad one is hidden.
+    let got = q.receive(QUEUE, 10, VISIBILITY).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].id.as_str(), &got[0].body),
+        (good.as_str(), &json!({"good": 1}))
+    );
+    q.delete(QUEUE, &got[0].receipt).await.unwrap();
+    // Receive after receive, the bad one ends in the dead-letter queue.
+    for _ in 0..=b.max_receives() + 1 {
+        b.pass(VISIBILITY + Duration::from_millis(150)).await;
+        if q.depth(DLQ).await.unwrap() == 1 {
+            break;
+        }
+        let _ = q.receive(QUEUE, 10, VISIBILITY).await;
+    }
+    assert_eq!(q.depth(DLQ).await.unwrap(), 1, "dead-lettered");
+    assert_eq!(q.depth(QUEUE).await.unwrap(), 0);
 }
