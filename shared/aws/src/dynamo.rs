@@ -226,12 +226,41 @@ impl DynamoStore {
     }
 
     /// A store on the tables named by `CERTOPS_STATE_TABLE`, `CERTOPS_APPROVALS_TABLE` and
-    /// `CERTOPS_AUDIT_TABLE`. Fails with [`Error::InvalidInput`] naming any that is missing.
+    /// `CERTOPS_AUDIT_TABLE`. Each function is given only the tables it uses, so a variable
+    /// may be missing: the store then fails with [`Error::InvalidInput`] naming the variable
+    /// when (and only when) that table is used. Fails here if none is set.
     pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<DynamoStore, Error> {
-        Ok(DynamoStore::new(
-            sdk,
-            Tables::from_vars(|n| std::env::var(n).ok())?,
-        ))
+        let read = |n: &str| {
+            std::env::var(n)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_default()
+        };
+        let tables = Tables {
+            state: read(STATE_TABLE_ENV),
+            approvals: read(APPROVALS_TABLE_ENV),
+            audit: read(AUDIT_TABLE_ENV),
+        };
+        if tables.state.is_empty() && tables.approvals.is_empty() && tables.audit.is_empty() {
+            // Names every variable.
+            Tables::from_vars(|_| None)?;
+        }
+        Ok(DynamoStore::new(sdk, tables))
+    }
+
+    /// A physical table name, or the error naming the variable that was not set.
+    fn physical<'a>(name: &'a str, var: &str) -> Result<&'a str, Error> {
+        if name.is_empty() {
+            Err(Error::InvalidInput(format!(
+                "{var} is not set for this function; it needs that table"
+            )))
+        } else {
+            Ok(name)
+        }
+    }
+
+    fn audit_table(&self) -> Result<&str, Error> {
+        Self::physical(&self.tables.audit, AUDIT_TABLE_ENV)
     }
 
     /// Sets the TTL policy of one logical table (replacing its default).
@@ -260,9 +289,9 @@ impl DynamoStore {
     pub fn location(&self, table: &str, key: &str) -> Result<(&str, String), Error> {
         check_names(table, key)?;
         let physical = if table == APPROVALS {
-            &self.tables.approvals
+            Self::physical(&self.tables.approvals, APPROVALS_TABLE_ENV)?
         } else {
-            &self.tables.state
+            Self::physical(&self.tables.state, STATE_TABLE_ENV)?
         };
         Ok((physical, format!("{table}#{key}")))
     }
@@ -363,7 +392,7 @@ impl DynamoStore {
 
     /// One audit record by position (strongly consistent).
     async fn read_record(&self, execution: &str, seq: u64) -> Result<Option<AuditRecord>, Error> {
-        let audit = &self.tables.audit;
+        let audit = self.audit_table()?;
         let out = self
             .client
             .get_item()
@@ -379,7 +408,7 @@ impl DynamoStore {
 
     /// The last stored record of `execution` (strongly consistent), for chains without a head.
     async fn last_record(&self, execution: &str) -> Result<Option<AuditRecord>, Error> {
-        let audit = &self.tables.audit;
+        let audit = self.audit_table()?;
         let out = self
             .client
             .query()
@@ -430,7 +459,7 @@ impl DynamoStore {
             .map(|v| to_canonical_string(&v))
             .map_err(|e| Error::InvalidInput(format!("audit record not serializable: {e}")))?;
         let put_record = Put::builder()
-            .table_name(&self.tables.audit)
+            .table_name(self.audit_table()?)
             .item("execution", AttributeValue::S(record.execution.clone()))
             .item("seq", AttributeValue::N(record.seq.to_string()))
             .item("record", AttributeValue::S(text))
@@ -650,7 +679,7 @@ impl Store for DynamoStore {
     }
 
     async fn audit(&self, execution: &str) -> Result<Vec<AuditRecord>, Error> {
-        let audit = &self.tables.audit;
+        let audit = self.audit_table()?;
         let mut records = Vec::new();
         let mut start = None;
         loop {
@@ -679,7 +708,7 @@ impl Store for DynamoStore {
     }
 
     async fn audited_executions(&self) -> Result<Vec<String>, Error> {
-        let audit = &self.tables.audit;
+        let audit = self.audit_table()?;
         let mut executions = BTreeSet::new();
         let mut start = None;
         loop {
@@ -791,6 +820,28 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_table_the_function_was_not_given_is_named_when_used() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let store = DynamoStore::new(
+            &sdk,
+            Tables {
+                state: "certops-state".into(),
+                approvals: String::new(),
+                audit: String::new(),
+            },
+        );
+        // Neither call reaches the network: the missing table is found first.
+        let e = store.get(APPROVALS, "a-1").await.unwrap_err();
+        assert_eq!(e.name(), "InvalidInput");
+        assert!(e.to_string().contains(APPROVALS_TABLE_ENV), "{e}");
+        let e = store.audit("exec-1").await.unwrap_err();
+        assert!(e.to_string().contains(AUDIT_TABLE_ENV), "{e}");
+        assert_eq!(store.location("locks", "k").unwrap().0, "certops-state");
     }
 
     #[test]
