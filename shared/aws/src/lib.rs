@@ -18,3 +18,4 @@ pub mod elb;
 pub mod secrets;
 pub mod sfn;
 pub mod sqs;
+pub mod targets;

@@ -10,9 +10,7 @@
 //! - `AWS_ENDPOINT_URL` / the usual AWS variables — honoured by the Step
 //!   Functions client, so the same binary drives AWS or `certops serve`.
 
-mod sfn_workflow;
-
-pub use sfn_workflow::SfnWorkflow;
+pub use certops_aws::sfn::SfnWorkflow;
 
 use certops_adapters::{Embedded, TlsProber};
 use certops_core::ports::{Clock, Config, Deps, SystemClock};
