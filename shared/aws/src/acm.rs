@@ -1,1 +1,272 @@
-//! (being written)
+//! [`DeployTarget`] for [`TargetKind::Acm`]: an AWS Certificate Manager certificate that
+//! certops re-imports in place. `target.id` is the certificate ARN.
+//!
+//! - `deploy` loads the bundle from the keystore, splits the leaf from the rest of the
+//!   chain and calls `ImportCertificate` with `CertificateArn = target.id`, so the ARN (and
+//!   every CloudFront distribution, API Gateway domain or load balancer using it) stays the
+//!   same; then it tags the certificate `certops:bundle = <bundle reference>`. ACM does not
+//!   take tags on a re-import, so the tag is written right after it.
+//! - `current` is that tag: the reference of the bundle the certificate holds.
+//! - `reload` does nothing: ACM's consumers pick the re-imported certificate up themselves
+//!   (the inventory says `reload = "none"`).
+//!
+//! Every failure of `deploy` and `reload` is [`Error::DeployFailed`] (the message says when
+//! retrying may help); `current` reports throttling and network trouble as
+//! [`Error::Transient`] so the deploy step's snapshot is retried rather than rolled back.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_acm::primitives::Blob;
+use aws_sdk_acm::types::Tag;
+use certops_core::ports::{DeployTarget, Keystore};
+use certops_core::{Error, ReloadMethod, Target, TargetKind};
+
+use crate::targets::{sdk_failure, SdkFailure};
+
+pub use aws_sdk_acm;
+
+/// The certificate tag holding the bundle reference a certificate was imported from.
+pub const BUNDLE_TAG: &str = "certops:bundle";
+
+const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const END: &str = "-----END CERTIFICATE-----";
+
+/// An ACM certificate re-imported in place.
+#[derive(Clone)]
+pub struct AcmTarget {
+    client: aws_sdk_acm::Client,
+    keystore: Arc<dyn Keystore>,
+}
+
+impl std::fmt::Debug for AcmTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcmTarget").finish_non_exhaustive()
+    }
+}
+
+impl AcmTarget {
+    /// A target adapter importing bundles loaded from `keystore`.
+    pub fn new(client: aws_sdk_acm::Client, keystore: Arc<dyn Keystore>) -> AcmTarget {
+        AcmTarget { client, keystore }
+    }
+
+    /// The ACM client.
+    pub fn client(&self) -> &aws_sdk_acm::Client {
+        &self.client
+    }
+}
+
+/// Splits a chain PEM (leaf first) into the leaf and the rest of the chain (`None` when the
+/// bundle holds the leaf only). Each block is kept as PEM text.
+pub(crate) fn split_chain(chain_pem: &str) -> Result<(String, Option<String>), String> {
+    let mut blocks = Vec::new();
+    let mut rest = chain_pem;
+    while let Some(start) = rest.find(BEGIN) {
+        let after = &rest[start..];
+        let end = after
+            .find(END)
+            .ok_or_else(|| "a certificate block has no END line".to_string())?;
+        blocks.push(format!("{}\n", &after[..end + END.len()]));
+        rest = &after[end + END.len()..];
+    }
+    let mut blocks = blocks.into_iter();
+    let leaf = blocks
+        .next()
+        .ok_or_else(|| "the bundle holds no certificate".to_string())?;
+    let chain: String = blocks.collect();
+    Ok((leaf, (!chain.is_empty()).then_some(chain)))
+}
+
+/// `DeployFailed` for a failed call, saying whether a retry may help.
+pub(crate) fn deploy_failed(what: &str, f: &SdkFailure) -> Error {
+    Error::DeployFailed(format!(
+        "{what}: {}{}",
+        f.detail,
+        if f.transient {
+            " (temporary; retrying may succeed)"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// A failure of a read that only looks: transient stays transient.
+pub(crate) fn read_failed(what: &str, f: &SdkFailure) -> Error {
+    if f.transient {
+        Error::Transient(format!("{what}: {}", f.detail))
+    } else {
+        Error::DeployFailed(format!("{what}: {}", f.detail))
+    }
+}
+
+/// The `certops:bundle` tag of a certificate, if it has one.
+pub(crate) async fn bundle_tag(
+    client: &aws_sdk_acm::Client,
+    certificate_arn: &str,
+) -> Result<Option<String>, SdkFailure> {
+    let out = client
+        .list_tags_for_certificate()
+        .certificate_arn(certificate_arn)
+        .send()
+        .await
+        .map_err(|e| sdk_failure(&e))?;
+    Ok(out
+        .tags()
+        .iter()
+        .find(|t| t.key() == BUNDLE_TAG)
+        .and_then(|t| t.value())
+        .map(str::to_string))
+}
+
+fn bundle_tag_of(bundle_ref: &str) -> Result<Tag, Error> {
+    Tag::builder()
+        .key(BUNDLE_TAG)
+        .value(bundle_ref)
+        .build()
+        .map_err(|e| Error::DeployFailed(format!("tag for {bundle_ref}: {e}")))
+}
+
+/// Imports the bundle `bundle_ref` into ACM: onto `onto` (a re-import that keeps the ARN)
+/// or as a new certificate. Either way the certificate ends up tagged with the reference.
+/// Returns the certificate ARN.
+pub(crate) async fn import_bundle(
+    client: &aws_sdk_acm::Client,
+    keystore: &dyn Keystore,
+    bundle_ref: &str,
+    onto: Option<&str>,
+) -> Result<String, Error> {
+    let bundle = keystore
+        .get_bundle(bundle_ref)
+        .await
+        .map_err(|e| Error::DeployFailed(format!("bundle {bundle_ref} cannot be loaded: {e}")))?;
+    let (leaf, chain) = split_chain(&bundle.chain_pem)
+        .map_err(|e| Error::DeployFailed(format!("bundle {bundle_ref}: {e}")))?;
+    let tag = bundle_tag_of(bundle_ref)?;
+    // The SDK redacts the key in its Debug output; the request owns this copy and drops it
+    // when the call is done.
+    let mut request = client
+        .import_certificate()
+        .certificate(Blob::new(leaf.into_bytes()))
+        .private_key(Blob::new(bundle.key.expose().as_bytes()))
+        .set_certificate_chain(chain.map(|c| Blob::new(c.into_bytes())));
+    request = match onto {
+        Some(arn) => request.certificate_arn(arn),
+        None => request.tags(tag.clone()),
+    };
+    let what = match onto {
+        Some(arn) => format!("re-import of {bundle_ref} onto {arn}"),
+        None => format!("import of {bundle_ref}"),
+    };
+    let out = request
+        .send()
+        .await
+        .map_err(|e| deploy_failed(&what, &sdk_failure(&e)))?;
+    drop(bundle);
+    let arn = out
+        .certificate_arn()
+        .map(str::to_string)
+        .or_else(|| onto.map(str::to_string))
+        .ok_or_else(|| Error::DeployFailed(format!("{what}: ACM returned no certificate ARN")))?;
+    if onto.is_some() {
+        client
+            .add_tags_to_certificate()
+            .certificate_arn(&arn)
+            .tags(tag)
+            .send()
+            .await
+            .map_err(|e| {
+                deploy_failed(
+                    &format!("tagging {arn} with {bundle_ref}"),
+                    &sdk_failure(&e),
+                )
+            })?;
+    }
+    tracing::info!(certificate = %arn, bundle = %bundle_ref, "bundle imported into ACM");
+    Ok(arn)
+}
+
+fn acm_only(target: &Target) -> Result<(), Error> {
+    if target.kind != TargetKind::Acm {
+        return Err(Error::DeployFailed(format!(
+            "the ACM adapter does not handle kind {:?} (target {})",
+            target.kind, target.id
+        )));
+    }
+    if target.reload != ReloadMethod::None {
+        return Err(Error::DeployFailed(format!(
+            "ACM target {} has reload method {:?}; ACM consumers pick a re-import up by \
+             themselves, so only \"none\" applies",
+            target.id, target.reload
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl DeployTarget for AcmTarget {
+    async fn current(&self, target: &Target) -> Result<Option<String>, Error> {
+        acm_only(target)?;
+        bundle_tag(&self.client, &target.id)
+            .await
+            .map_err(|f| read_failed(&format!("tags of {}", target.id), &f))
+    }
+
+    async fn deploy(&self, target: &Target, bundle_ref: &str) -> Result<(), Error> {
+        acm_only(target)?;
+        import_bundle(
+            &self.client,
+            self.keystore.as_ref(),
+            bundle_ref,
+            Some(&target.id),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn reload(&self, target: &Target) -> Result<(), Error> {
+        acm_only(target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(body: &str) -> String {
+        format!("{BEGIN}\n{body}\n{END}\n")
+    }
+
+    #[test]
+    fn the_leaf_is_split_from_the_rest_of_the_chain() {
+        let chain = format!("{}{}{}", block("TEFG"), block("SU5U"), block("Uk9PVA=="));
+        let (leaf, rest) = split_chain(&chain).unwrap();
+        assert_eq!(leaf, block("TEFG"));
+        assert_eq!(
+            rest.unwrap(),
+            format!("{}{}", block("SU5U"), block("Uk9PVA=="))
+        );
+
+        let (leaf, rest) = split_chain(&format!("junk\r\n{}", block("TEFG"))).unwrap();
+        assert_eq!(leaf, block("TEFG"));
+        assert_eq!(rest, None);
+
+        assert!(split_chain("").is_err());
+        assert!(split_chain(&format!("{BEGIN}\nTEFG\n")).is_err());
+    }
+
+    #[test]
+    fn only_acm_targets_reloaded_by_none_are_handled() {
+        let mut t = Target {
+            kind: TargetKind::Acm,
+            id: "arn:aws:acm:us-east-1:123456789012:certificate/x".into(),
+            reload: ReloadMethod::None,
+        };
+        acm_only(&t).unwrap();
+        t.reload = ReloadMethod::ListenerUpdate;
+        assert_eq!(acm_only(&t).unwrap_err().name(), "DeployFailed");
+        t.reload = ReloadMethod::None;
+        t.kind = TargetKind::LoadBalancer;
+        assert_eq!(acm_only(&t).unwrap_err().name(), "DeployFailed");
+    }
+}

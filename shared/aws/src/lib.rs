@@ -8,7 +8,7 @@
 //! | Queue | SQS (visibility, dead-letter queue) | [`sqs`] |
 //! | Workflow | Step Functions | [`sfn`] |
 //! | Keystore | Secrets Manager | [`secrets`] |
-//! | DeployTarget | ACM re-import, ELBv2 listener certificate | [`acm`], [`elb`] |
+//! | DeployTarget | ACM re-import, ELBv2 listener certificate, dispatched by kind | [`acm`], [`elb`], [`targets`] |
 //! | CdnPurger | CloudFront invalidation | [`cloudfront`] |
 
 pub mod acm;
@@ -18,3 +18,4 @@ pub mod elb;
 pub mod secrets;
 pub mod sfn;
 pub mod sqs;
+pub mod targets;

@@ -7,14 +7,17 @@
 //! - `CERTOPS_DATA_DIR` — where the embedded adapters keep state (default `/tmp/certops`).
 //! - `CERTOPS_CONFIG_DIR` — inventory.toml, policy.toml, cert-renewal.runbook.toml
 //!   (default: the example files compiled in).
-//! - `AWS_ENDPOINT_URL` / the usual AWS variables — honoured by the Step
-//!   Functions client, so the same binary drives AWS or `certops serve`.
+//! - `CERTOPS_BACKEND` — `aws` for the AWS adapters (DynamoDB, SQS, Secrets
+//!   Manager, ACM/ELBv2, CloudFront; see the environment contract in
+//!   `infra/template.yaml`), `embedded` (default) for the embedded ones.
+//! - `AWS_ENDPOINT_URL` / the usual AWS variables — honoured by every AWS
+//!   client, so the same binary drives AWS, an emulator or `certops serve`.
 
+mod aws;
 mod secret;
-mod sfn_workflow;
 
+pub use certops_aws::sfn::SfnWorkflow;
 pub use secret::EnvSecret;
-pub use sfn_workflow::SfnWorkflow;
 
 use certops_adapters::{Embedded, TlsProber};
 use certops_core::ports::{Clock, Config, Deps, SystemClock};
@@ -56,6 +59,32 @@ fn load_config() -> Result<Config, Error> {
     })
 }
 
+/// Which adapters back the ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// DynamoDB, SQS, Step Functions, Secrets Manager, ACM/ELBv2, CloudFront
+    /// (`CERTOPS_BACKEND=aws`, what the SAM template sets).
+    Aws,
+    /// The embedded adapters under `CERTOPS_DATA_DIR` (the default).
+    Embedded,
+}
+
+impl Backend {
+    /// `CERTOPS_BACKEND`: `aws` or `embedded` (default); anything else is refused.
+    pub fn from_env() -> Result<Backend, Error> {
+        match std::env::var("CERTOPS_BACKEND")
+            .unwrap_or_default()
+            .as_str()
+        {
+            "aws" => Ok(Backend::Aws),
+            "" | "embedded" => Ok(Backend::Embedded),
+            other => Err(Error::InvalidInput(format!(
+                "CERTOPS_BACKEND={other:?} is not a backend; use \"aws\" or \"embedded\""
+            ))),
+        }
+    }
+}
+
 /// Builds the ports from the environment.
 pub async fn deps_from_env() -> Result<Deps, Error> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -63,11 +92,15 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new("/tmp/certops").to_path_buf());
     let adapters = Embedded::open(&dir, clock.clone())?;
+    let config = load_config()?;
+    if Backend::from_env()? == Backend::Aws {
+        return aws::deps(config, clock, &adapters).await;
+    }
     let state_machine = std::env::var("CERTOPS_STATE_MACHINE_ARN").unwrap_or_default();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let workflow = SfnWorkflow::new(aws_sdk_sfn::Client::new(&sdk), state_machine);
     Ok(Deps {
-        config: Arc::new(load_config()?),
+        config: Arc::new(config),
         clock,
         store: adapters.store.clone(),
         queue: adapters.queue.clone(),
