@@ -175,8 +175,8 @@ pub enum Template {
 pub enum Dynamic {
     /// A JSONPath (input, context or variable).
     Path(Path),
-    /// An intrinsic function call, e.g. `States.Format('{}', $.x)`.
-    Intrinsic(String),
+    /// An intrinsic function call, e.g. `States.Format('{}', $.x)`, parsed.
+    Intrinsic(crate::intrinsics::Expression),
 }
 
 /// A number given literally or by a path (`TimeoutSeconds` / `TimeoutSecondsPath`).
@@ -961,8 +961,8 @@ fn check_all_last(lists: &[&Vec<String>]) -> Result<(), usize> {
 /// Classifies the string value of a `.$` field.
 pub fn dynamic(s: &str) -> Result<Dynamic, String> {
     if crate::intrinsics::is_intrinsic(s) {
-        crate::intrinsics::check(s).map_err(|e| format!("'{s}': {e}"))?;
-        return Ok(Dynamic::Intrinsic(s.to_string()));
+        let e = crate::intrinsics::Expression::parse(s).map_err(|e| format!("'{s}': {e}"))?;
+        return Ok(Dynamic::Intrinsic(e));
     }
     if s.starts_with('$') {
         return Path::parse(s).map(Dynamic::Path).map_err(|e| e.to_string());

@@ -260,11 +260,10 @@ thread_local! {
     /// Reused for every payload serialized on this thread, so the text is
     /// written without growing a fresh buffer step by step and then copied
     /// once, at its exact size, into the shared text.
-    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// [`payload_text`] as shared text, as history events hold it: the same
-/// compact JSON, written by [`write_compact`].
+/// [`payload_text`] as shared text, as history events hold it.
 pub fn payload_shared(v: &Value) -> std::sync::Arc<str> {
     SCRATCH
         .try_with(|cell| {
@@ -272,111 +271,18 @@ pub fn payload_shared(v: &Value) -> std::sync::Arc<str> {
                 return std::sync::Arc::from(payload_text(v));
             };
             buf.clear();
-            write_compact(&mut buf, v);
-            let text = std::sync::Arc::from(buf.as_str());
+            let text = match serde_json::to_writer(&mut *buf, v) {
+                Ok(()) => std::str::from_utf8(&buf)
+                    .map(std::sync::Arc::from)
+                    .unwrap_or_else(|_| std::sync::Arc::from("null")),
+                Err(_) => std::sync::Arc::from("null"),
+            };
             if buf.capacity() > SCRATCH_KEEP {
-                *buf = String::new();
+                *buf = Vec::new();
             }
             text
         })
         .unwrap_or_else(|_| std::sync::Arc::from(payload_text(v)))
-}
-
-/// Appends `v` as compact JSON, byte for byte what `serde_json::to_string`
-/// writes, without going through serde's generic serializer (payload text
-/// is made on every state transition).
-pub fn write_compact(out: &mut String, v: &Value) {
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Number(n) => write_number(out, n),
-        Value::String(s) => write_str(out, s),
-        Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_compact(out, x);
-            }
-            out.push(']');
-        }
-        Value::Object(o) => {
-            out.push('{');
-            for (i, (k, x)) in o.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_str(out, k);
-                out.push(':');
-                write_compact(out, x);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn write_number(out: &mut String, n: &serde_json::Number) {
-    if let Some(u) = n.as_u64() {
-        write_u64(out, u);
-    } else if let Some(i) = n.as_i64() {
-        // Negative (non-negative ones are u64 above).
-        out.push('-');
-        write_u64(out, i.unsigned_abs());
-    } else {
-        // Floats (and arbitrary-precision numbers): serde_json's own text.
-        use std::fmt::Write as _;
-        let _ = write!(out, "{n}");
-    }
-}
-
-fn write_u64(out: &mut String, mut u: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (u % 10) as u8;
-        u /= 10;
-        if u == 0 {
-            break;
-        }
-    }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
-}
-
-/// A JSON string literal, escaped as serde_json escapes: `"`, `\\` and
-/// control characters only (`\b \f \n \r \t`, the rest as `\u00XX`).
-fn write_str(out: &mut String, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push('"');
-    let mut start = 0;
-    for (i, &b) in s.as_bytes().iter().enumerate() {
-        if b >= 0x20 && b != b'"' && b != b'\\' {
-            continue;
-        }
-        out.push_str(&s[start..i]);
-        match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            0x08 => out.push_str("\\b"),
-            0x0c => out.push_str("\\f"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.push_str("\\u00");
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 0xf)]));
-            }
-        }
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
-    out.push('"');
 }
 
 #[cfg(test)]
@@ -414,78 +320,14 @@ mod tests {
     #[test]
     fn shared_payload_text_matches_plain_text() {
         let small = json!({"a": [1, 2.5, "x\"y"], "b": null, "é": {"k": true}});
-        assert_eq!(&*payload_shared(&small), payload_text(&small));
+        let serde = |v: &Value| serde_json::to_string(v).unwrap();
+        assert_eq!(&*payload_shared(&small), serde(&small));
+        assert_eq!(payload_text(&small), serde(&small));
         // A payload larger than the kept buffer, then a small one again.
         let big = json!({"blob": "z".repeat(2 * SCRATCH_KEEP)});
-        assert_eq!(&*payload_shared(&big), payload_text(&big));
-        assert_eq!(&*payload_shared(&small), payload_text(&small));
+        assert_eq!(&*payload_shared(&big), serde(&big));
+        assert_eq!(&*payload_shared(&small), serde(&small));
         assert_eq!(&*payload_shared(&Value::Null), "null");
-    }
-
-    #[test]
-    fn compact_text_is_serde_json_text() {
-        let fixed = [
-            json!(null),
-            json!(true),
-            json!([false, [], {}, [[]], {"": ""}]),
-            json!([0, 1, -1, u64::MAX, i64::MIN, i64::MAX, 10, -10, 1234567890]),
-            json!([0.0, -0.0, 0.1, 1.5, -2.25, 1e300, 1e-300, 5e-324, 1.7976931348623157e308, 123456789.125]),
-            json!("plain"),
-            json!("quote \" backslash \\ slash / del \u{7f} nul \u{0} bell \u{7} esc \u{1b} us \u{1f}"),
-            json!("\u{8}\u{c}\n\r\t"),
-            json!("é ü 中文 😀 \u{2028}\u{2029}"),
-            json!({"k\"ey": {"nested": [1, {"x": "y\n"}]}, "z": 0, "a": -0.5}),
-        ];
-        for v in &fixed {
-            let mut out = String::new();
-            write_compact(&mut out, v);
-            assert_eq!(out, serde_json::to_string(v).unwrap(), "{v:?}");
-        }
-        // Random documents, all byte values and number kinds included.
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        fn random(rng: &mut rand::rngs::StdRng, depth: u32) -> Value {
-            let pick = if depth == 0 {
-                rng.random_range(0..6)
-            } else {
-                rng.random_range(0..8)
-            };
-            let text = |rng: &mut rand::rngs::StdRng| -> String {
-                (0..rng.random_range(0..12))
-                    .map(|_| match rng.random_range(0..4) {
-                        0 => char::from(rng.random_range(0u8..0x80)),
-                        1 => char::from_u32(rng.random_range(0x80..0xd800)).unwrap_or('x'),
-                        2 => ['"', '\\', '/', '\n'][rng.random_range(0..4)],
-                        _ => char::from(rng.random_range(b'a'..=b'z')),
-                    })
-                    .collect()
-            };
-            match pick {
-                0 => Value::Null,
-                1 => Value::Bool(rng.random()),
-                2 => json!(rng.random::<u64>() >> rng.random_range(0..64)),
-                3 => json!(-(rng.random::<i64>() >> rng.random_range(1..64)) - 1),
-                4 => serde_json::Number::from_f64(f64::from_bits(rng.random()))
-                    .map_or(Value::Null, Value::Number),
-                5 => Value::String(text(rng)),
-                6 => Value::Array(
-                    (0..rng.random_range(0..5))
-                        .map(|_| random(rng, depth - 1))
-                        .collect(),
-                ),
-                _ => Value::Object(
-                    (0..rng.random_range(0..5))
-                        .map(|_| (text(rng), random(rng, depth - 1)))
-                        .collect(),
-                ),
-            }
-        }
-        for _ in 0..2000 {
-            let v = random(&mut rng, 4);
-            let mut out = String::new();
-            write_compact(&mut out, &v);
-            assert_eq!(out, serde_json::to_string(&v).unwrap(), "{v:?}");
-        }
     }
 
     #[test]

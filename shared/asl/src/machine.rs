@@ -16,7 +16,7 @@ use crate::definition::{
     StateMachine, StringSource, TaskSpec, Template, Transition, WaitSpec,
 };
 use crate::history::{payload_shared, payload_text, Details, EventType, HistoryEvent};
-use crate::intrinsics::{self, IntrinsicContext, IntrinsicError};
+use crate::intrinsics::{IntrinsicContext, IntrinsicError};
 use crate::path::{excerpt, Path, PathError, Roots};
 use base64::Engine as _;
 use chrono::DateTime;
@@ -361,7 +361,11 @@ impl IntrinsicContext for IntrinsicScope<'_, '_> {
             message: e.to_string(),
             path_failure: true,
         })?;
-        p.select(self.scope).map_err(|e| IntrinsicError {
+        self.resolve_parsed(&p)
+    }
+
+    fn resolve_parsed(&self, path: &Path) -> Result<Value, IntrinsicError> {
+        path.select(self.scope).map_err(|e| IntrinsicError {
             message: e.to_string(),
             path_failure: true,
         })
@@ -398,7 +402,7 @@ fn eval_dynamic(
         Dynamic::Path(p) => p.select(scope).map_err(|e| path_error(field, e)),
         Dynamic::Intrinsic(expr) => {
             let mut ic = IntrinsicScope { scope, rng };
-            intrinsics::evaluate(expr, &mut ic).map_err(|e| {
+            expr.evaluate(&mut ic).map_err(|e| {
                 if e.path_failure {
                     StatesError::runtime(format!("The field '{field}': {}", e.message))
                 } else {
