@@ -10,7 +10,8 @@
 //!   expected transition counts (`DIR/manifest.json`), so both engines run
 //!   exactly the same JSON.
 //! * `throughput --defs DIR --storage memory|sqlite [--reps N] [--warmup N]
-//!   [--engine fresh|shared]`: for each scenario (a Pass chain, a Choice
+//!   [--engine fresh|shared] [--only ID[,ID…]]`: for each scenario (a Pass
+//!   chain, a Choice
 //!   loop driven by `States.MathAdd`, an inline Map), runs `warmup + reps`
 //!   executions one after another, each timed from `start_execution` to
 //!   `wait_for` returning. By default every execution gets a fresh engine
@@ -22,6 +23,8 @@
 //!   and state transitions per second (transitions = states entered, which is
 //!   `ExecutionInfo::transitions`; checked against the manifest and against
 //!   the number of `…StateEntered` events in the recorded history).
+//!   `--only pass_chain` runs just the named scenarios (for profiling, e.g.
+//!   under `valgrind --tool=callgrind` with `--reps 3 --warmup 0`).
 //! * `waiters --defs DIR --storage memory|sqlite [--count N]`: starts N
 //!   executions of a one-Task definition
 //!   (`arn:aws:states:::lambda:invoke.waitForTaskToken`) whose invoker
@@ -101,7 +104,16 @@ fn main() -> Res<()> {
                 Some("shared") => false,
                 Some(other) => return Err(format!("--engine fresh|shared, not '{other}'").into()),
             };
-            rt.block_on(throughput(&dir("defs")?, &storage, num("reps", 7)?, num("warmup", 1)?, fresh))
+            let only: Option<Vec<String>> =
+                get("only").map(|s| s.split(',').map(str::to_string).collect());
+            rt.block_on(throughput(
+                &dir("defs")?,
+                &storage,
+                num("reps", 7)?,
+                num("warmup", 1)?,
+                fresh,
+                only.as_deref(),
+            ))
         }
         "waiters" => {
             let storage = get("storage").unwrap_or_else(|| "memory".into());
@@ -358,7 +370,14 @@ fn median(sorted: &[f64]) -> f64 {
 
 // ---------------------------------------------------------------- throughput
 
-async fn throughput(defs: &Path, storage: &str, reps: u64, warmup: u64, fresh: bool) -> Res<()> {
+async fn throughput(
+    defs: &Path,
+    storage: &str,
+    reps: u64,
+    warmup: u64,
+    fresh: bool,
+    only: Option<&[String]>,
+) -> Res<()> {
     if reps == 0 {
         return Err("--reps must be at least 1".into());
     }
@@ -370,6 +389,9 @@ async fn throughput(defs: &Path, storage: &str, reps: u64, warmup: u64, fresh: b
         .ok_or("manifest: no scenarios")?;
     for sc in scenarios {
         let id = field(sc, "id")?;
+        if only.is_some_and(|o| !o.iter().any(|x| x == id)) {
+            continue;
+        }
         let definition = fs::read_to_string(defs.join(field(sc, "definition")?))?;
         let input = read_json(&defs.join(field(sc, "input")?))?;
         let expected = read_json(&defs.join(field(sc, "expected_output")?))?;

@@ -154,7 +154,16 @@ pub enum Template {
     /// A constant with nothing to resolve.
     Const(Value),
     /// An object with at least one dynamic field somewhere inside.
-    Object(Vec<(String, Template)>),
+    Object {
+        /// The fields in order, `.$` suffixes removed from dynamic ones.
+        fields: Vec<(String, Template)>,
+        /// The result object with its constant fields filled in and `null`
+        /// in place of the others, one entry per field in `fields`' order
+        /// (`None` when two fields share a name). Evaluation clones it and
+        /// fills the gaps, which costs less than building the object key by
+        /// key (every insert hashes its key).
+        skeleton: Option<Map<String, Value>>,
+    },
     /// An array with at least one dynamic element somewhere inside.
     Array(Vec<Template>),
     /// A `.$` field: a path or an intrinsic function.
@@ -166,8 +175,8 @@ pub enum Template {
 pub enum Dynamic {
     /// A JSONPath (input, context or variable).
     Path(Path),
-    /// An intrinsic function call, e.g. `States.Format('{}', $.x)`.
-    Intrinsic(String),
+    /// An intrinsic function call, e.g. `States.Format('{}', $.x)`, parsed.
+    Intrinsic(crate::intrinsics::Expression),
 }
 
 /// A number given literally or by a path (`TimeoutSeconds` / `TimeoutSecondsPath`).
@@ -952,8 +961,8 @@ fn check_all_last(lists: &[&Vec<String>]) -> Result<(), usize> {
 /// Classifies the string value of a `.$` field.
 pub fn dynamic(s: &str) -> Result<Dynamic, String> {
     if crate::intrinsics::is_intrinsic(s) {
-        crate::intrinsics::check(s).map_err(|e| format!("'{s}': {e}"))?;
-        return Ok(Dynamic::Intrinsic(s.to_string()));
+        let e = crate::intrinsics::Expression::parse(s).map_err(|e| format!("'{s}': {e}"))?;
+        return Ok(Dynamic::Intrinsic(e));
     }
     if s.starts_with('$') {
         return Path::parse(s).map(Dynamic::Path).map_err(|e| e.to_string());
@@ -984,7 +993,18 @@ pub fn compile_template(v: &Value) -> Result<Template, String> {
                 }
             }
             if dynamic_inside {
-                Ok(Template::Object(fields))
+                let skeleton: Map<String, Value> = fields
+                    .iter()
+                    .map(|(k, t)| {
+                        let v = match t {
+                            Template::Const(c) => c.clone(),
+                            _ => Value::Null,
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect();
+                let skeleton = (skeleton.len() == fields.len()).then_some(skeleton);
+                Ok(Template::Object { fields, skeleton })
             } else {
                 Ok(Template::Const(v.clone()))
             }

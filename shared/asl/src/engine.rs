@@ -234,12 +234,14 @@ struct Slot {
 
 struct Core {
     machines: BTreeMap<String, Machine>,
-    executions: HashMap<String, Box<Slot>>,
-    order: Vec<String>,
+    /// Keyed by execution ARN; the key is the one copy of the ARN that
+    /// `order`, `history`, tokens, timers and dispatches share.
+    executions: HashMap<Arc<str>, Box<Slot>>,
+    order: Vec<Arc<str>>,
     tokens: HashMap<Arc<str>, (Arc<str>, u32, u64)>,
     timers: BTreeMap<(i64, u64), (Arc<str>, Timer)>,
     timer_seq: u64,
-    history: HashMap<String, Vec<HistoryEvent>>,
+    history: HashMap<Arc<str>, Vec<HistoryEvent>>,
     rng: StdRng,
     store: Option<SqliteStore>,
     /// Invocations decided under the lock, dispatched after it is released.
@@ -387,9 +389,10 @@ impl Engine {
                 }
                 resumed.push((arn.clone(), effects));
             }
-            core.order.push(arn.clone());
+            let key: Arc<str> = Arc::from(arn.as_str());
+            core.order.push(key.clone());
             core.executions.insert(
-                arn,
+                key,
                 Box::new(Slot {
                     exec,
                     def,
@@ -407,7 +410,7 @@ impl Engine {
             let Core {
                 executions, rng, ..
             } = &mut *core;
-            if let Some(slot) = executions.get_mut(&arn) {
+            if let Some(slot) = executions.get_mut(arn.as_str()) {
                 let mut env = Env::new(now, rng);
                 let def = slot.def.clone();
                 slot.exec.run(&def, &mut env);
@@ -592,7 +595,7 @@ impl Engine {
             "arn:aws:states:{}:{}:execution:{}:{}",
             self.inner.opts.region, self.inner.opts.account, sm_name, name
         );
-        if let Some(slot) = core.executions.get(&arn) {
+        if let Some(slot) = core.executions.get(arn.as_str()) {
             if slot.exec.status == ExecutionStatus::Running && slot.exec.meta.input == input {
                 return Ok(info(&slot.exec));
             }
@@ -614,9 +617,10 @@ impl Engine {
         let mut exec = Execution::start(meta, &def, &mut env);
         exec.run(&def, &mut env);
         let effects = env.effects;
-        core.order.push(arn.clone());
+        let key: Arc<str> = Arc::from(arn.as_str());
+        core.order.push(key.clone());
         core.executions.insert(
-            arn.clone(),
+            key,
             Box::new(Slot {
                 exec,
                 def,
@@ -628,7 +632,7 @@ impl Engine {
         self.after(&mut core, &arn, effects);
         let slot = core
             .executions
-            .get(&arn)
+            .get(arn.as_str())
             .ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.clone()))?;
         Ok(info(&slot.exec))
     }
@@ -843,7 +847,8 @@ impl Engine {
                 }
             }
             None => {
-                let history = core.history.entry(arn.to_string()).or_default();
+                let key = shared_arn(core, arn);
+                let history = core.history.entry(key).or_default();
                 if history.is_empty() {
                     // Hand the whole buffer over instead of copying it event by event.
                     *history = events;
@@ -859,8 +864,8 @@ impl Engine {
 
     fn apply_effects(&self, core: &mut Core, arn: &str, effects: Effects) {
         let mut timers_changed = false;
-        // One shared copy of the ARN for every timer and token of this batch.
-        let shared: Arc<str> = Arc::from(arn);
+        // The execution's shared ARN for every timer, token and dispatch.
+        let shared = shared_arn(core, arn);
         for t in effects.timers {
             core.timer_seq += 1;
             let key = (t.at_ms, core.timer_seq);
@@ -1022,6 +1027,15 @@ async fn timer_loop(weak: Weak<Inner>, changed: Arc<Notify>) {
             None => notified.await,
         }
     }
+}
+
+/// The shared copy of an execution's ARN (the `executions` key), or a new
+/// one for an execution that is not (or no longer) registered.
+fn shared_arn(core: &Core, arn: &str) -> Arc<str> {
+    core.executions
+        .get_key_value(arn)
+        .map(|(k, _)| k.clone())
+        .unwrap_or_else(|| Arc::from(arn))
 }
 
 fn row(i: &MachineInfo) -> MachineRow {

@@ -143,8 +143,9 @@ pub enum Details {
         /// The payload as JSON text (shared when a state's output is the next state's input).
         payload: std::sync::Arc<str>,
     },
-    /// Any other details object.
-    Json(Value),
+    /// Any other details object (boxed: it is the rarer kind, and keeping
+    /// it out of line halves the size of every event).
+    Json(Box<Value>),
 }
 
 impl Details {
@@ -157,7 +158,7 @@ impl Details {
                 m.insert(payload_field.into(), Value::String(payload.to_string()));
                 Value::Object(m)
             }
-            Details::Json(v) => v.clone(),
+            Details::Json(v) => (**v).clone(),
         }
     }
 }
@@ -208,7 +209,7 @@ impl<'de> Deserialize<'de> for HistoryEvent {
             kind: e.kind,
             id: e.id,
             previous_event_id: e.previous_event_id,
-            details: e.details.map(Details::Json),
+            details: e.details.map(|d| Details::Json(Box::new(d))),
         })
     }
 }
@@ -251,6 +252,39 @@ pub fn payload_text(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
+/// A serialization buffer above this size is released after use rather
+/// than kept for the next payload.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    /// Reused for every payload serialized on this thread, so the text is
+    /// written without growing a fresh buffer step by step and then copied
+    /// once, at its exact size, into the shared text.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`payload_text`] as shared text, as history events hold it.
+pub fn payload_shared(v: &Value) -> std::sync::Arc<str> {
+    SCRATCH
+        .try_with(|cell| {
+            let Ok(mut buf) = cell.try_borrow_mut() else {
+                return std::sync::Arc::from(payload_text(v));
+            };
+            buf.clear();
+            let text = match serde_json::to_writer(&mut *buf, v) {
+                Ok(()) => std::str::from_utf8(&buf)
+                    .map(std::sync::Arc::from)
+                    .unwrap_or_else(|_| std::sync::Arc::from("null")),
+                Err(_) => std::sync::Arc::from("null"),
+            };
+            if buf.capacity() > SCRATCH_KEEP {
+                *buf = Vec::new();
+            }
+            text
+        })
+        .unwrap_or_else(|_| std::sync::Arc::from(payload_text(v)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,13 +318,37 @@ mod tests {
     }
 
     #[test]
+    fn shared_payload_text_matches_plain_text() {
+        let small = json!({"a": [1, 2.5, "x\"y"], "b": null, "é": {"k": true}});
+        let serde = |v: &Value| serde_json::to_string(v).unwrap();
+        assert_eq!(&*payload_shared(&small), serde(&small));
+        assert_eq!(payload_text(&small), serde(&small));
+        // A payload larger than the kept buffer, then a small one again.
+        let big = json!({"blob": "z".repeat(2 * SCRATCH_KEEP)});
+        assert_eq!(&*payload_shared(&big), serde(&big));
+        assert_eq!(&*payload_shared(&small), serde(&small));
+        assert_eq!(&*payload_shared(&Value::Null), "null");
+    }
+
+    #[test]
+    fn events_stay_small() {
+        // Memory-backed engines hold every event: ids, time, type and two
+        // shared texts, nothing inline that most events do not use.
+        assert!(
+            std::mem::size_of::<HistoryEvent>() <= 72,
+            "{}",
+            std::mem::size_of::<HistoryEvent>()
+        );
+    }
+
+    #[test]
     fn aws_json_shape() {
         let e = HistoryEvent {
             timestamp_ms: 1_500,
             kind: EventType::ExecutionSucceeded,
             id: 4,
             previous_event_id: 3,
-            details: Some(Details::Json(json!({"output": "{}"}))),
+            details: Some(Details::Json(Box::new(json!({"output": "{}"})))),
         };
         let j = e.to_aws_json();
         assert_eq!(j["type"], "ExecutionSucceeded");

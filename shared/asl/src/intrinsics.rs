@@ -26,6 +26,16 @@ use serde_json::{Map, Value};
 pub trait IntrinsicContext {
     /// Resolve a JSONPath / context / variable path argument. The engine returns an error when nothing is found.
     fn resolve(&self, path: &str) -> Result<serde_json::Value, IntrinsicError>;
+    /// Resolve a path argument that was parsed when the expression was (see
+    /// [`Expression`]); by default the same as [`IntrinsicContext::resolve`]
+    /// on its text. A context that can apply a parsed path saves parsing it
+    /// on every evaluation.
+    fn resolve_parsed(
+        &self,
+        path: &crate::path::Path,
+    ) -> Result<serde_json::Value, IntrinsicError> {
+        self.resolve(path.as_str())
+    }
     /// 64 random bits (States.UUID, States.MathRandom). Tests pass a deterministic source.
     fn random_u64(&mut self) -> u64;
 }
@@ -54,6 +64,42 @@ pub fn is_intrinsic(s: &str) -> bool {
     };
     let name_len = rest.find(|c: char| !is_name_char(c)).unwrap_or(rest.len());
     name_len > 0 && rest[name_len..].starts_with('(')
+}
+
+/// An intrinsic expression parsed once (when a definition is loaded) and
+/// evaluated many times, its path arguments parsed too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expression {
+    text: String,
+    call: Call,
+}
+
+impl Expression {
+    /// Parses `expr` (see [`check`] for what is rejected).
+    ///
+    /// # Errors
+    ///
+    /// Malformed syntax, an unknown function or a wrong number of arguments.
+    pub fn parse(expr: &str) -> Result<Expression, IntrinsicError> {
+        Ok(Expression {
+            text: expr.to_string(),
+            call: parse(expr)?,
+        })
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Evaluates the expression, as [`evaluate`] does its text.
+    ///
+    /// # Errors
+    ///
+    /// As [`evaluate`], less the syntax errors (found by [`Expression::parse`]).
+    pub fn evaluate(&self, ctx: &mut dyn IntrinsicContext) -> Result<Value, IntrinsicError> {
+        eval_call(&self.call, ctx)
+    }
 }
 
 /// Parse and evaluate an intrinsic expression such as `States.Format('Hello {}', $.name)`.
@@ -218,8 +264,9 @@ enum Arg {
         value: String,
         placeholders: Vec<usize>,
     },
-    /// Path argument, verbatim (`$.a[0]`, `$$.Execution.Id`, `$var.x`).
-    Path(String),
+    /// Path argument, verbatim (`$.a[0]`, `$$.Execution.Id`, `$var.x`), and
+    /// parsed when it parses (otherwise resolving its text reports why not).
+    Path(String, Option<crate::path::Path>),
     /// Nested intrinsic call.
     Call(Call),
 }
@@ -434,7 +481,11 @@ impl Parser<'_> {
             self.pos = start;
             return Err(self.error("unterminated path argument"));
         }
-        Ok(Arg::Path(self.src[start..self.pos].trim_end().to_string()))
+        let text = self.src[start..self.pos].trim_end();
+        Ok(Arg::Path(
+            text.to_string(),
+            crate::path::Path::parse(text).ok(),
+        ))
     }
 
     fn parse_number(&mut self) -> Result<Arg, IntrinsicError> {
@@ -475,7 +526,8 @@ fn eval_arg(arg: &Arg, ctx: &mut dyn IntrinsicContext) -> Result<Value, Intrinsi
     match arg {
         Arg::Literal(v) => Ok(v.clone()),
         Arg::Str { value, .. } => Ok(Value::String(value.clone())),
-        Arg::Path(path) => ctx.resolve(path),
+        Arg::Path(_, Some(parsed)) => ctx.resolve_parsed(parsed),
+        Arg::Path(text, None) => ctx.resolve(text),
         Arg::Call(call) => eval_call(call, ctx),
     }
 }
@@ -1045,6 +1097,56 @@ mod tests {
 
     fn guide_array() -> Value {
         json!({"inputArray": [1, 2, 3, 4, 5, 6, 7, 8, 9], "lookingFor": 5, "index": 5})
+    }
+
+    // ----- parsed once, evaluated many times ---------------------------------------------------
+
+    #[test]
+    fn a_parsed_expression_evaluates_like_its_text_every_time() {
+        let expr = "States.Format('{} has {} of {}', $.name, States.MathAdd($.n, 1), $$.Total)";
+        let parsed = Expression::parse(expr).unwrap();
+        assert_eq!(parsed.as_str(), expr);
+        for n in [0, 41, -3] {
+            let input = json!({"name": "bin", "n": n});
+            let mut a = TestCtx::new(input.clone());
+            a.context = json!({"Total": 100});
+            let mut b = TestCtx::new(input);
+            b.context = json!({"Total": 100});
+            assert_eq!(parsed.evaluate(&mut a).unwrap(), eval_with(&mut b, expr));
+            // The same paths are resolved, in the same order.
+            assert_eq!(*a.resolved.borrow(), *b.resolved.borrow());
+        }
+        // Path failures stay path failures.
+        let e = parsed.evaluate(&mut TestCtx::new(json!({}))).unwrap_err();
+        assert!(e.path_failure, "{e}");
+        assert!(Expression::parse("States.Nope(1)").is_err());
+    }
+
+    #[test]
+    fn path_arguments_are_handed_over_parsed() {
+        struct Parsed(RefCell<Vec<String>>);
+        impl IntrinsicContext for Parsed {
+            fn resolve(&self, path: &str) -> Result<Value, IntrinsicError> {
+                Err(IntrinsicError {
+                    message: format!("unparsed {path}"),
+                    path_failure: true,
+                })
+            }
+            fn resolve_parsed(&self, path: &crate::path::Path) -> Result<Value, IntrinsicError> {
+                self.0.borrow_mut().push(path.as_str().to_string());
+                Ok(json!(2))
+            }
+            fn random_u64(&mut self) -> u64 {
+                4
+            }
+        }
+        let mut ctx = Parsed(RefCell::new(Vec::new()));
+        let v = Expression::parse("States.MathAdd($.a, $$.b)")
+            .unwrap()
+            .evaluate(&mut ctx)
+            .unwrap();
+        assert_eq!(v, json!(4));
+        assert_eq!(*ctx.0.borrow(), ["$.a", "$$.b"]);
     }
 
     // ----- is_intrinsic ---------------------------------------------------------------------

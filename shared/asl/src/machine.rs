@@ -15,8 +15,8 @@ use crate::definition::{
     BranchAddr, Dynamic, Integration, IoPath, NumberSource, ResultPath, State, StateKind,
     StateMachine, StringSource, TaskSpec, Template, Transition, WaitSpec,
 };
-use crate::history::{payload_text, Details, EventType, HistoryEvent};
-use crate::intrinsics::{self, IntrinsicContext, IntrinsicError};
+use crate::history::{payload_shared, payload_text, Details, EventType, HistoryEvent};
+use crate::intrinsics::{IntrinsicContext, IntrinsicError};
 use crate::path::{excerpt, Path, PathError, Roots};
 use base64::Engine as _;
 use chrono::DateTime;
@@ -361,7 +361,11 @@ impl IntrinsicContext for IntrinsicScope<'_, '_> {
             message: e.to_string(),
             path_failure: true,
         })?;
-        p.select(self.scope).map_err(|e| IntrinsicError {
+        self.resolve_parsed(&p)
+    }
+
+    fn resolve_parsed(&self, path: &Path) -> Result<Value, IntrinsicError> {
+        path.select(self.scope).map_err(|e| IntrinsicError {
             message: e.to_string(),
             path_failure: true,
         })
@@ -372,15 +376,25 @@ impl IntrinsicContext for IntrinsicScope<'_, '_> {
     }
 }
 
-fn path_error(field: &str, e: PathError) -> StatesError {
+fn path_error(field: impl std::fmt::Display, e: PathError) -> StatesError {
     StatesError::runtime(format!(
         "An error occurred while evaluating the field '{field}': {e}"
     ))
 }
 
+/// A `"key.$"` template field's name as error messages quote it, formatted
+/// only when an error needs it (not once per evaluation).
+struct DollarKey<'a>(&'a str);
+
+impl std::fmt::Display for DollarKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.$", self.0)
+    }
+}
+
 fn eval_dynamic(
     d: &Dynamic,
-    field: &str,
+    field: &dyn std::fmt::Display,
     scope: &Scope,
     rng: &mut dyn RngCore,
 ) -> Result<Value, StatesError> {
@@ -388,7 +402,7 @@ fn eval_dynamic(
         Dynamic::Path(p) => p.select(scope).map_err(|e| path_error(field, e)),
         Dynamic::Intrinsic(expr) => {
             let mut ic = IntrinsicScope { scope, rng };
-            intrinsics::evaluate(expr, &mut ic).map_err(|e| {
+            expr.evaluate(&mut ic).map_err(|e| {
                 if e.path_failure {
                     StatesError::runtime(format!("The field '{field}': {}", e.message))
                 } else {
@@ -410,12 +424,30 @@ fn eval_template(
 ) -> Result<Value, StatesError> {
     match t {
         Template::Const(v) => Ok(v.clone()),
-        Template::Dynamic(d) => eval_dynamic(d, field, scope, rng),
-        Template::Object(fields) => {
+        Template::Dynamic(d) => eval_dynamic(d, &field, scope, rng),
+        Template::Object {
+            fields,
+            skeleton: Some(skeleton),
+        } => {
+            let mut out = skeleton.clone();
+            for ((k, sub), slot) in fields.iter().zip(out.values_mut()) {
+                match sub {
+                    // Already in place.
+                    Template::Const(_) => {}
+                    Template::Dynamic(d) => *slot = eval_dynamic(d, &DollarKey(k), scope, rng)?,
+                    other => *slot = eval_template(other, k, scope, rng)?,
+                }
+            }
+            Ok(Value::Object(out))
+        }
+        Template::Object {
+            fields,
+            skeleton: None,
+        } => {
             let mut out = Map::with_capacity(fields.len());
             for (k, sub) in fields {
                 let v = match sub {
-                    Template::Dynamic(d) => eval_dynamic(d, &format!("{k}.$"), scope, rng)?,
+                    Template::Dynamic(d) => eval_dynamic(d, &DollarKey(k), scope, rng)?,
                     other => eval_template(other, k, scope, rng)?,
                 };
                 out.insert(k.clone(), v);
@@ -478,7 +510,7 @@ fn number_from(src: &NumberSource, field: &str, input: &Value) -> Result<u64, St
         NumberSource::Path(p) => {
             let v = p
                 .select(&crate::path::InputOnly(input))
-                .map_err(|e| path_error(&format!("{field}Path"), e))?;
+                .map_err(|e| path_error(format_args!("{field}Path"), e))?;
             v.as_u64().ok_or_else(|| {
                 StatesError::runtime(format!(
                     "The value of {field}Path '{p}' must be a non-negative integer, got {v}"
@@ -621,7 +653,7 @@ impl Execution {
     }
 
     fn emit_raw(&mut self, env: &Env, kind: EventType, prev: u64, details: Option<Value>) -> u64 {
-        self.emit_details(env, kind, prev, details.map(Details::Json))
+        self.emit_details(env, kind, prev, details.map(|d| Details::Json(Box::new(d))))
     }
 
     fn emit_details(
@@ -653,7 +685,7 @@ impl Execution {
         st: &State,
         payload: &Value,
     ) -> std::sync::Arc<str> {
-        let text: std::sync::Arc<str> = std::sync::Arc::from(payload_text(payload));
+        let text = payload_shared(payload);
         self.emit_state_text(env, f, kind, st, text.clone());
         text
     }
@@ -729,7 +761,7 @@ impl Execution {
                     self.transitions += 1;
                     let text = match f.carry.take() {
                         Some(t) => t,
-                        None => std::sync::Arc::from(payload_text(&f.input)),
+                        None => payload_shared(&f.input),
                     };
                     self.emit_state_text(env, f, EventType::entered(state_type(st)), st, text);
                     f.phase = Phase::Run;
@@ -779,7 +811,17 @@ impl Execution {
         Ok(())
     }
 
-    fn transition(&mut self, f: &mut Frame, next: Transition, output: Value) -> Flow {
+    /// Moves the frame on to `next` with `output` as its input, or ends it
+    /// (handing `output` to its parent or to the execution) at an `End`.
+    fn transition(
+        &mut self,
+        def: &StateMachine,
+        fid: u32,
+        f: &mut Frame,
+        next: Transition,
+        output: Value,
+        env: &mut Env,
+    ) -> Flow {
         match next {
             Transition::Next(n) => {
                 f.state = n;
@@ -788,8 +830,9 @@ impl Execution {
                 Flow::Continue
             }
             Transition::End => {
-                f.input = output;
-                f.phase = Phase::Run;
+                // The frame ends here; `finish_frame` takes the output, so
+                // the frame keeps no copy of it.
+                self.finish_frame(def, fid, f, output, env);
                 Flow::Stop
             }
         }
@@ -833,13 +876,7 @@ impl Execution {
             StateKind::Map(_) => return self.run_map(def, st, fid, f, env),
         };
         match result {
-            Ok((next, out)) => {
-                let flow = self.transition(f, next, out.clone());
-                if let Flow::Stop = flow {
-                    self.finish_frame(def, fid, f, out, env);
-                }
-                flow
-            }
+            Ok((next, out)) => self.transition(def, fid, f, next, out, env),
             Err(e) => self.handle_error(def, st, fid, f, e, env),
         }
     }
@@ -896,7 +933,7 @@ impl Execution {
                     None => Ok(None),
                     Some(StringSource::Fixed(x)) => Ok(Some(x.clone())),
                     Some(StringSource::Dynamic(d)) => {
-                        let v = eval_dynamic(d, field, &scope, env.rng)?;
+                        let v = eval_dynamic(d, &field, &scope, env.rng)?;
                         match v {
                             Value::String(s) => Ok(Some(s)),
                             other => Err(StatesError::runtime(format!(

@@ -197,7 +197,7 @@ impl Path {
             let mut cur = start;
             for seg in &self.segments {
                 let next = match seg {
-                    Segment::Field(f) => cur.as_object().and_then(|o| o.get(f)),
+                    Segment::Field(f) => cur.as_object().and_then(|o| field(o, f)),
                     Segment::Index(i) => cur.as_array().and_then(|a| index(a, *i)),
                     _ => None,
                 };
@@ -242,60 +242,103 @@ impl Path {
                 return Err(fail(&target));
             }
         }
-        let err_input = excerpt(&target);
+        // Check first, without touching `target`, so the error can quote the
+        // input as given; the excerpt is only made when it is needed.
+        if !self.settable(&target) {
+            return Err(fail(&target));
+        }
         let mut cur = &mut target;
         let last = self.segments.len() - 1;
         for (i, seg) in self.segments.iter().enumerate() {
-            match seg {
-                Segment::Field(f) => {
-                    let obj = match cur {
-                        Value::Object(o) => o,
-                        _ => {
-                            return Err(PathError::CannotSet {
-                                path: self.text.clone(),
-                                input: err_input,
-                            })
-                        }
-                    };
+            // `settable` has vouched for every step; the `None`s below are unreachable.
+            let next = match (seg, cur) {
+                (Segment::Field(f), Value::Object(obj)) => {
+                    // An existing field is replaced where it stands (as
+                    // `insert` would), without a new key or a hash.
                     if i == last {
-                        obj.insert(f.clone(), value);
+                        match field_mut(obj, f) {
+                            Some(slot) => *slot = value,
+                            None => {
+                                obj.insert(f.clone(), value);
+                            }
+                        }
                         return Ok(target);
                     }
-                    cur = obj
-                        .entry(f.clone())
-                        .or_insert_with(|| Value::Object(Map::new()));
-                }
-                Segment::Index(idx) => {
-                    let arr = match cur {
-                        Value::Array(a) => a,
-                        _ => {
-                            return Err(PathError::CannotSet {
-                                path: self.text.clone(),
-                                input: err_input,
-                            })
-                        }
-                    };
-                    let Some(slot) = usize::try_from(*idx).ok().and_then(|u| arr.get_mut(u)) else {
-                        return Err(PathError::CannotSet {
-                            path: self.text.clone(),
-                            input: err_input,
-                        });
-                    };
-                    if i == last {
-                        *slot = value;
-                        return Ok(target);
+                    if field_mut(obj, f).is_none() {
+                        obj.insert(f.clone(), Value::Object(Map::new()));
                     }
-                    cur = slot;
+                    field_mut(obj, f)
                 }
-                _ => {
-                    return Err(PathError::CannotSet {
-                        path: self.text.clone(),
-                        input: err_input,
-                    })
+                (Segment::Index(idx), Value::Array(arr)) => {
+                    match usize::try_from(*idx).ok().and_then(|u| arr.get_mut(u)) {
+                        Some(slot) if i == last => {
+                            *slot = value;
+                            return Ok(target);
+                        }
+                        other => other,
+                    }
                 }
+                _ => None,
+            };
+            match next {
+                Some(n) => cur = n,
+                None => break,
             }
         }
-        Ok(target)
+        Err(fail(&target))
+    }
+
+    /// Whether [`Path::set`] can write into `target`: every step is a field of
+    /// an object (or of an object still to be created for a missing field) or
+    /// an existing index of an array.
+    fn settable(&self, target: &Value) -> bool {
+        // `None`: the node does not exist yet and would be created as `{}`.
+        let mut cur = Some(target);
+        let last = self.segments.len().saturating_sub(1);
+        for (i, seg) in self.segments.iter().enumerate() {
+            cur = match (seg, cur) {
+                (Segment::Field(_), None) => None,
+                (Segment::Field(f), Some(Value::Object(o))) => {
+                    if i == last {
+                        return true;
+                    }
+                    field(o, f)
+                }
+                (Segment::Index(idx), Some(Value::Array(a))) => {
+                    match usize::try_from(*idx).ok().and_then(|u| a.get(u)) {
+                        Some(_) if i == last => return true,
+                        Some(v) => Some(v),
+                        None => return false,
+                    }
+                }
+                _ => return false,
+            };
+        }
+        true
+    }
+}
+
+/// Maps up to this size are searched key by key: comparing a few short keys
+/// costs less than hashing the one looked for (serde_json's maps use SipHash).
+const SCAN_LIMIT: usize = 8;
+
+/// `o.get(k)`, without hashing `k` when `o` is small.
+pub(crate) fn field<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
+    if o.len() <= SCAN_LIMIT {
+        o.iter().find(|(key, _)| key.as_str() == k).map(|(_, v)| v)
+    } else {
+        o.get(k)
+    }
+}
+
+/// `o.get_mut(k)`, without hashing `k` when `o` is small.
+fn field_mut<'a>(o: &'a mut Map<String, Value>, k: &str) -> Option<&'a mut Value> {
+    if o.len() <= SCAN_LIMIT {
+        o.iter_mut()
+            .find(|(key, _)| key.as_str() == k)
+            .map(|(_, v)| v)
+    } else {
+        o.get_mut(k)
     }
 }
 
@@ -307,7 +350,7 @@ fn index(a: &[Value], i: i64) -> Option<&Value> {
 fn apply_segment<'a>(seg: &Segment, v: &'a Value, out: &mut Vec<&'a Value>) {
     match seg {
         Segment::Field(f) => {
-            if let Some(x) = v.as_object().and_then(|o| o.get(f)) {
+            if let Some(x) = v.as_object().and_then(|o| field(o, f)) {
                 out.push(x);
             }
         }
@@ -342,7 +385,7 @@ fn apply_segment<'a>(seg: &Segment, v: &'a Value, out: &mut Vec<&'a Value>) {
             for it in items {
                 match it {
                     UnionItem::Field(f) => {
-                        if let Some(x) = v.as_object().and_then(|o| o.get(f)) {
+                        if let Some(x) = v.as_object().and_then(|o| field(o, f)) {
                             out.push(x);
                         }
                     }
@@ -839,6 +882,56 @@ mod tests {
                 .set(json!({"l": [0, 0]}), json!(7))
                 .unwrap(),
             json!({"l": [0, 7]})
+        );
+    }
+
+    #[test]
+    fn set_failures_quote_the_input_as_given() {
+        let cases = [
+            ("$.a.b", json!({"a": 5})),
+            ("$.a.b.c", json!({"a": {"b": "s"}})),
+            ("$.a[0]", json!({"x": 1})),
+            ("$.l[2]", json!({"l": [0, 0]})),
+            ("$.l[0].k", json!({"l": [3]})),
+            ("$[0]", json!({"a": 1})),
+            ("$.a", json!([1])),
+            ("$.a", json!(7)),
+        ];
+        for (path, target) in cases {
+            let err = Path::parse(path)
+                .unwrap()
+                .set(target.clone(), json!(1))
+                .unwrap_err();
+            assert_eq!(
+                err,
+                PathError::CannotSet {
+                    path: path.into(),
+                    input: excerpt(&target),
+                },
+                "{path} on {target}"
+            );
+        }
+        // A missing intermediate field is created, also under a fresh object.
+        assert_eq!(
+            Path::parse("$.a.b.c")
+                .unwrap()
+                .set(json!({"l": [{}]}), json!(1))
+                .unwrap(),
+            json!({"l": [{}], "a": {"b": {"c": 1}}})
+        );
+        assert_eq!(
+            Path::parse("$.l[0].k")
+                .unwrap()
+                .set(json!({"l": [{"j": 0}]}), json!(1))
+                .unwrap(),
+            json!({"l": [{"j": 0, "k": 1}]})
+        );
+        assert_eq!(
+            Path::parse("$.a")
+                .unwrap()
+                .set(Value::Null, json!(1))
+                .unwrap(),
+            json!({"a": 1})
         );
     }
 }
