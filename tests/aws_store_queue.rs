@@ -5,10 +5,7 @@
 //! redrive policy) are checked on moto afterwards.
 
 use certops_adapters::Embedded;
-use certops_aws::dynamo::aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, TimeToLiveSpecification,
-};
+use certops_aws::dynamo::aws_sdk_dynamodb::types::AttributeValue;
 use certops_aws::dynamo::{aws_sdk_dynamodb, DynamoStore, Tables, TtlPolicy};
 use certops_aws::sqs::aws_sdk_sqs::types::QueueAttributeName;
 use certops_aws::sqs::{aws_sdk_sqs, SqsQueue};
@@ -16,7 +13,7 @@ use certops_core::ports::{Clock, Queue, Store};
 use certops_core::{verify_chain, verify_chain_head};
 use certops_tests::contract::queue::{self as queue_contract, QueueBackend, DLQ, QUEUE};
 use certops_tests::contract::store::{self as store_contract, entry};
-use certops_tests::moto::Moto;
+use certops_tests::moto::{create_contract_tables, Moto};
 use certops_tests::world::TestClock;
 use chrono::{Duration as TimeDelta, TimeZone, Utc};
 use serde_json::json;
@@ -107,66 +104,6 @@ async fn queue_contract_on_the_embedded_queue() {
 
 // ---------------------------------------------------------------- DynamoDB on moto
 
-/// Creates the three tables of the environment contract (suffixed, one set per case) with
-/// TTL enabled on `ttl`.
-async fn create_tables(client: &aws_sdk_dynamodb::Client, suffix: &str) -> Tables {
-    let tables = Tables {
-        state: format!("certops-state-{suffix}"),
-        approvals: format!("certops-approvals-{suffix}"),
-        audit: format!("certops-audit-{suffix}"),
-    };
-    let attr = |name: &str, t: ScalarAttributeType| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(t)
-            .build()
-            .expect("attribute")
-    };
-    let key = |name: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(t)
-            .build()
-            .expect("key")
-    };
-    for name in [&tables.state, &tables.approvals] {
-        client
-            .create_table()
-            .table_name(name)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr("pk", ScalarAttributeType::S))
-            .key_schema(key("pk", KeyType::Hash))
-            .send()
-            .await
-            .expect("create table");
-        client
-            .update_time_to_live()
-            .table_name(name)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .enabled(true)
-                    .attribute_name("ttl")
-                    .build()
-                    .expect("ttl spec"),
-            )
-            .send()
-            .await
-            .expect("enable ttl");
-    }
-    client
-        .create_table()
-        .table_name(&tables.audit)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("execution", ScalarAttributeType::S))
-        .attribute_definitions(attr("seq", ScalarAttributeType::N))
-        .key_schema(key("execution", KeyType::Hash))
-        .key_schema(key("seq", KeyType::Range))
-        .send()
-        .await
-        .expect("create audit table");
-    tables
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_contract_on_dynamodb() {
     let moto = Moto::start();
@@ -175,7 +112,7 @@ async fn store_contract_on_dynamodb() {
     store_contract::run_all(|case| {
         let (sdk, client) = (sdk.clone(), client.clone());
         async move {
-            let tables = create_tables(&client, &case.replace('_', "-")).await;
+            let tables = create_contract_tables(&client, &case.replace('_', "-")).await;
             Arc::new(DynamoStore::new(&sdk, tables)) as Arc<dyn Store>
         }
     })
@@ -210,7 +147,7 @@ async fn dynamodb_layout_ttl_and_chain_head() {
     let moto = Moto::start();
     let sdk = moto.sdk_config().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let tables = create_tables(&client, "layout").await;
+    let tables = create_contract_tables(&client, "layout").await;
     let clock = TestClock::now_real();
     let now = clock.now().timestamp();
     let store = DynamoStore::new(&sdk, tables.clone())

@@ -32,6 +32,8 @@ RESOURCE_STAR_ALLOWED = {
     "secretsmanager:listsecrets": "listing secrets has no resource type",
     "elasticloadbalancing:describelisteners": "ELB Describe* has no resource type",
     "elasticloadbalancing:describelistenercertificates": "ELB Describe* has no resource type",
+    "elasticloadbalancing:describetags": "ELB Describe* has no resource type",
+    "acm:listcertificates": "listing certificates has no resource type",
     "acm:importcertificate": "a new certificate has no ARN to authorise until it is imported",
     "states:sendtasksuccess": "task-token calls have no resource type (the token names the task)",
     "states:sendtaskfailure": "task-token calls have no resource type (the token names the task)",

@@ -4,6 +4,12 @@
 //! without it fails the test with a message that says how to install it.
 
 use crate::process::free_port;
+use certops_aws::dynamo::aws_sdk_dynamodb;
+use certops_aws::dynamo::aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use certops_aws::dynamo::Tables;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -71,4 +77,64 @@ impl Drop for Moto {
 /// `moto_server` from `PATH`, or `MOTO_SERVER` if set.
 fn moto_bin() -> String {
     std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_string())
+}
+
+/// Creates the three tables of the environment contract (suffixed, one set per case) with
+/// TTL enabled on `ttl`.
+pub async fn create_contract_tables(client: &aws_sdk_dynamodb::Client, suffix: &str) -> Tables {
+    let tables = Tables {
+        state: format!("certops-state-{suffix}"),
+        approvals: format!("certops-approvals-{suffix}"),
+        audit: format!("certops-audit-{suffix}"),
+    };
+    let attr = |name: &str, t: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(t)
+            .build()
+            .expect("attribute")
+    };
+    let key = |name: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .expect("key")
+    };
+    for name in [&tables.state, &tables.approvals] {
+        client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk", ScalarAttributeType::S))
+            .key_schema(key("pk", KeyType::Hash))
+            .send()
+            .await
+            .expect("create table");
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("ttl")
+                    .build()
+                    .expect("ttl spec"),
+            )
+            .send()
+            .await
+            .expect("enable ttl");
+    }
+    client
+        .create_table()
+        .table_name(&tables.audit)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("execution", ScalarAttributeType::S))
+        .attribute_definitions(attr("seq", ScalarAttributeType::N))
+        .key_schema(key("execution", KeyType::Hash))
+        .key_schema(key("seq", KeyType::Range))
+        .send()
+        .await
+        .expect("create audit table");
+    tables
 }

@@ -30,6 +30,12 @@ pub const INTAKE_QUEUE_URL_ENV: &str = "CERTOPS_INTAKE_QUEUE_URL";
 /// Environment variable holding the scan queue's URL.
 pub const SCAN_QUEUE_URL_ENV: &str = "CERTOPS_SCAN_QUEUE_URL";
 
+/// The logical queues the workflow uses and the variables naming their URLs.
+const KNOWN_QUEUES: [(&str, &str); 2] = [
+    ("intake", INTAKE_QUEUE_URL_ENV),
+    ("scan", SCAN_QUEUE_URL_ENV),
+];
+
 /// SQS returns at most this many messages per `ReceiveMessage`.
 pub const MAX_PER_RECEIVE: usize = 10;
 /// The longest visibility timeout SQS accepts (12 hours).
@@ -58,12 +64,16 @@ impl SqsQueue {
     }
 
     /// The queues "intake" and "scan" from `CERTOPS_INTAKE_QUEUE_URL` and
-    /// `CERTOPS_SCAN_QUEUE_URL`. Fails with [`Error::InvalidInput`] naming any that is missing.
-    pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<SqsQueue, Error> {
-        Ok(SqsQueue::new(
-            sdk,
-            urls_from_vars(|n| std::env::var(n).ok())?,
-        ))
+    /// `CERTOPS_SCAN_QUEUE_URL`, those that are set: each function is given only the queues
+    /// it sends to, and using one it was not given fails naming the variable.
+    pub fn from_env(sdk: &aws_config::SdkConfig) -> SqsQueue {
+        let mut urls = BTreeMap::new();
+        for (queue, var) in KNOWN_QUEUES {
+            if let Some(url) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
+                urls.insert(queue.to_string(), url);
+            }
+        }
+        SqsQueue::new(sdk, urls)
     }
 
     /// Long-polls: a receive waits up to `wait` (whole seconds, at most 20) for a message
@@ -77,6 +87,11 @@ impl SqsQueue {
     /// not configured.
     pub fn url(&self, queue: &str) -> Result<&str, Error> {
         self.urls.get(queue).map(String::as_str).ok_or_else(|| {
+            if let Some((_, var)) = KNOWN_QUEUES.iter().find(|(q, _)| *q == queue) {
+                return Error::InvalidInput(format!(
+                    "queue \"{queue}\": {var} is not set for this function"
+                ));
+            }
             Error::InvalidInput(format!(
                 "unknown queue \"{queue}\"; configured queues: {}",
                 self.urls.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -115,10 +130,7 @@ pub fn urls_from_vars(
 ) -> Result<BTreeMap<String, String>, Error> {
     let mut urls = BTreeMap::new();
     let mut missing = Vec::new();
-    for (queue, var) in [
-        ("intake", INTAKE_QUEUE_URL_ENV),
-        ("scan", SCAN_QUEUE_URL_ENV),
-    ] {
+    for (queue, var) in KNOWN_QUEUES {
         match get(var).filter(|v| !v.trim().is_empty()) {
             Some(url) => {
                 urls.insert(queue.to_string(), url);
@@ -302,6 +314,26 @@ mod tests {
                 .name(),
             "InvalidInput"
         );
+    }
+
+    #[test]
+    fn a_queue_the_function_was_not_given_names_its_variable() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let urls = BTreeMap::from([(
+            "intake".to_string(),
+            "http://127.0.0.1:1/123456789012/certops-intake".to_string(),
+        )]);
+        let q = SqsQueue::new(&sdk, urls);
+        assert!(q.url("intake").is_ok());
+        let e = q.url("scan").unwrap_err();
+        assert!(e.to_string().contains(SCAN_QUEUE_URL_ENV), "{e}");
+        assert!(q
+            .url("other")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown queue"));
     }
 
     #[test]

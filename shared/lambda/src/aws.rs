@@ -60,7 +60,7 @@ pub(crate) async fn deps(
         config: Arc::new(config),
         clock: clock.clone(),
         store: Arc::new(DynamoStore::from_env(&sdk)?.with_clock(clock.clone())),
-        queue: Arc::new(SqsQueue::from_env(&sdk)?),
+        queue: Arc::new(SqsQueue::from_env(&sdk)),
         itsm: embedded.tickets.clone(),
         chat: embedded.chat.clone(),
         issuer: embedded.ca.clone(),
