@@ -78,11 +78,15 @@ fi
 
 # --- functions ---------------------------------------------------------------
 bins=()
+pkgs=()
 for manifest in functions/*/Cargo.toml; do
   name=$(basename "$(dirname "$manifest")")
   grep -q "^name = \"certops-$name\"" "$manifest" \
     || die "$manifest has no binary certops-$name (every function crate builds one)"
   bins+=("certops-$name")
+  pkg=$(sed -n 's/^name = "\(certops-fn-[a-z-]*\)"$/\1/p' "$manifest" | head -n1)
+  [ -n "$pkg" ] || die "$manifest has no package name certops-fn-$name"
+  pkgs+=(-p "$pkg")
 done
 [ "${#bins[@]}" -gt 0 ] || die "no function crates found in functions/"
 
@@ -98,10 +102,10 @@ lambda_dir="$target_dir/lambda"
 # for these builds only.
 export CARGO_PROFILE_RELEASE_PANIC=abort
 
-bin_args=()
-for b in "${bins[@]}"; do bin_args+=(--bin "$b"); done
+# Packages, not --bin names: selecting only the function crates keeps other
+# workspace members' dependency features (e.g. the benchmark's) out of the zips.
 echo "==> cargo lambda build --release $arch_flag --output-format zip (${#bins[@]} functions, panic=abort)"
-cargo lambda build --release "$arch_flag" --output-format zip "${bin_args[@]}" \
+cargo lambda build --release "$arch_flag" --output-format zip "${pkgs[@]}" \
   || die "cargo lambda build failed (see the output above)"
 
 # --- report ------------------------------------------------------------------

@@ -84,6 +84,10 @@ struct Args {
     /// Keep the work directory (data dirs, function logs) and print its path.
     #[arg(long)]
     keep: bool,
+    /// Diagnostics only: start every function under this command (split on
+    /// spaces), e.g. "strace -f -tt -o /tmp/init.trace"; timings then include it.
+    #[arg(long)]
+    wrapper: Option<String>,
 }
 
 /// One measured run.
@@ -287,7 +291,20 @@ impl Bench {
             .join("logs")
             .join(format!("{name}-{}.log", self.seq));
         let log = fs::File::create(&log_path)?;
-        let mut cmd = tokio::process::Command::new(binary);
+        let wrapper: Vec<&str> = self
+            .args
+            .wrapper
+            .as_deref()
+            .map(|w| w.split_whitespace().collect())
+            .unwrap_or_default();
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(rest).arg(binary);
+                c
+            }
+            None => tokio::process::Command::new(binary),
+        };
         cmd.env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(binary.parent().unwrap_or(Path::new("/")))
