@@ -487,6 +487,24 @@ async fn prepare(
                 .map(|t| format!(" {t}: {}", run.error_message.as_deref().unwrap_or("")))
                 .unwrap_or_default()
         );
+        if step == "validate" {
+            if let Some(o) = &record.outcome {
+                let failed: Vec<String> = o.body["report"]["checks"]
+                    .as_array()
+                    .map(|cs| {
+                        cs.iter()
+                            .filter(|c| c["status"] != "pass")
+                            .map(|c| format!("{}: {}", c["name"], c["reason"]))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                eprintln!(
+                    "prepare validate path: {} {}",
+                    o.body["path"],
+                    failed.join("; ")
+                );
+            }
+        }
         match step {
             "intake" => {
                 let start = record

@@ -38,6 +38,16 @@ timezone = "UTC"
 days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 start = "00:00"
 end = "23:59"
+[windows.staging]
+timezone = "UTC"
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+start = "00:00"
+end = "23:59"
+[windows.dev]
+timezone = "UTC"
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+start = "00:00"
+end = "23:59"
 [approval]
 ecab = ["erin@example.com"]
 timeouts = { standard_minutes = 60, normal_minutes = 60, emergency_minutes = 30 }
