@@ -249,6 +249,9 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    // The Store port's behaviour (conditional writes, the audit chain, secret refusal) is
+    // checked for this store and DynamoDB alike by tests/harness/contract/store.rs; these
+    // tests cover what is SQLite's own: separate connections, SQL-level append-only, tamper.
     use super::*;
     use certops_core::{verify_chain, AuditKind};
     use chrono::{TimeZone, Utc};
@@ -271,103 +274,6 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn put_if_absent_writes_once() {
-        let (_d, s) = store();
-        assert!(s
-            .put_if_absent("locks", "shop", &json!({"owner": "a"}))
-            .await
-            .unwrap());
-        assert!(!s
-            .put_if_absent("locks", "shop", &json!({"owner": "b"}))
-            .await
-            .unwrap());
-        assert_eq!(
-            s.get("locks", "shop").await.unwrap(),
-            Some(json!({"owner": "a"}))
-        );
-        assert_eq!(s.get("locks", "other").await.unwrap(), None);
-        // Same key, other table: independent.
-        assert!(s
-            .put_if_absent("triggers", "shop", &json!(1))
-            .await
-            .unwrap());
-        assert_eq!(
-            s.put_if_absent("", "k", &json!(1))
-                .await
-                .unwrap_err()
-                .name(),
-            "InvalidInput"
-        );
-    }
-
-    #[tokio::test]
-    async fn compare_and_swap_refuses_a_stale_expected_value() {
-        let (_d, s) = store();
-        // Absent expected: behaves like a create.
-        assert!(s
-            .compare_and_swap(
-                "approvals",
-                "a1",
-                None,
-                &json!({"state": "pending", "n": 1})
-            )
-            .await
-            .unwrap());
-        assert!(!s
-            .compare_and_swap("approvals", "a1", None, &json!({"state": "x"}))
-            .await
-            .unwrap());
-        // Key order of the expected value does not matter.
-        assert!(s
-            .compare_and_swap(
-                "approvals",
-                "a1",
-                Some(&json!({"n": 1, "state": "pending"})),
-                &json!({"state": "used"})
-            )
-            .await
-            .unwrap());
-        // The stale expectation loses: the approval is single-use.
-        assert!(!s
-            .compare_and_swap(
-                "approvals",
-                "a1",
-                Some(&json!({"n": 1, "state": "pending"})),
-                &json!({"state": "used-again"})
-            )
-            .await
-            .unwrap());
-        assert_eq!(
-            s.get("approvals", "a1").await.unwrap(),
-            Some(json!({"state": "used"}))
-        );
-    }
-
-    #[tokio::test]
-    async fn delete_if_only_deletes_the_expected_value() {
-        let (_d, s) = store();
-        s.put_if_absent("locks", "c", &json!({"exec": "e1"}))
-            .await
-            .unwrap();
-        assert!(!s
-            .delete_if("locks", "c", &json!({"exec": "e2"}))
-            .await
-            .unwrap());
-        assert!(s.get("locks", "c").await.unwrap().is_some());
-        assert!(s
-            .delete_if("locks", "c", &json!({"exec": "e1"}))
-            .await
-            .unwrap());
-        assert_eq!(s.get("locks", "c").await.unwrap(), None);
-        assert!(!s
-            .delete_if("locks", "c", &json!({"exec": "e1"}))
-            .await
-            .unwrap());
-    }
-
-    /// Runs `f` on `n` threads, each with its own connection to the same file (as separate
-    /// processes would), and collects the results.
     fn race<T: Send + 'static>(
         path: &std::path::Path,
         n: usize,
@@ -400,33 +306,6 @@ mod tests {
         assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
     }
 
-    #[tokio::test]
-    async fn audit_appends_form_a_verifiable_chain_per_execution() {
-        let (dir, s) = store();
-        for i in 0..4 {
-            let r = s
-                .append_audit("exec-1", entry(i, json!({"step": i})))
-                .await
-                .unwrap();
-            assert_eq!(r.seq, u64::from(i));
-        }
-        s.append_audit("exec-2", entry(0, json!({}))).await.unwrap();
-        let records = s.audit("exec-1").await.unwrap();
-        assert_eq!(records.len(), 4);
-        assert_eq!(verify_chain(&records), Ok(()));
-        assert_eq!(records[1].prev_hash, records[0].hash);
-        assert_eq!(s.audited_executions().await.unwrap(), ["exec-1", "exec-2"]);
-        // Survives a reopen, and the chain continues from the stored head.
-        drop(s);
-        let s = SqliteStore::new(LocalDb::open(&dir.path().join("certops.db")).unwrap());
-        let r = s
-            .append_audit("exec-1", entry(9, json!({"step": 9})))
-            .await
-            .unwrap();
-        assert_eq!(r.seq, 4);
-        assert_eq!(verify_chain(&s.audit("exec-1").await.unwrap()), Ok(()));
-    }
-
     #[test]
     fn concurrent_appends_from_separate_connections_never_fork_the_chain() {
         let (dir, s) = store();
@@ -438,24 +317,6 @@ mod tests {
         let records = block_on(s.audit("exec-c")).unwrap();
         assert_eq!(records.len(), 40);
         assert_eq!(verify_chain(&records), Ok(()));
-    }
-
-    #[tokio::test]
-    async fn secrets_are_refused_and_nothing_is_appended() {
-        let (_d, s) = store();
-        let pem = concat!(
-            "-----BEGIN PRIVATE",
-            " KEY-----\nMIIEv\n-----END PRIVATE",
-            " KEY-----"
-        );
-        let err = s
-            .append_audit("exec-s", entry(0, json!({"response": pem})))
-            .await
-            .unwrap_err();
-        assert_eq!(err.name(), "SecretMaterial");
-        assert!(!err.to_string().contains("MIIEv"));
-        assert!(s.audit("exec-s").await.unwrap().is_empty());
-        assert!(s.audited_executions().await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -361,9 +361,10 @@ impl DynamoStore {
         }
     }
 
-    /// The head of `execution`'s chain: `(seq, hash, stored text)`.
-    async fn read_head(&self, execution: &str) -> Result<Option<(u64, String, String)>, Error> {
-        let (physical, pk) = self.location(AUDIT_HEAD_TABLE, execution)?;
+    /// The stored `value` text of `key` in logical `table` (strongly consistent). Never
+    /// echoes the text in an error: it may be anything someone wrote there.
+    async fn read_text(&self, table: &str, key: &str) -> Result<Option<String>, Error> {
+        let (physical, pk) = self.location(table, key)?;
         let out = self
             .client
             .get_item()
@@ -376,14 +377,25 @@ impl DynamoStore {
         let Some(item) = out.item() else {
             return Ok(None);
         };
-        let text = string_attr(item, VALUE).ok_or_else(|| {
-            Error::InvalidInput(format!("audit head of {execution} has no {VALUE} text"))
-        })?;
-        let head: Value = serde_json::from_str(text).map_err(|_| {
+        string_attr(item, VALUE)
+            .map(|t| Some(t.to_string()))
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{table}#{key} in {physical} has no {VALUE} text attribute"
+                ))
+            })
+    }
+
+    /// The head of `execution`'s chain: `(seq, hash, stored text)`.
+    async fn read_head(&self, execution: &str) -> Result<Option<(u64, String, String)>, Error> {
+        let Some(text) = self.read_text(AUDIT_HEAD_TABLE, execution).await? else {
+            return Ok(None);
+        };
+        let head: Value = serde_json::from_str(&text).map_err(|_| {
             Error::InvalidInput(format!("audit head of {execution} does not parse"))
         })?;
         match (head["seq"].as_u64(), head["hash"].as_str()) {
-            (Some(seq), Some(hash)) => Ok(Some((seq, hash.to_string(), text.to_string()))),
+            (Some(seq), Some(hash)) => Ok(Some((seq, hash.to_string(), text.clone()))),
             _ => Err(Error::InvalidInput(format!(
                 "audit head of {execution} lacks seq or hash"
             ))),
@@ -591,28 +603,12 @@ impl Store for DynamoStore {
     }
 
     async fn get(&self, table: &str, key: &str) -> Result<Option<Value>, Error> {
-        let (physical, pk) = self.location(table, key)?;
-        let out = self
-            .client
-            .get_item()
-            .table_name(physical)
-            .key(PK, AttributeValue::S(pk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("DynamoDB GetItem", physical, e))?;
-        let Some(item) = out.item() else {
+        let Some(text) = self.read_text(table, key).await? else {
             return Ok(None);
         };
-        // Never echo the stored text: it may be anything someone wrote there.
-        let text = string_attr(item, VALUE).ok_or_else(|| {
+        serde_json::from_str(&text).map(Some).map_err(|e| {
             Error::InvalidInput(format!(
-                "{table}#{key} in {physical} has no {VALUE} text attribute"
-            ))
-        })?;
-        serde_json::from_str(text).map(Some).map_err(|e| {
-            Error::InvalidInput(format!(
-                "stored value of {table}#{key} in {physical} is not JSON (line {}, column {})",
+                "stored value of {table}#{key} is not JSON (line {}, column {})",
                 e.line(),
                 e.column()
             ))

@@ -183,6 +183,17 @@ impl ElbTarget {
     }
 }
 
+/// A listener read that failed while deploying is the deploy's failure; a transient one
+/// says retrying may help.
+fn deploy_failure(e: Error) -> Error {
+    match e {
+        Error::Transient(m) => {
+            Error::DeployFailed(format!("{m} (temporary; retrying may succeed)"))
+        }
+        other => other,
+    }
+}
+
 #[async_trait]
 impl DeployTarget for ElbTarget {
     async fn current(&self, target: &Target) -> Result<Option<String>, Error> {
@@ -205,21 +216,11 @@ impl DeployTarget for ElbTarget {
         let default = self
             .default_certificate(listener)
             .await
-            .map_err(|e| match e {
-                Error::Transient(m) => {
-                    Error::DeployFailed(format!("{m} (temporary; retrying may succeed)"))
-                }
-                other => other,
-            })?;
+            .map_err(deploy_failure)?;
         let pending = self
             .pending_certificate(listener)
             .await
-            .map_err(|e| match e {
-                Error::Transient(m) => {
-                    Error::DeployFailed(format!("{m} (temporary; retrying may succeed)"))
-                }
-                other => other,
-            })?;
+            .map_err(deploy_failure)?;
         let certificate = match self.imported_for(bundle_ref, &[pending, default]).await? {
             Some(arn) => arn,
             None => import_bundle(&self.acm, self.keystore.as_ref(), bundle_ref, None).await?,

@@ -45,8 +45,8 @@ pub(crate) async fn deps(
     clock: Arc<dyn Clock>,
     embedded: &Embedded,
 ) -> Result<Deps, Error> {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let keystore: Arc<dyn Keystore> = Arc::new(SecretsKeystore::from_env(&sdk));
+    let sdk = crate::sdk_config().await;
+    let keystore: Arc<dyn Keystore> = Arc::new(SecretsKeystore::from_env(sdk));
     let sealing = EnvSecret::from_env("CERTOPS_SEALING_KEY");
     let sealer: Arc<dyn TokenSealer> = if sealing.is_configured() {
         let seed = sealing.get().await?;
@@ -59,21 +59,21 @@ pub(crate) async fn deps(
     Ok(Deps {
         config: Arc::new(config),
         clock: clock.clone(),
-        store: Arc::new(DynamoStore::from_env(&sdk)?.with_clock(clock.clone())),
-        queue: Arc::new(SqsQueue::from_env(&sdk)),
+        store: Arc::new(DynamoStore::from_env(sdk)?.with_clock(clock.clone())),
+        queue: Arc::new(SqsQueue::from_env(sdk)),
         itsm: embedded.tickets.clone(),
         chat: embedded.chat.clone(),
         issuer: embedded.ca.clone(),
         keystore: keystore.clone(),
-        targets: Arc::new(AwsTargets::new(&sdk, keystore)),
+        targets: Arc::new(AwsTargets::new(sdk, keystore)),
         cdn: Arc::new(CloudFrontPurger::new(
-            certops_aws::cloudfront::aws_sdk_cloudfront::Client::new(&sdk),
+            certops_aws::cloudfront::aws_sdk_cloudfront::Client::new(sdk),
             clock,
         )),
         prober: Arc::new(TlsProber::new(Duration::from_secs(5))?),
         // Only intake starts executions; the others complete tasks and need no ARN.
         workflow: Arc::new(SfnWorkflow::new(
-            aws_sdk_sfn::Client::new(&sdk),
+            aws_sdk_sfn::Client::new(sdk),
             std::env::var("CERTOPS_STATE_MACHINE_ARN").unwrap_or_default(),
         )),
         sealer,

@@ -59,6 +59,15 @@ fn load_config() -> Result<Config, Error> {
     })
 }
 
+/// The process's one AWS SDK configuration (region, credentials, endpoint, HTTP client),
+/// loaded on first use and shared by every client and secret read, so its work (provider
+/// chains, the TLS root store) is done once per sandbox.
+pub async fn sdk_config() -> &'static aws_config::SdkConfig {
+    static SDK: tokio::sync::OnceCell<aws_config::SdkConfig> = tokio::sync::OnceCell::const_new();
+    SDK.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()))
+        .await
+}
+
 /// Which adapters back the ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -97,8 +106,7 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
         return aws::deps(config, clock, &adapters).await;
     }
     let state_machine = std::env::var("CERTOPS_STATE_MACHINE_ARN").unwrap_or_default();
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let workflow = SfnWorkflow::new(aws_sdk_sfn::Client::new(&sdk), state_machine);
+    let workflow = SfnWorkflow::new(aws_sdk_sfn::Client::new(sdk_config().await), state_machine);
     Ok(Deps {
         config: Arc::new(config),
         clock,

@@ -85,9 +85,7 @@ impl EnvSecret {
             ))),
             Source::SecretsManager { arn, cell } => cell
                 .get_or_try_init(|| async {
-                    let sdk =
-                        aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+                    let client = aws_sdk_secretsmanager::Client::new(crate::sdk_config().await);
                     let out = client
                         .get_secret_value()
                         .secret_id(arn)
