@@ -263,6 +263,7 @@ async fn a_plan_changed_after_approval_is_refused() {
         policy: w.stack.deps.config.policy.clone(),
         runbook: w.stack.deps.config.runbook.clone(),
         default_oncall: "oncall@example.com".into(),
+        integrations: certops_core::integrations::Integrations::none(),
     });
     let refused = certops_fn_approval_callback::handle(
         &drifted,

@@ -320,6 +320,7 @@ endpoints = [{endpoints}]
         policy: Policy::from_toml_str(&policy(None)).expect("policy"),
         runbook: Runbook::from_toml_str(RUNBOOK).expect("runbook"),
         default_oncall: "oncall@example.com".into(),
+        integrations: certops_core::integrations::Integrations::none(),
     };
     assert_eq!(
         config.policy.renewal.planned_threshold_days,

@@ -169,6 +169,7 @@ endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "shop.example.com" }}]
         policy: Policy::from_toml_str(&policy(prod_window)).expect("policy"),
         runbook: Runbook::from_toml_str(RUNBOOK).expect("runbook"),
         default_oncall: "oncall@example.com".into(),
+        integrations: certops_core::integrations::Integrations::none(),
     };
     let stack = Stack::with_adapters(dir, adapters, config, dyn_clock, Duration::from_secs(3))
         .await

@@ -56,6 +56,7 @@ pub mod approval;
 pub mod audit;
 pub mod canonical;
 pub mod error;
+pub mod integrations;
 pub mod inventory;
 pub mod plan;
 pub mod policy;

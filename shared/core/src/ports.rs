@@ -420,6 +420,8 @@ pub struct Config {
     pub runbook: Runbook,
     /// Where on-call notifications go when no escalation is listed.
     pub default_oncall: String,
+    /// Which real adapters back the ports (`integrations.toml`; empty: the embedded ones).
+    pub integrations: crate::integrations::Integrations,
 }
 
 /// Everything a step handler may touch.

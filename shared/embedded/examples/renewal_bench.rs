@@ -451,6 +451,7 @@ endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "{CN}" }}]
         policy: Policy::from_toml_str(POLICY)?,
         runbook: Runbook::from_toml_str(RUNBOOK)?,
         default_oncall: "oncall@example.com".into(),
+        integrations: certops_core::integrations::Integrations::none(),
     };
     let mut stack =
         Stack::with_adapters(dir, adapters, config, clock, Duration::from_secs(3)).await?;

@@ -323,6 +323,7 @@ pub async fn run(data_dir: &Path, progress: &(dyn Fn(&str) + Sync)) -> Result<De
         policy: Policy::from_toml_str(&policy_text())?,
         runbook: Runbook::from_toml_str(RUNBOOK)?,
         default_oncall: "oncall-certops@example.com".into(),
+        integrations: certops_core::integrations::Integrations::none(),
     };
     let stack = Stack::with_adapters(
         data_dir,

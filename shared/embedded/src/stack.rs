@@ -6,6 +6,7 @@ use certops_adapters::{Embedded, EngineWorkflow};
 use certops_asl::{
     Engine, EngineOptions, ExecutionInfo, FunctionRegistry, StatesError, Storage, TokioClock,
 };
+use certops_core::integrations::Integrations;
 use certops_core::ports::{Clock, Config, Deps};
 use certops_core::workflow::StepEvent;
 use certops_core::{Error, Inventory, Policy, Runbook};
@@ -59,6 +60,8 @@ pub struct ConfigFiles {
     pub policy: PathBuf,
     /// Runbook TOML.
     pub runbook: PathBuf,
+    /// Integrations TOML (optional: absent means every port stays embedded).
+    pub integrations: PathBuf,
 }
 
 impl ConfigFiles {
@@ -68,6 +71,7 @@ impl ConfigFiles {
             inventory: dir.join("inventory.toml"),
             policy: dir.join("policy.toml"),
             runbook: dir.join("cert-renewal.runbook.toml"),
+            integrations: dir.join("integrations.toml"),
         }
     }
 
@@ -78,6 +82,8 @@ impl ConfigFiles {
                 .map_err(|e| Error::InvalidInput(format!("reading {}: {e}", p.display())))
         };
         let ctx = |p: &Path, e: Error| Error::InvalidInput(format!("{}: {e}", p.display()));
+        let integrations = certops_adapters::read_integrations(&self.integrations)
+            .map_err(|e| ctx(&self.integrations, e))?;
         Ok(Config {
             inventory: Inventory::from_toml_str(&read(&self.inventory)?)
                 .map_err(|e| ctx(&self.inventory, e))?,
@@ -86,6 +92,7 @@ impl ConfigFiles {
             runbook: Runbook::from_toml_str(&read(&self.runbook)?)
                 .map_err(|e| ctx(&self.runbook, e))?,
             default_oncall: "oncall-certops@example.com".into(),
+            integrations,
         })
     }
 }
@@ -100,6 +107,7 @@ pub fn example_config() -> Result<Config, Error> {
             "../../../runbooks/cert-renewal.runbook.toml"
         ))?,
         default_oncall: "oncall-certops@example.com".into(),
+        integrations: Integrations::none(),
     })
 }
 

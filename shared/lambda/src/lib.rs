@@ -20,6 +20,7 @@ pub use certops_aws::sfn::SfnWorkflow;
 pub use secret::EnvSecret;
 
 use certops_adapters::{Embedded, TlsProber};
+use certops_core::integrations::Integrations;
 use certops_core::ports::{Clock, Config, Deps, SystemClock};
 use certops_core::{Error, Inventory, Policy, Runbook};
 use serde::de::DeserializeOwned;
@@ -30,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn load_config() -> Result<Config, Error> {
-    let (inventory, policy, runbook) = match std::env::var_os("CERTOPS_CONFIG_DIR") {
+    let (inventory, policy, runbook, integrations) = match std::env::var_os("CERTOPS_CONFIG_DIR") {
         Some(dir) => {
             let dir = PathBuf::from(dir);
             let read = |name: &str| {
@@ -42,12 +43,14 @@ fn load_config() -> Result<Config, Error> {
                 read("inventory.toml")?,
                 read("policy.toml")?,
                 read("cert-renewal.runbook.toml")?,
+                certops_adapters::read_integrations(&dir.join("integrations.toml"))?,
             )
         }
         None => (
             include_str!("../../../runbooks/inventory.toml").to_string(),
             include_str!("../../../runbooks/policy.toml").to_string(),
             include_str!("../../../runbooks/cert-renewal.runbook.toml").to_string(),
+            Integrations::none(),
         ),
     };
     Ok(Config {
@@ -56,6 +59,7 @@ fn load_config() -> Result<Config, Error> {
         runbook: Runbook::from_toml_str(&runbook)?,
         default_oncall: std::env::var("CERTOPS_DEFAULT_ONCALL")
             .unwrap_or_else(|_| "oncall-certops@example.com".into()),
+        integrations,
     })
 }
 
