@@ -168,23 +168,74 @@ impl NginxTargets {
         Ok(())
     }
 
-    /// `SIGHUP` to the master process: nginx re-reads its configuration and files and
-    /// replaces its workers gracefully.
+    /// `SIGHUP` to the master process: nginx re-reads its configuration and files, starts
+    /// new workers and tells the old ones to finish. Returns once the old workers are gone
+    /// (new connections then see the new certificate), or at the deadline if they are still
+    /// draining long connections; `DeployFailed` if nginx started no new worker at all (it
+    /// refused the reload).
     pub async fn reload(&self, target: &Target, conn: &NginxConnection) -> Result<(), Error> {
         let pid = read_pid(&conn.pid_file)
             .map_err(|e| Error::DeployFailed(format!("{}: {e}", target.id)))?;
+        let master = pid.as_raw_nonzero().get();
+        let before = workers(master);
         rustix::process::kill_process(pid, rustix::process::Signal::HUP).map_err(|e| {
             Error::DeployFailed(format!(
-                "{}: signalling nginx master {}: {e}",
-                target.id,
-                pid.as_raw_nonzero()
+                "{}: signalling nginx master {master}: {e}",
+                target.id
             ))
         })?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(conn.timeout_seconds);
+        let outcome = loop {
+            let now = workers(master);
+            let fresh = now.difference(&before).count();
+            if fresh > 0 && now.is_disjoint(&before) {
+                break "old workers gone";
+            }
+            if tokio::time::Instant::now() >= deadline {
+                if fresh > 0 {
+                    break "new workers started; old workers still draining";
+                }
+                self.evidence.merge(
+                    &target.id,
+                    json!({"reload": {"signal": "HUP", "pid": master, "result": "no new workers"}}),
+                );
+                return Err(Error::DeployFailed(format!(
+                    "{}: nginx master {master} started no new worker within {} s of SIGHUP; the reload was refused (see its error log)",
+                    target.id, conn.timeout_seconds
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         self.evidence.merge(
             &target.id,
-            json!({"reload": {"signal": "HUP", "pid": pid.as_raw_nonzero().get()}}),
+            json!({"reload": {"signal": "HUP", "pid": master, "result": outcome}}),
         );
-        tracing::info!(target = %target.id, pid = pid.as_raw_nonzero().get(), "nginx reload signalled");
+        tracing::info!(target = %target.id, pid = master, outcome, "nginx reloaded");
         Ok(())
     }
+}
+
+/// The pids of `master`'s child processes (its workers), from `/proc`.
+fn workers(master: i32) -> std::collections::BTreeSet<i32> {
+    let mut out = std::collections::BTreeSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: the command may hold spaces, so split after `)`.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(master) {
+            out.insert(pid);
+        }
+    }
+    out
 }
