@@ -95,7 +95,8 @@ impl Varnish {
         }
     }
 
-    fn admin(&self, args: &[&str]) -> String {
+    /// Runs `varnishadm` against this instance.
+    pub fn admin(&self, args: &[&str]) -> String {
         let out = Command::new(require("varnishadm", "varnish"))
             .arg("-T")
             .arg(format!("127.0.0.1:{}", self.admin_port))
@@ -133,10 +134,11 @@ impl Varnish {
         self.use_vcl("allowagain", "127.0.0.1");
     }
 
-    /// The `[cdn."<id>"]` table for HTTP purges.
+    /// The `[cdn."<id>"]` table for HTTP purges (of `shop.example.com`, the host the
+    /// tests' requests name: a `PURGE` removes the object of one host and URL).
     pub fn http_connection_toml(&self, id: &str) -> String {
         format!(
-            "[cdn.\"{id}\"]\nkind = \"varnish\"\nhttp = \"http://127.0.0.1:{}\"\ntimeout_seconds = 10\n",
+            "[cdn.\"{id}\"]\nkind = \"varnish\"\nhttp = \"http://127.0.0.1:{}\"\nhost = \"shop.example.com\"\ntimeout_seconds = 10\n",
             self.port
         )
     }
