@@ -10,6 +10,7 @@
 pub mod haproxy;
 pub mod nginx;
 pub mod origin;
+pub mod scenarios;
 pub mod varnish;
 
 use std::net::{SocketAddr, TcpStream};
