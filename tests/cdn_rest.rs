@@ -23,10 +23,17 @@ struct Api {
     purges: Arc<Mutex<Vec<Value>>>,
 }
 
-async fn purge(State(api): State<Api>, headers: HeaderMap, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+async fn purge(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
     let auth = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     if auth != Some(&format!("Token {TOKEN}")) {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized"})));
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "unauthorized"})),
+        );
     }
     let mut purges = api.purges.lock().expect("lock");
     purges.push(body);
@@ -38,9 +45,14 @@ async fn start_api() -> (u16, Api, tokio::task::JoinHandle<()>) {
     let api = Api::default();
     let app = Router::new()
         .route("/v1/purge", post(purge))
-        .route("/v1/broken", post(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .route(
+            "/v1/broken",
+            post(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        )
         .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -65,7 +77,10 @@ async fn the_cdn_contract_holds_for_an_authenticated_rest_purge() {
     let wrong = dir.path().join("wrong");
     certops_tests::servers::write_private(&wrong, "not-the-token\n");
     let mut text = String::new();
-    for (i, id) in ["rest-ok", "rest-wrong-token", "rest-broken"].iter().enumerate() {
+    for (i, id) in ["rest-ok", "rest-wrong-token", "rest-broken"]
+        .iter()
+        .enumerate()
+    {
         text.push_str(&format!(
             r#"[[certificate]]
 id = "c{i}"
@@ -91,7 +106,8 @@ cdn = {{ kind = "generic-rest", distribution_id = "{id}", paths = ["/*"] }}
     text.push_str(&conn("rest-wrong-token", "purge", &wrong));
     text.push_str(&conn("rest-broken", "broken", &token));
     let inventory = Inventory::from_toml_str(&text).expect("inventory");
-    let embedded = Embedded::open(&dir.path().join("state"), Arc::new(SystemClock)).expect("embedded");
+    let embedded =
+        Embedded::open(&dir.path().join("state"), Arc::new(SystemClock)).expect("embedded");
     let routers = Routers::embedded(&embedded, &inventory).expect("routers");
 
     let (first, again) = cdn_contract(
@@ -106,14 +122,28 @@ cdn = {{ kind = "generic-rest", distribution_id = "{id}", paths = ["/*"] }}
         RetryPromise::NewId,
     )
     .await;
-    assert_eq!((first.as_str(), again.as_str()), ("inv-1", "inv-2"), "the API's ids come back");
+    assert_eq!(
+        (first.as_str(), again.as_str()),
+        ("inv-1", "inv-2"),
+        "the API's ids come back"
+    );
     let purges = api.purges.lock().expect("lock").clone();
-    assert_eq!(purges[0], json!({"distribution": "rest-ok", "paths": ["/index.html", "/static/*"]}));
+    assert_eq!(
+        purges[0],
+        json!({"distribution": "rest-ok", "paths": ["/index.html", "/static/*"]})
+    );
 
-    let err = routers.cdn.purge(&cdn("rest-wrong-token")).await.unwrap_err();
+    let err = routers
+        .cdn
+        .purge(&cdn("rest-wrong-token"))
+        .await
+        .unwrap_err();
     assert_eq!(err.name(), "PurgeFailed");
     let msg = err.to_string();
     assert!(msg.contains("401") && msg.contains("expected 202"), "{msg}");
-    assert!(!msg.contains("not-the-token") && !msg.contains(TOKEN), "{msg}");
+    assert!(
+        !msg.contains("not-the-token") && !msg.contains(TOKEN),
+        "{msg}"
+    );
     task.abort();
 }

@@ -70,7 +70,12 @@ async fn fixture() -> Fixture {
     let routers = Routers::embedded(
         &embedded,
         &inventory(
-            &["varnish-http", "varnish-admin", "varnish-down", "varnish-wrong-secret"],
+            &[
+                "varnish-http",
+                "varnish-admin",
+                "varnish-down",
+                "varnish-wrong-secret",
+            ],
             &connections,
         ),
     )
@@ -98,7 +103,10 @@ async fn purge_refetches(f: &Fixture, path: &str, cdn: &Cdn) {
     f.routers.cdn.purge(cdn).await.expect("purge");
     // Bans are evaluated on the next lookup; purges remove at once.
     let after = f.varnish.get_generation(path);
-    assert!(after > first, "{path} served from cache after the purge ({after} vs {first})");
+    assert!(
+        after > first,
+        "{path} served from cache after the purge ({after} vs {first})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +122,12 @@ async fn the_cdn_contract_holds_over_http_purge_and_the_admin_port() {
         )
         .await;
     }
-    let err = f.routers.cdn.purge(&cdn("varnish-wrong-secret", &["/*"])).await.unwrap_err();
+    let err = f
+        .routers
+        .cdn
+        .purge(&cdn("varnish-wrong-secret", &["/*"]))
+        .await
+        .unwrap_err();
     assert_eq!(err.name(), "PurgeFailed");
     assert!(err.to_string().contains("authentication"), "{err}");
 }
@@ -128,7 +141,11 @@ async fn purges_and_bans_make_varnish_fetch_again() {
     purge_refetches(&f, "/static/app.css", &cdn("varnish-admin", &["/static/*"])).await;
     // A path not named stays cached.
     let kept = f.varnish.get_generation("/kept");
-    f.routers.cdn.purge(&cdn("varnish-admin", &["/static/*"])).await.expect("purge");
+    f.routers
+        .cdn
+        .purge(&cdn("varnish-admin", &["/static/*"]))
+        .await
+        .expect("purge");
     assert_eq!(f.varnish.get_generation("/kept"), kept);
 }
 
@@ -138,11 +155,24 @@ async fn a_vcl_that_refuses_certops_is_purge_failed() {
     let cached = f.varnish.get_generation("/index.html");
     f.varnish.refuse_purges();
     for paths in [&["/index.html"][..], &["/static/*"][..]] {
-        let err = f.routers.cdn.purge(&cdn("varnish-http", paths)).await.unwrap_err();
+        let err = f
+            .routers
+            .cdn
+            .purge(&cdn("varnish-http", paths))
+            .await
+            .unwrap_err();
         assert_eq!(err.name(), "PurgeFailed");
         assert!(err.to_string().contains("405"), "{err}");
     }
-    assert_eq!(f.varnish.get_generation("/index.html"), cached, "nothing purged");
+    assert_eq!(
+        f.varnish.get_generation("/index.html"),
+        cached,
+        "nothing purged"
+    );
     f.varnish.allow_purges();
-    f.routers.cdn.purge(&cdn("varnish-http", &["/index.html"])).await.expect("allowed again");
+    f.routers
+        .cdn
+        .purge(&cdn("varnish-http", &["/index.html"]))
+        .await
+        .expect("allowed again");
 }

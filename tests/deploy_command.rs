@@ -60,8 +60,12 @@ fn fixture() -> Fixture {
     let ca = TestCa::new();
     let nginx = Nginx::start(&ca.issue(DNS, 10));
     let dir = tempfile::tempdir().expect("tempdir");
-    let embedded = Embedded::open(&dir.path().join("state"), Arc::new(SystemClock)).expect("embedded");
-    let (bin, conf) = (nginx.binary.display().to_string(), nginx.config.display().to_string());
+    let embedded =
+        Embedded::open(&dir.path().join("state"), Arc::new(SystemClock)).expect("embedded");
+    let (bin, conf) = (
+        nginx.binary.display().to_string(),
+        nginx.config.display().to_string(),
+    );
     let files = dir.path();
     let connections = format!(
         r#"[target."web-cmd"]
@@ -114,7 +118,13 @@ struct Served<'a>(&'a Nginx, &'a str);
 impl ServedCertificate for Served<'_> {
     async fn served(&self, _target: &Target) -> (String, i64) {
         let on_disk = std::fs::read_to_string(&self.0.cert_path).expect("cert file");
-        let o = observe_until(self.0.port, self.1, &fingerprint(&on_disk), Duration::from_secs(10)).await;
+        let o = observe_until(
+            self.0.port,
+            self.1,
+            &fingerprint(&on_disk),
+            Duration::from_secs(10),
+        )
+        .await;
         (o.fingerprint, o.not_after.timestamp())
     }
 }
@@ -145,7 +155,12 @@ async fn the_deploy_contract_holds_with_a_hosts_own_validate_and_reload_commands
     assert_eq!(key.permissions().mode() & 0o777, 0o600);
     assert_eq!((cert.uid(), cert.gid(), key.uid(), key.gid()), (0, 0, 0, 0));
     // Both commands' reports are in the evidence.
-    let evidence = f.routers.targets.evidence(&target("web-cmd")).await.expect("evidence");
+    let evidence = f
+        .routers
+        .targets
+        .evidence(&target("web-cmd"))
+        .await
+        .expect("evidence");
     assert_eq!(evidence["validate"]["exitCode"], 0, "{evidence}");
     assert_eq!(evidence["reload"]["exitCode"], 0, "{evidence}");
 }
@@ -160,11 +175,25 @@ async fn a_reload_command_that_hangs_is_killed_at_its_deadline() {
         .put_bundle("hang/v1", f.ca.issue(DNS, 30).bundle())
         .await
         .expect("store");
-    f.routers.targets.deploy(&t, &v1).await.expect("files written");
+    f.routers
+        .targets
+        .deploy(&t, &v1)
+        .await
+        .expect("files written");
     // No key_path: one combined file with the key's mode.
     let combined = f.dir.path().join("hang.pem");
-    assert_eq!(std::fs::metadata(&combined).expect("file").permissions().mode() & 0o777, 0o600);
-    assert_eq!(f.routers.targets.current(&t).await.expect("current"), Some(v1));
+    assert_eq!(
+        std::fs::metadata(&combined)
+            .expect("file")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(
+        f.routers.targets.current(&t).await.expect("current"),
+        Some(v1)
+    );
     let started = Instant::now();
     let err = f.routers.targets.reload(&t).await.unwrap_err();
     let took = started.elapsed();
@@ -192,11 +221,29 @@ async fn a_failing_validate_restores_the_files_and_redacts_the_output() {
     let err = f.routers.targets.deploy(&t, &v1).await.unwrap_err();
     assert_eq!(err.name(), "DeployFailed");
     let msg = err.to_string();
-    assert!(msg.contains("exited with 2") && msg.contains("config invalid"), "{msg}");
+    assert!(
+        msg.contains("exited with 2") && msg.contains("config invalid"),
+        "{msg}"
+    );
     assert!(msg.contains("previous files restored"), "{msg}");
-    assert_eq!(std::fs::read_to_string(&cert).expect("cert"), "previous chain\n");
-    assert_eq!(std::fs::read_to_string(&key).expect("key"), "previous key\n");
-    let evidence = f.routers.targets.evidence(&t).await.expect("evidence").to_string();
+    assert_eq!(
+        std::fs::read_to_string(&cert).expect("cert"),
+        "previous chain\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key).expect("key"),
+        "previous key\n"
+    );
+    let evidence = f
+        .routers
+        .targets
+        .evidence(&t)
+        .await
+        .expect("evidence")
+        .to_string();
     assert!(evidence.contains("[REDACTED]"), "{evidence}");
-    assert!(!evidence.contains("abcdefghijklmnopqrstuvwxyz0123"), "{evidence}");
+    assert!(
+        !evidence.contains("abcdefghijklmnopqrstuvwxyz0123"),
+        "{evidence}"
+    );
 }

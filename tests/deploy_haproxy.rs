@@ -39,7 +39,9 @@ fn target(id: &str) -> Target {
 fn inventory(ids: &[&str], connections: &str) -> Inventory {
     let targets: Vec<String> = ids
         .iter()
-        .map(|id| format!("{{ kind = \"haproxy\", id = \"{id}\", reload = \"haproxy-runtime-api\" }}"))
+        .map(|id| {
+            format!("{{ kind = \"haproxy\", id = \"{id}\", reload = \"haproxy-runtime-api\" }}")
+        })
         .collect();
     Inventory::from_toml_str(&format!(
         r#"[[certificate]]
@@ -127,8 +129,16 @@ async fn the_deploy_contract_holds_over_the_unix_and_the_tcp_admin_socket() {
     }
     // The file on disk was written too (a restart keeps it), and the evidence shows the commit.
     let on_disk = std::fs::read_to_string(&f.haproxy.cert_path).expect("file");
-    assert_eq!(fingerprint(&on_disk), observe(f.haproxy.port, &f.ca.root_pem).await.fingerprint);
-    let evidence = f.routers.targets.evidence(&target("lb-01")).await.expect("evidence");
+    assert_eq!(
+        fingerprint(&on_disk),
+        observe(f.haproxy.port, &f.ca.root_pem).await.fingerprint
+    );
+    let evidence = f
+        .routers
+        .targets
+        .evidence(&target("lb-01"))
+        .await
+        .expect("evidence");
     assert!(evidence.to_string().contains("Success!"), "{evidence}");
 }
 
@@ -159,11 +169,26 @@ async fn a_key_that_does_not_match_is_refused_at_commit_aborted_and_nothing_chan
     assert!(msg.contains("refused commit ssl cert"), "{msg}");
     assert!(msg.contains("aborted"), "{msg}");
     assert!(!msg.contains(&other.key_body()), "{msg}");
-    let evidence = f.routers.targets.evidence(&t).await.expect("evidence").to_string();
-    assert!(evidence.contains("abort ssl cert") && evidence.contains("Transaction aborted"), "{evidence}");
+    let evidence = f
+        .routers
+        .targets
+        .evidence(&t)
+        .await
+        .expect("evidence")
+        .to_string();
+    assert!(
+        evidence.contains("abort ssl cert") && evidence.contains("Transaction aborted"),
+        "{evidence}"
+    );
     // Nothing changed: served, file, current; and no transaction is left open.
-    assert_eq!(observe(f.haproxy.port, &f.ca.root_pem).await.fingerprint, before.fingerprint);
-    assert_eq!(std::fs::read(&f.haproxy.cert_path).expect("file"), file_before);
+    assert_eq!(
+        observe(f.haproxy.port, &f.ca.root_pem).await.fingerprint,
+        before.fingerprint
+    );
+    assert_eq!(
+        std::fs::read(&f.haproxy.cert_path).expect("file"),
+        file_before
+    );
     assert_eq!(f.routers.targets.current(&t).await.expect("current"), lkg);
     let fixed = f
         .embedded
@@ -171,15 +196,26 @@ async fn a_key_that_does_not_match_is_refused_at_commit_aborted_and_nothing_chan
         .put_bundle("haproxy-broken/v3", good.bundle())
         .await
         .expect("store");
-    f.routers.targets.deploy(&t, &fixed).await.expect("a good bundle still deploys");
-    assert_eq!(observe(f.haproxy.port, &f.ca.root_pem).await.fingerprint, fingerprint(&good.chain_pem));
+    f.routers
+        .targets
+        .deploy(&t, &fixed)
+        .await
+        .expect("a good bundle still deploys");
+    assert_eq!(
+        observe(f.haproxy.port, &f.ca.root_pem).await.fingerprint,
+        fingerprint(&good.chain_pem)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_certificate_path_goes_through_new_ssl_cert_and_the_crt_list() {
     let f = fixture();
     let t = target("lb-new");
-    assert_eq!(f.routers.targets.current(&t).await.expect("current"), None, "HAProxy does not know the path yet");
+    assert_eq!(
+        f.routers.targets.current(&t).await.expect("current"),
+        None,
+        "HAProxy does not know the path yet"
+    );
     let issued = f.ca.issue("new.example.com", 30);
     let reference = f
         .embedded
@@ -187,9 +223,16 @@ async fn a_new_certificate_path_goes_through_new_ssl_cert_and_the_crt_list() {
         .put_bundle("haproxy-new/v1", issued.bundle())
         .await
         .expect("store");
-    f.routers.targets.deploy(&t, &reference).await.expect("deploy");
+    f.routers
+        .targets
+        .deploy(&t, &reference)
+        .await
+        .expect("deploy");
     f.routers.targets.reload(&t).await.expect("reload confirms");
-    assert_eq!(f.routers.targets.current(&t).await.expect("current"), Some(reference));
+    assert_eq!(
+        f.routers.targets.current(&t).await.expect("current"),
+        Some(reference)
+    );
     // The crt-list frontend now serves it for its name.
     let prober = certops_adapters::TlsProber::new(Duration::from_secs(5)).expect("prober");
     let obs = certops_core::ports::Prober::probe(
@@ -227,7 +270,10 @@ async fn the_admin_socket_gone_is_deploy_failed_and_nothing_is_touched() {
         assert_eq!(err.name(), "DeployFailed");
         assert!(err.to_string().contains("admin socket"), "{err}");
     }
-    assert_eq!(std::fs::read(&f.haproxy.cert_path).expect("file"), file_before);
+    assert_eq!(
+        std::fs::read(&f.haproxy.cert_path).expect("file"),
+        file_before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -282,7 +328,10 @@ async fn no_connection_is_dropped_by_a_hot_swap() {
         async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             while ok.load(Ordering::SeqCst) < n {
-                assert!(tokio::time::Instant::now() < deadline, "clients made no progress");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "clients made no progress"
+                );
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
@@ -312,5 +361,8 @@ async fn no_connection_is_dropped_by_a_hot_swap() {
     eprintln!("hot swap: {ok} requests succeeded, {failed} failed across 5 swaps");
     assert_eq!(failed, 0, "requests failed across the swaps: {errors:?}");
     assert!(ok >= 150, "{ok}");
-    assert_eq!(observe(f.haproxy.port, &f.ca.root_pem).await.fingerprint, swaps[4]);
+    assert_eq!(
+        observe(f.haproxy.port, &f.ca.root_pem).await.fingerprint,
+        swaps[4]
+    );
 }

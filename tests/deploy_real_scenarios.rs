@@ -33,19 +33,38 @@ async fn scenario_1(world: &RealWorld) {
     let out = world.scan_and_run().await;
     assert_eq!(out.status, ExecutionStatus::Succeeded, "{out:?}");
     assert_eq!(out.ticket_state, Some(TicketState::Closed));
-    let renewal = out.state.as_ref().and_then(|s| s.renewal.clone()).expect("renewal");
+    let renewal = out
+        .state
+        .as_ref()
+        .and_then(|s| s.renewal.clone())
+        .expect("renewal");
     for o in world.served().await {
-        assert_eq!(o.fingerprint, renewal.fingerprint, "{} serves the renewed leaf", o.address);
+        assert_eq!(
+            o.fingerprint, renewal.fingerprint,
+            "{} serves the renewed leaf",
+            o.address
+        );
         assert_eq!(o.not_after, renewal.not_after);
         assert!(o.chain_valid, "{o:?}");
         assert!(o.not_after > before[0].not_after);
     }
-    assert!(world.varnish.get_generation("/index.html") > cached, "the cache was purged");
+    assert!(
+        world.varnish.get_generation("/index.html") > cached,
+        "the cache was purged"
+    );
     // The deploy's audit record carries the target's evidence.
     let deploys = world.actions(&out.execution, "deploy+reload").await;
     assert!(!deploys.is_empty());
-    assert!(deploys.iter().all(|d| d.to_string().contains("\"result\":\"ok\"")), "{deploys:?}");
-    assert!(deploys.iter().all(|d| !d["summary"]["evidence"].is_null()), "{deploys:?}");
+    assert!(
+        deploys
+            .iter()
+            .all(|d| d.to_string().contains("\"result\":\"ok\"")),
+        "{deploys:?}"
+    );
+    assert!(
+        deploys.iter().all(|d| !d["summary"]["evidence"].is_null()),
+        "{deploys:?}"
+    );
 }
 
 async fn scenario_4(world: &RealWorld) {
@@ -56,30 +75,64 @@ async fn scenario_4(world: &RealWorld) {
     assert_eq!(out.ticket_state, Some(TicketState::Canceled));
     let restores = world.actions(&out.execution, "restore+reload").await;
     assert_eq!(restores.len(), 1, "{restores:?}");
-    assert!(restores[0].to_string().contains("\"result\":\"ok\""), "{restores:?}");
+    assert!(
+        restores[0].to_string().contains("\"result\":\"ok\""),
+        "{restores:?}"
+    );
     // Every endpoint — the one deployed to and the one never reached — serves the old leaf.
     for o in world.served().await {
         assert_eq!(o.fingerprint, initial, "{} after rollback", o.address);
     }
     let revalidate = world.actions(&out.execution, "revalidate").await;
     assert_eq!(revalidate.len(), 1);
-    assert_eq!(revalidate[0]["summary"]["wrong"], serde_json::json!([]), "{revalidate:?}");
+    assert_eq!(
+        revalidate[0]["summary"]["wrong"],
+        serde_json::json!([]),
+        "{revalidate:?}"
+    );
 }
 
 async fn scenario_5(world: &RealWorld) {
     world.varnish.refuse_purges();
-    let notified = world.stack.adapters.chat.notifications().expect("chat").len();
+    let notified = world
+        .stack
+        .adapters
+        .chat
+        .notifications()
+        .expect("chat")
+        .len();
     let out = world.scan_and_run().await;
     world.varnish.allow_purges();
     assert_eq!(out.status, ExecutionStatus::Succeeded, "{out:?}");
     assert_eq!(out.ticket_state, Some(TicketState::Mitigating));
-    assert!(world.stack.adapters.chat.notifications().expect("chat").len() > notified, "on-call notified");
+    assert!(
+        world
+            .stack
+            .adapters
+            .chat
+            .notifications()
+            .expect("chat")
+            .len()
+            > notified,
+        "on-call notified"
+    );
     let purges = world.actions(&out.execution, "purge").await;
     assert!(!purges.is_empty());
-    assert!(purges.iter().all(|p| p.to_string().contains("PurgeFailed")), "{purges:?}");
-    let renewal = out.state.as_ref().and_then(|s| s.renewal.clone()).expect("renewal");
+    assert!(
+        purges.iter().all(|p| p.to_string().contains("PurgeFailed")),
+        "{purges:?}"
+    );
+    let renewal = out
+        .state
+        .as_ref()
+        .and_then(|s| s.renewal.clone())
+        .expect("renewal");
     for o in world.served().await {
-        assert_eq!(o.fingerprint, renewal.fingerprint, "verification passed on {}", o.address);
+        assert_eq!(
+            o.fingerprint, renewal.fingerprint,
+            "verification passed on {}",
+            o.address
+        );
     }
 }
 
@@ -131,10 +184,29 @@ async fn admin_socket_gone_is_deploy_failed_and_rollback_touches_nothing() {
     std::fs::remove_file(&haproxy.socket).expect("remove socket");
     let out = world.scan_and_run().await;
     assert_eq!(out.status, ExecutionStatus::Failed, "{out:?}");
-    let deploy_error = out.state.as_ref().and_then(|s| s.deploy_error.clone()).expect("deploy error");
+    let deploy_error = out
+        .state
+        .as_ref()
+        .and_then(|s| s.deploy_error.clone())
+        .expect("deploy error");
     assert_eq!(deploy_error.error, "DeployFailed", "{deploy_error:?}");
-    assert!(deploy_error.cause.contains("admin socket"), "{deploy_error:?}");
-    assert!(world.actions(&out.execution, "restore+reload").await.is_empty(), "rollback not attempted on the target");
-    assert_eq!(std::fs::read(&haproxy.cert_path).expect("file"), file_before);
-    assert_eq!(world.served().await[0].fingerprint, fingerprint(&world.initial.chain_pem));
+    assert!(
+        deploy_error.cause.contains("admin socket"),
+        "{deploy_error:?}"
+    );
+    assert!(
+        world
+            .actions(&out.execution, "restore+reload")
+            .await
+            .is_empty(),
+        "rollback not attempted on the target"
+    );
+    assert_eq!(
+        std::fs::read(&haproxy.cert_path).expect("file"),
+        file_before
+    );
+    assert_eq!(
+        world.served().await[0].fingerprint,
+        fingerprint(&world.initial.chain_pem)
+    );
 }

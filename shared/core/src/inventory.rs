@@ -412,9 +412,9 @@ fn connection_tables<T: serde::de::DeserializeOwned>(
     };
     let mut out = BTreeMap::new();
     for (id, table) in tables {
-        let parsed: T = table.try_into().map_err(|e: toml::de::Error| {
-            invalid(format!("[{name}.\"{id}\"]: {}", e.message()))
-        })?;
+        let parsed: T = table
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(format!("[{name}.\"{id}\"]: {}", e.message())))?;
         out.insert(id, parsed);
     }
     Ok(out)
@@ -586,9 +586,9 @@ impl AdminSocket {
             return Ok(AdminSocket::Unix(path));
         }
         if let Some(addr) = text.strip_prefix("tcp:") {
-            let ok = addr
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+            let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
             if ok {
                 return Ok(AdminSocket::Tcp(addr.to_string()));
             }
@@ -795,7 +795,10 @@ impl CdnConnection {
             }
             CdnConnection::GenericRest(r) => {
                 if !(r.url.starts_with("https://") || r.url.starts_with("http://")) {
-                    return Err(format!("field `url` must be an http(s) URL, got {:?}", r.url));
+                    return Err(format!(
+                        "field `url` must be an http(s) URL, got {:?}",
+                        r.url
+                    ));
                 }
                 if !["POST", "PUT", "DELETE", "PURGE"].contains(&r.method.as_str()) {
                     return Err(format!(
@@ -804,7 +807,10 @@ impl CdnConnection {
                     ));
                 }
                 if r.header.trim().is_empty() || r.header.contains(char::is_whitespace) {
-                    return Err(format!("field `header` is not a header name: {:?}", r.header));
+                    return Err(format!(
+                        "field `header` is not a header name: {:?}",
+                        r.header
+                    ));
                 }
                 if !(100..=599).contains(&r.expected_status) {
                     return Err(format!(
@@ -832,8 +838,9 @@ pub struct VarnishConnection {
     /// The admin secret file (`varnishd -S`), required with `admin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<PathBuf>,
-    /// The `Host` the purges name (default: the certificate's common name is not assumed;
-    /// no host restriction).
+    /// The `Host` the purges name: the host the objects are cached under (HTTP `PURGE`
+    /// removes one host's object); with `admin`, bans are restricted to it. Default: the
+    /// listener's address (HTTP), every host (admin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Deadline of each request, seconds (default 30).
@@ -1055,19 +1062,63 @@ secret_file = "/etc/varnish/secret"
     #[test]
     fn bad_connection_tables_are_refused_naming_table_and_field() {
         let cases = [
-            ("socket = \"unix:/run/haproxy/admin.sock\"", "socket = \"/run/admin.sock\"", "socket"),
-            ("pid_file = \"/run/nginx.pid\"", "pid_file = \"nginx.pid\"", "pid_file"),
-            ("reload = [\"apachectl\", \"graceful\"]", "reload = [\"apachectl graceful\"]", "not a shell line"),
-            ("reload = [\"apachectl\", \"graceful\"]", "reload = []", "reload"),
+            (
+                "socket = \"unix:/run/haproxy/admin.sock\"",
+                "socket = \"/run/admin.sock\"",
+                "socket",
+            ),
+            (
+                "pid_file = \"/run/nginx.pid\"",
+                "pid_file = \"nginx.pid\"",
+                "pid_file",
+            ),
+            (
+                "reload = [\"apachectl\", \"graceful\"]",
+                "reload = [\"apachectl graceful\"]",
+                "not a shell line",
+            ),
+            (
+                "reload = [\"apachectl\", \"graceful\"]",
+                "reload = []",
+                "reload",
+            ),
             ("key_mode = \"0640\"", "key_mode = \"0644\"", "key_mode"),
-            ("timeout_seconds = 20", "timeout_seconds = 0", "timeout_seconds"),
+            (
+                "timeout_seconds = 20",
+                "timeout_seconds = 0",
+                "timeout_seconds",
+            ),
             ("secret_file = \"/etc/varnish/secret\"", "", "secret_file"),
-            ("pid_file = \"/run/nginx.pid\"", "pid_file = \"/run/nginx.pid\"\nshell = \"rm -rf /\"", "unknown field `shell`"),
-            ("[target.\"lb-01\"]\nkind = \"haproxy\"", "[target.\"lb-01\"]\nkind = \"nginx\"", "lb-01"),
-            ("[target.\"lb-01\"]", "[target.\"lb-02\"]", "no certificate has a target"),
-            ("[target.\"apache-01\"]", "[target.\"apache-02\"]", "needs a [target.\"apache-01\"]"),
-            ("id = \"apache-01\", reload = \"command\"", "id = \"apache-01\", reload = \"none\"", "reload"),
-            ("[cdn.\"varnish-1\"]\nkind = \"varnish\"", "[cdn.\"varnish-1\"]\nkind = \"generic-rest\"", "varnish-1"),
+            (
+                "pid_file = \"/run/nginx.pid\"",
+                "pid_file = \"/run/nginx.pid\"\nshell = \"rm -rf /\"",
+                "unknown field `shell`",
+            ),
+            (
+                "[target.\"lb-01\"]\nkind = \"haproxy\"",
+                "[target.\"lb-01\"]\nkind = \"nginx\"",
+                "lb-01",
+            ),
+            (
+                "[target.\"lb-01\"]",
+                "[target.\"lb-02\"]",
+                "no certificate has a target",
+            ),
+            (
+                "[target.\"apache-01\"]",
+                "[target.\"apache-02\"]",
+                "needs a [target.\"apache-01\"]",
+            ),
+            (
+                "id = \"apache-01\", reload = \"command\"",
+                "id = \"apache-01\", reload = \"none\"",
+                "reload",
+            ),
+            (
+                "[cdn.\"varnish-1\"]\nkind = \"varnish\"",
+                "[cdn.\"varnish-1\"]\nkind = \"generic-rest\"",
+                "varnish-1",
+            ),
         ];
         for (from, to, want) in cases {
             assert!(REAL.contains(from), "{from}");

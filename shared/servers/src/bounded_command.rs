@@ -141,21 +141,31 @@ mod tests {
 
     #[tokio::test]
     async fn output_and_exit_code_are_kept() {
-        let r = run(&argv(&["sh", "-c", "echo hi; echo oops >&2; exit 3"]), Duration::from_secs(10))
-            .await
-            .unwrap();
+        let r = run(
+            &argv(&["sh", "-c", "echo hi; echo oops >&2; exit 3"]),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.exit_code, Some(3));
         assert_eq!(r.stdout, "hi\n");
-        assert!(r.summary().contains("exited with 3: oops"), "{}", r.summary());
+        assert!(
+            r.summary().contains("exited with 3: oops"),
+            "{}",
+            r.summary()
+        );
         assert!(!r.succeeded());
     }
 
     #[tokio::test]
     async fn a_hanging_command_and_its_children_are_killed_at_the_deadline() {
         let started = Instant::now();
-        let r = run(&argv(&["sh", "-c", "sleep 30 & sleep 30"]), Duration::from_millis(300))
-            .await
-            .unwrap();
+        let r = run(
+            &argv(&["sh", "-c", "sleep 30 & sleep 30"]),
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap();
         assert!(r.timed_out);
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(r.summary().contains("deadline"), "{}", r.summary());
@@ -164,15 +174,22 @@ mod tests {
     #[tokio::test]
     async fn secrets_in_output_are_redacted_and_missing_programs_named() {
         let r = run(
-            &argv(&["sh", "-c", "echo 'Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123'"]),
+            &argv(&[
+                "sh",
+                "-c",
+                "echo 'Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123'",
+            ]),
             Duration::from_secs(10),
         )
         .await
         .unwrap();
         assert_eq!(r.stdout, "[REDACTED]");
-        let e = run(&argv(&["/nonexistent/certops-tool"]), Duration::from_secs(1))
-            .await
-            .unwrap_err();
+        let e = run(
+            &argv(&["/nonexistent/certops-tool"]),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
         assert!(e.contains("/nonexistent/certops-tool"), "{e}");
     }
 }

@@ -15,8 +15,8 @@ use serde_json::json;
 use crate::bounded_command;
 use crate::evidence::Evidence;
 use crate::installed_files::{
-    current_reference, leaf_sha256, load_bundle, split_chain_and_key, write_atomic,
-    write_record, InstalledRecord, Ownership, Saved,
+    current_reference, leaf_sha256, load_bundle, split_chain_and_key, write_atomic, write_record,
+    InstalledRecord, Ownership, Saved,
 };
 
 /// Deploys files and runs commands on this machine.
@@ -75,7 +75,9 @@ impl CommandTargets {
         let read = |p: &Path| {
             std::fs::read_to_string(p)
                 .map(zeroize::Zeroizing::new)
-                .map_err(|e| Error::DeployFailed(format!("{}: reading {}: {e}", target.id, p.display())))
+                .map_err(|e| {
+                    Error::DeployFailed(format!("{}: reading {}: {e}", target.id, p.display()))
+                })
         };
         if !conn.cert_path.exists() {
             return Ok(None);
@@ -95,7 +97,10 @@ impl CommandTargets {
                     None => combined_key,
                 };
                 let key = key.ok_or_else(|| {
-                    Error::DeployFailed(format!("{}: no private key beside the certificate", target.id))
+                    Error::DeployFailed(format!(
+                        "{}: no private key beside the certificate",
+                        target.id
+                    ))
                 })?;
                 Ok((chain, key))
             },
@@ -124,10 +129,18 @@ impl CommandTargets {
             a.and(b)
         };
         let written = match &conn.key_path {
-            Some(key_path) => write_atomic(key_path, bundle.key.expose().as_bytes(), key_mode, owner)
-                .and_then(|()| {
-                    write_atomic(&conn.cert_path, bundle.chain_pem.as_bytes(), cert_mode, owner)
-                }),
+            Some(key_path) => {
+                write_atomic(key_path, bundle.key.expose().as_bytes(), key_mode, owner).and_then(
+                    |()| {
+                        write_atomic(
+                            &conn.cert_path,
+                            bundle.chain_pem.as_bytes(),
+                            cert_mode,
+                            owner,
+                        )
+                    },
+                )
+            }
             None => {
                 let combined = zeroize::Zeroizing::new(format!(
                     "{}\n{}",

@@ -138,9 +138,18 @@ impl HaproxyTargets {
     }
 
     /// What `show ssl cert <path>` says is loaded: its SHA-1, or `None` for an unknown path.
-    async fn loaded(&self, target: &Target, conn: &HaproxyConnection) -> Result<Option<String>, Error> {
+    async fn loaded(
+        &self,
+        target: &Target,
+        conn: &HaproxyConnection,
+    ) -> Result<Option<String>, Error> {
         let answer = self
-            .api(target, conn, &format!("show ssl cert {}", conn.cert_path.display()), None)
+            .api(
+                target,
+                conn,
+                &format!("show ssl cert {}", conn.cert_path.display()),
+                None,
+            )
             .await?;
         match loaded_sha1(&answer) {
             Some(sha1) => Ok(Some(sha1)),
@@ -172,7 +181,8 @@ impl HaproxyTargets {
         })?;
         let disk = zeroize::Zeroizing::new(disk);
         let (chain, key) = split_chain_and_key(&disk);
-        let disk_sha1 = leaf_sha1(&chain).map_err(|e| Error::DeployFailed(format!("{}: {e}", target.id)))?;
+        let disk_sha1 =
+            leaf_sha1(&chain).map_err(|e| Error::DeployFailed(format!("{}: {e}", target.id)))?;
         if disk_sha1 != sha1 {
             return Err(Error::DeployFailed(format!(
                 "{}: HAProxy serves a certificate (SHA-1 {sha1}) that differs from {} on disk; cannot record last-known-good",
@@ -180,7 +190,8 @@ impl HaproxyTargets {
                 conn.cert_path.display()
             )));
         }
-        let fingerprint = leaf_sha256(&chain).map_err(|e| Error::DeployFailed(format!("{}: {e}", target.id)))?;
+        let fingerprint =
+            leaf_sha256(&chain).map_err(|e| Error::DeployFailed(format!("{}: {e}", target.id)))?;
         current_reference(
             self.keystore.as_ref(),
             &target.id,
@@ -219,7 +230,9 @@ impl HaproxyTargets {
                     target.id
                 )));
             };
-            let answer = self.api(target, conn, &format!("new ssl cert {path}"), None).await?;
+            let answer = self
+                .api(target, conn, &format!("new ssl cert {path}"), None)
+                .await?;
             answers.push(json!({"command": "new ssl cert", "answer": first_line(&answer)}));
             if !answer.contains("New empty certificate store") {
                 return self.refused(target, &answers, "new ssl cert", &answer);
@@ -232,14 +245,21 @@ impl HaproxyTargets {
             bundle.key.expose().trim_end()
         ));
         let answer = self
-            .api(target, conn, &format!("set ssl cert {path}"), Some(&payload))
+            .api(
+                target,
+                conn,
+                &format!("set ssl cert {path}"),
+                Some(&payload),
+            )
             .await?;
         answers.push(json!({"command": "set ssl cert", "answer": first_line(&answer)}));
         if !answer.contains("Transaction created") && !answer.contains("Transaction updated") {
             self.abort(target, conn, &mut answers).await;
             return self.refused(target, &answers, "set ssl cert", &answer);
         }
-        let answer = self.api(target, conn, &format!("commit ssl cert {path}"), None).await?;
+        let answer = self
+            .api(target, conn, &format!("commit ssl cert {path}"), None)
+            .await?;
         answers.push(json!({"command": "commit ssl cert", "answer": answer.trim()}));
         if !answer.contains("Success!") {
             self.abort(target, conn, &mut answers).await;
@@ -247,7 +267,12 @@ impl HaproxyTargets {
         }
         if let (false, Some(list)) = (known, &conn.crt_list) {
             let answer = self
-                .api(target, conn, &format!("add ssl crt-list {} {path}", list.display()), None)
+                .api(
+                    target,
+                    conn,
+                    &format!("add ssl crt-list {} {path}", list.display()),
+                    None,
+                )
                 .await?;
             answers.push(json!({"command": "add ssl crt-list", "answer": first_line(&answer)}));
             if !answer.contains("Success!") {
@@ -256,8 +281,9 @@ impl HaproxyTargets {
         }
         // The same PEM on disk, so a restart serves it too.
         let (mode, owner) = existing_mode_owner(&conn.cert_path);
-        write_atomic(&conn.cert_path, payload.as_bytes(), mode, owner)
-            .map_err(|e| Error::DeployFailed(format!("{}: committed in HAProxy, but {e}", target.id)))?;
+        write_atomic(&conn.cert_path, payload.as_bytes(), mode, owner).map_err(|e| {
+            Error::DeployFailed(format!("{}: committed in HAProxy, but {e}", target.id))
+        })?;
         write_record(
             &conn.cert_path,
             &InstalledRecord {
@@ -348,10 +374,13 @@ mod tests {
 
     #[test]
     fn show_ssl_cert_answers_parse() {
-        let answer = "Filename: /x.pem\nStatus: Used\nSHA1 FingerPrint: 97ff487cb3ef\nSubject: /CN=a\n\n";
+        let answer =
+            "Filename: /x.pem\nStatus: Used\nSHA1 FingerPrint: 97ff487cb3ef\nSubject: /CN=a\n\n";
         assert_eq!(loaded_sha1(answer), Some("97FF487CB3EF".into()));
         assert_eq!(
-            loaded_sha1("Can't display the certificate: Not found or the certificate is a bundle!\n"),
+            loaded_sha1(
+                "Can't display the certificate: Not found or the certificate is a bundle!\n"
+            ),
             None
         );
         assert_eq!(first_line("\n  Success!\n"), "Success!");

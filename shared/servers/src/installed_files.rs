@@ -195,12 +195,7 @@ pub(crate) fn read_record(cert_path: &Path) -> Option<InstalledRecord> {
 pub(crate) fn write_record(cert_path: &Path, record: &InstalledRecord) -> Result<(), Error> {
     let text = serde_json::to_vec(record)
         .map_err(|e| Error::DeployFailed(format!("record for {}: {e}", cert_path.display())))?;
-    write_atomic(
-        &record_path(cert_path),
-        &text,
-        0o600,
-        Ownership::default(),
-    )
+    write_atomic(&record_path(cert_path), &text, 0o600, Ownership::default())
 }
 
 /// The keystore name under which a served certificate that certops did not deploy is kept
@@ -322,17 +317,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k.pem");
         write_atomic(&p, b"one", 0o600, Ownership::default()).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let saved = Saved::take(&p).unwrap();
         write_atomic(&p, b"two", 0o640, Ownership::default()).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         saved.restore(Ownership::default()).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"one");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let none = Saved::take(&dir.path().join("absent")).unwrap();
         none.restore(Ownership::default()).unwrap();
         assert!(!dir.path().join("absent").exists());
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp files left");
-        assert_eq!(lkg_name("haproxy-01:9999/fe", "abcdef0123456789ff"), "lkg/haproxy-01_9999_fe/abcdef0123456789");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp files left"
+        );
+        assert_eq!(
+            lkg_name("haproxy-01:9999/fe", "abcdef0123456789ff"),
+            "lkg/haproxy-01_9999_fe/abcdef0123456789"
+        );
     }
 }

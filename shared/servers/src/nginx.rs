@@ -14,8 +14,8 @@ use serde_json::json;
 use crate::bounded_command;
 use crate::evidence::Evidence;
 use crate::installed_files::{
-    current_reference, leaf_sha256, load_bundle, split_chain_and_key, write_atomic,
-    write_record, InstalledRecord, Ownership, Saved,
+    current_reference, leaf_sha256, load_bundle, split_chain_and_key, write_atomic, write_record,
+    InstalledRecord, Ownership, Saved,
 };
 
 /// Deploys to nginx servers on this machine.
@@ -130,10 +130,20 @@ impl NginxTargets {
             let b = old_key.restore(key_owner);
             a.and(b)
         };
-        let swapped = write_atomic(&conn.key_path, bundle.key.expose().as_bytes(), key_mode, key_owner)
-            .and_then(|()| {
-                write_atomic(&conn.cert_path, bundle.chain_pem.as_bytes(), cert_mode, cert_owner)
-            });
+        let swapped = write_atomic(
+            &conn.key_path,
+            bundle.key.expose().as_bytes(),
+            key_mode,
+            key_owner,
+        )
+        .and_then(|()| {
+            write_atomic(
+                &conn.cert_path,
+                bundle.chain_pem.as_bytes(),
+                cert_mode,
+                cert_owner,
+            )
+        });
         if let Err(e) = swapped {
             let _ = restore();
             return Err(Error::DeployFailed(format!("{}: {e}", target.id)));
@@ -155,7 +165,10 @@ impl NginxTargets {
                 Ok(()) => "previous files restored, nothing reloaded".to_string(),
                 Err(e) => format!("restoring the previous files failed too: {e}"),
             };
-            return Err(Error::DeployFailed(format!("{}: {why}; {restored}", target.id)));
+            return Err(Error::DeployFailed(format!(
+                "{}: {why}; {restored}",
+                target.id
+            )));
         }
         write_record(
             &conn.cert_path,
@@ -222,7 +235,11 @@ fn workers(master: i32) -> std::collections::BTreeSet<i32> {
         return out;
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {

@@ -45,10 +45,15 @@ impl RestPurger {
             .await
             .map_err(|e| failed(cdn, e))?;
         let value = zeroize::Zeroizing::new(format!("{}{}", conn.token_prefix, token.as_str()));
-        let mut header = reqwest::header::HeaderValue::from_str(&value)
-            .map_err(|_| failed(cdn, format!("the token from {} is not a valid header value", conn.token)))?;
+        let mut header = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+            failed(
+                cdn,
+                format!("the token from {} is not a valid header value", conn.token),
+            )
+        })?;
         header.set_sensitive(true);
-        let method = reqwest::Method::from_bytes(conn.method.as_bytes()).map_err(|e| failed(cdn, e))?;
+        let method =
+            reqwest::Method::from_bytes(conn.method.as_bytes()).map_err(|e| failed(cdn, e))?;
         let resp = self
             .http
             .request(method.clone(), &conn.url)
@@ -63,7 +68,10 @@ impl RestPurger {
         if status != conn.expected_status {
             return Err(failed(
                 cdn,
-                format!("{method} {} answered {status}, expected {}", conn.url, conn.expected_status),
+                format!(
+                    "{method} {} answered {status}, expected {}",
+                    conn.url, conn.expected_status
+                ),
             ));
         }
         let body: Option<Value> = resp.json().await.ok();

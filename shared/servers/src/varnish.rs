@@ -38,14 +38,19 @@ fn regex_escape(text: &str) -> String {
 }
 
 /// One CLI answer: (status, body).
-async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<(u16, String)> {
+async fn read_answer<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+) -> std::io::Result<(u16, String)> {
     let mut head = String::new();
     r.read_line(&mut head).await?;
     let mut parts = head.split_whitespace();
     let status = parts.next().and_then(|s| s.parse().ok());
     let len: Option<usize> = parts.next().and_then(|s| s.parse().ok());
     let (Some(status), Some(len)) = (status, len) else {
-        return Err(std::io::Error::other(format!("not a Varnish CLI answer: {:?}", head.trim())));
+        return Err(std::io::Error::other(format!(
+            "not a Varnish CLI answer: {:?}",
+            head.trim()
+        )));
     };
     let mut body = vec![0u8; len.min(1 << 20) + 1];
     r.read_exact(&mut body).await?;
@@ -61,7 +66,8 @@ pub async fn varnish_cli(
     commands: &[String],
 ) -> Result<Vec<(u16, String)>, String> {
     let secret = zeroize::Zeroizing::new(
-        std::fs::read(secret_file).map_err(|e| format!("secret file {}: {e}", secret_file.display()))?,
+        std::fs::read(secret_file)
+            .map_err(|e| format!("secret file {}: {e}", secret_file.display()))?,
     );
     let stream = TcpStream::connect(admin)
         .await
@@ -108,11 +114,17 @@ pub async fn varnish_cli(
 /// The ban expression for one path (and host, if any), quoted for the CLI.
 fn ban_command(path: &str, host: Option<&str>) -> String {
     let url = match path.strip_suffix('*') {
-        Some(prefix) => format!("req.url ~ \"^{}\"", regex_escape(prefix).replace('"', "\\\"")),
+        Some(prefix) => format!(
+            "req.url ~ \"^{}\"",
+            regex_escape(prefix).replace('"', "\\\"")
+        ),
         None => format!("req.url == \"{}\"", path.replace('"', "\\\"")),
     };
     match host {
-        Some(h) => format!("ban req.http.host == \"{}\" && {url}", h.replace('"', "\\\"")),
+        Some(h) => format!(
+            "ban req.http.host == \"{}\" && {url}",
+            h.replace('"', "\\\"")
+        ),
         None => format!("ban {url}"),
     }
 }
@@ -142,11 +154,14 @@ impl VarnishPurger {
                     Some(prefix) => ("BAN", prefix),
                     None => ("PURGE", path.as_str()),
                 };
-                let method = reqwest::Method::from_bytes(method.as_bytes())
-                    .map_err(|e| failed(cdn, e))?;
+                let method =
+                    reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| failed(cdn, e))?;
                 let mut req = self
                     .http
-                    .request(method.clone(), format!("{}{url_path}", base.trim_end_matches('/')))
+                    .request(
+                        method.clone(),
+                        format!("{}{url_path}", base.trim_end_matches('/')),
+                    )
                     .timeout(timeout);
                 if let Some(host) = &conn.host {
                     req = req.header(reqwest::header::HOST, host);
@@ -170,16 +185,30 @@ impl VarnishPurger {
                 .collect();
             let answers = tokio::time::timeout(timeout, varnish_cli(admin, secret, &commands))
                 .await
-                .map_err(|_| failed(cdn, format!("admin port {admin}: no answer within {} s", timeout.as_secs())))?
+                .map_err(|_| {
+                    failed(
+                        cdn,
+                        format!(
+                            "admin port {admin}: no answer within {} s",
+                            timeout.as_secs()
+                        ),
+                    )
+                })?
                 .map_err(|e| failed(cdn, e))?;
             if let Some((status, body)) = answers.iter().find(|(s, _)| *s != 200) {
                 return Err(failed(
                     cdn,
-                    format!("ban refused ({status}): {}", body.lines().next().unwrap_or_default()),
+                    format!(
+                        "ban refused ({status}): {}",
+                        body.lines().next().unwrap_or_default()
+                    ),
                 ));
             }
             if answers.len() != commands.len() {
-                return Err(failed(cdn, "admin port closed before every ban was answered"));
+                return Err(failed(
+                    cdn,
+                    "admin port closed before every ban was answered",
+                ));
             }
         } else {
             return Err(failed(cdn, "connection names neither `http` nor `admin`"));
@@ -196,8 +225,17 @@ mod tests {
 
     #[test]
     fn ban_expressions_escape_paths() {
-        assert_eq!(ban_command("/index.html", None), "ban req.url == \"/index.html\"");
-        assert_eq!(ban_command("/static/*", None), "ban req.url ~ \"^/static/\"");
-        assert_eq!(ban_command("/a.b*", Some("shop")), "ban req.http.host == \"shop\" && req.url ~ \"^/a\\.b\"");
+        assert_eq!(
+            ban_command("/index.html", None),
+            "ban req.url == \"/index.html\""
+        );
+        assert_eq!(
+            ban_command("/static/*", None),
+            "ban req.url ~ \"^/static/\""
+        );
+        assert_eq!(
+            ban_command("/a.b*", Some("shop")),
+            "ban req.http.host == \"shop\" && req.url ~ \"^/a\\.b\""
+        );
     }
 }

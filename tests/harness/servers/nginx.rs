@@ -120,6 +120,10 @@ impl Nginx {
     /// The error log (for failure messages).
     pub fn log(&self) -> String {
         let logs = self._dir.path().join("logs/error.log");
-        format!("{}\n{}", std::fs::read_to_string(logs).unwrap_or_default(), self.process.log())
+        format!(
+            "{}\n{}",
+            std::fs::read_to_string(logs).unwrap_or_default(),
+            self.process.log()
+        )
     }
 }

@@ -114,7 +114,10 @@ pub async fn real_world(opts: WorldOptions) -> RealWorld {
     let initial = legacy.issue(DNS, 7);
     let origin = Origin::start().await;
     let varnish = Varnish::start(origin.port);
-    let nginx = opts.edges.contains(&Edge::Nginx).then(|| Nginx::start(&initial));
+    let nginx = opts
+        .edges
+        .contains(&Edge::Nginx)
+        .then(|| Nginx::start(&initial));
     let haproxy = opts
         .edges
         .contains(&Edge::Haproxy)
@@ -166,7 +169,8 @@ pub async fn real_world(opts: WorldOptions) -> RealWorld {
         match edge {
             Edge::Nginx => {
                 let n = nginx.as_ref().expect("nginx");
-                targets.push("{ kind = \"nginx\", id = \"edge-nginx\", reload = \"nginx-reload\" }");
+                targets
+                    .push("{ kind = \"nginx\", id = \"edge-nginx\", reload = \"nginx-reload\" }");
                 connections.push_str(&n.connection_toml("edge-nginx"));
                 endpoints.push(endpoint(n.port));
             }
@@ -196,7 +200,12 @@ pub async fn real_world(opts: WorldOptions) -> RealWorld {
     });
     let endpoint_list: Vec<String> = endpoints
         .iter()
-        .map(|e| format!("{{ host = \"{}\", port = {}, sni = \"{}\" }}", e.host, e.port, e.sni))
+        .map(|e| {
+            format!(
+                "{{ host = \"{}\", port = {}, sni = \"{}\" }}",
+                e.host, e.port, e.sni
+            )
+        })
         .collect();
     let inventory_text = format!(
         r#"[[certificate]]

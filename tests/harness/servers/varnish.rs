@@ -54,31 +54,46 @@ impl Varnish {
         let d = dir.path().to_path_buf();
         let (port, admin_port) = (free_port(), free_port());
         let secret_file = d.join("secret");
-        let secret: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
+        let secret: String = rand::random::<[u8; 32]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         write_private(&secret_file, &format!("{secret}\n"));
         let vcl_file = d.join("allow.vcl");
         std::fs::write(&vcl_file, vcl(origin_port, "127.0.0.1")).expect("vcl");
         let mut cmd = Command::new(binary);
-        cmd.args(["-F", "-j", "none", "-s", "malloc,32m", "-p", "ban_lurker_sleep=0.01"])
-            .arg("-n")
-            .arg(d.join("work"))
-            .arg("-a")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("-T")
-            .arg(format!("127.0.0.1:{admin_port}"))
-            .arg("-S")
-            .arg(&secret_file)
-            .arg("-f")
-            .arg(&vcl_file);
+        cmd.args([
+            "-F",
+            "-j",
+            "none",
+            "-s",
+            "malloc,32m",
+            "-p",
+            "ban_lurker_sleep=0.01",
+        ])
+        .arg("-n")
+        .arg(d.join("work"))
+        .arg("-a")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-T")
+        .arg(format!("127.0.0.1:{admin_port}"))
+        .arg("-S")
+        .arg(&secret_file)
+        .arg("-f")
+        .arg(&vcl_file);
         let mut process = ProcessGroup::spawn("varnishd", cmd, &d.join("varnishd.log"));
         process.wait_until(Duration::from_secs(60), || {
             // Ready when the child answers HTTP (it listens only after the VCL compiled).
             use std::io::{Read, Write};
-            let Ok(mut s) = std::net::TcpStream::connect_timeout(&loopback(port), Duration::from_millis(200)) else {
+            let Ok(mut s) =
+                std::net::TcpStream::connect_timeout(&loopback(port), Duration::from_millis(200))
+            else {
                 return false;
             };
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            if s.write_all(b"HEAD /ready HTTP/1.1\r\nhost: ready\r\nconnection: close\r\n\r\n").is_err() {
+            if s.write_all(b"HEAD /ready HTTP/1.1\r\nhost: ready\r\nconnection: close\r\n\r\n")
+                .is_err()
+            {
                 return false;
             }
             let mut buf = [0u8; 12];
@@ -156,12 +171,21 @@ impl Varnish {
     pub fn get_generation(&self, path: &str) -> u64 {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(loopback(self.port)).expect("connect varnish");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        write!(s, "GET {path} HTTP/1.1\r\nhost: shop.example.com\r\nconnection: close\r\n\r\n").expect("write");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nhost: shop.example.com\r\nconnection: close\r\n\r\n"
+        )
+        .expect("write");
         let mut text = String::new();
         let _ = s.read_to_string(&mut text);
         text.lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-generation:").map(|v| v.trim().to_string()))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-generation:")
+                    .map(|v| v.trim().to_string())
+            })
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no generation in {text:?}"))
     }
