@@ -224,12 +224,12 @@ impl HaproxyTargets {
         let mut answers = Vec::new();
         let known = self.loaded(target, conn).await?.is_some();
         if !known {
-            let Some(list) = &conn.crt_list else {
+            if conn.crt_list.is_none() {
                 return Err(Error::DeployFailed(format!(
                     "{}: HAProxy does not know {path} and no crt_list is configured to add it to",
                     target.id
                 )));
-            };
+            }
             let answer = self
                 .api(target, conn, &format!("new ssl cert {path}"), None)
                 .await?;
@@ -237,7 +237,6 @@ impl HaproxyTargets {
             if !answer.contains("New empty certificate store") {
                 return self.refused(target, &answers, "new ssl cert", &answer);
             }
-            let _ = list;
         }
         let payload = zeroize::Zeroizing::new(format!(
             "{}\n{}",
