@@ -17,6 +17,26 @@ echo "==> installing test dependencies (npm: asl-validator)"
 npm install --prefix tests/node --no-audit --no-fund --loglevel=error
 test -x tests/node/node_modules/.bin/asl-validator || { echo "asl-validator is required by the definition tests and could not be installed" >&2; exit 1; }
 
+# --- issue 15: real servers for the deploy/CDN tests (nginx, HAProxy, Varnish) -------------
+echo "==> installing test dependencies (Debian: nginx, haproxy, varnish)"
+missing=""
+for pair in nginx:nginx haproxy:haproxy varnishd:varnish varnishadm:varnish; do
+  command -v "${pair%%:*}" >/dev/null || [ -x "/usr/sbin/${pair%%:*}" ] || missing="$missing ${pair#*:}"
+done
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  # Package scripts must not start daemons: the tests start private instances themselves.
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod 755 /usr/sbin/policy-rc.d
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(echo "$missing" | tr ' ' '\n' | sort -u) gcc libc6-dev
+fi
+for b in nginx haproxy varnishd varnishadm; do
+  command -v "$b" >/dev/null || [ -x "/usr/sbin/$b" ] || { echo "$b is required by the real-server tests and could not be installed" >&2; exit 1; }
+done
+command -v cc >/dev/null || { echo "a C compiler (gcc) is required by varnishd to compile VCL" >&2; exit 1; }
+# --- end issue 15 --------------------------------------------------------------------------
+
 echo "==> building binaries used by end-to-end tests"
 cargo build --workspace --bins
 

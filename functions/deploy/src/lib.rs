@@ -44,7 +44,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<DeploymentOutput, E
             AuditKind::Action,
             ACTOR,
             json!({"action": "deploy+reload", "planHash": hash, "target": target, "bundleRef": renewal.bundle_ref,
-                   "lastKnownGood": lkg, "result": match &result { Ok(()) => "ok".to_string(), Err(e) => e.to_string() }}),
+                   "lastKnownGood": lkg, "result": match &result { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
+                   "evidence": target_evidence(deps, target).await}),
         )
         .await?;
         if let Err(e) = result {
@@ -83,4 +84,14 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<DeploymentOutput, E
         bundle_ref: renewal.bundle_ref.clone(),
         targets: done,
     })
+}
+
+/// What the target adapter reported about the deploy (command output, Runtime API
+/// answers), redacted by the adapter; `null` when it reports nothing.
+async fn target_evidence(deps: &Deps, target: &certops_core::Target) -> serde_json::Value {
+    deps.targets
+        .evidence(target)
+        .await
+        .map(|v| certops_core::audit::redact(&v))
+        .unwrap_or(serde_json::Value::Null)
 }

@@ -48,7 +48,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RollbackOutput, Err
             AuditKind::Action,
             ACTOR,
             json!({"action": "restore+reload", "target": t, "bundleRef": lkg,
-                   "result": match &result { Ok(()) => "ok".to_string(), Err(e) => e.to_string() }}),
+                   "result": match &result { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
+                   "evidence": target_evidence(deps, &t).await}),
         )
         .await?;
         result.map_err(|e| Error::RollbackFailed(format!("{}: {e}", t.id)))?;
@@ -84,4 +85,14 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RollbackOutput, Err
         restored,
         observations,
     })
+}
+
+/// What the target adapter reported about the restore (command output, Runtime API
+/// answers), redacted by the adapter; `null` when it reports nothing.
+async fn target_evidence(deps: &Deps, target: &Target) -> serde_json::Value {
+    deps.targets
+        .evidence(target)
+        .await
+        .map(|v| certops_core::audit::redact(&v))
+        .unwrap_or(serde_json::Value::Null)
 }

@@ -353,6 +353,11 @@ pub trait DeployTarget: Send + Sync {
     async fn deploy(&self, target: &Target, bundle_ref: &str) -> Result<(), Error>;
     /// Makes the target serve what was installed.
     async fn reload(&self, target: &Target) -> Result<(), Error>;
+    /// What the last `deploy`/`reload` on `target` reported (command output, the server's
+    /// answers), already redacted, for the audit record. `None` when there is nothing to add.
+    async fn evidence(&self, _target: &Target) -> Option<Value> {
+        None
+    }
 }
 
 /// CDNs (CloudFront, Varnish, REST / in-process cache).

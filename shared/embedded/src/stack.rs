@@ -214,6 +214,8 @@ impl Stack {
             }
         }
         let prober = crate::prober::TlsProber::new(probe_timeout)?;
+        // Local endpoints and cache plus the real servers the inventory connects to.
+        let routers = certops_servers::Routers::embedded(&adapters, &config.inventory)?;
         let deps = Deps {
             config: Arc::new(config),
             clock,
@@ -223,8 +225,8 @@ impl Stack {
             chat: adapters.chat.clone(),
             issuer: adapters.ca.clone(),
             keystore: adapters.keystore.clone(),
-            targets: adapters.endpoints.clone(),
-            cdn: adapters.cdn.clone(),
+            targets: routers.targets,
+            cdn: routers.cdn,
             prober: Arc::new(prober),
             workflow: Arc::new(EngineWorkflow::new(engine.clone(), arn.clone())),
             sealer: adapters.sealer.clone(),
