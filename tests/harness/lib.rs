@@ -7,4 +7,5 @@ pub mod moto;
 pub mod process;
 pub mod scan_world;
 pub mod scripted;
+pub mod servicenow;
 pub mod world;

@@ -154,6 +154,26 @@ impl Itsm for TicketBook {
         })
     }
 
+    async fn read_record(&self, number: &str) -> Result<Option<serde_json::Value>, Error> {
+        // The local book keeps only what certops opened or was told; fields it never
+        // stores (environment, opener, category) are absent rather than invented.
+        Ok(self.get(number).await?.map(|t| {
+            let class = match t.kind {
+                TicketKind::Incident => "incident",
+                _ => "change_request",
+            };
+            serde_json::json!({
+                "number": t.number,
+                "sys_id": t.number,
+                "sys_class_name": class,
+                "cmdb_ci": t.ci,
+                "priority": t.priority.to_string(),
+                "correlation_id": t.correlation_id,
+                "short_description": t.short_description,
+            })
+        }))
+    }
+
     async fn update(
         &self,
         number: &str,
@@ -176,7 +196,7 @@ impl Itsm for TicketBook {
                 .optional()
                 .map_err(db_err)?;
             let Some(text) = text else {
-                return Err(Error::InvalidInput(format!("no ticket {number}")));
+                return Err(Error::NotFound(format!("no ticket {number}")));
             };
             let mut ticket: Ticket = from_json(&text, "ticket")?;
             if let Some(state) = update.state {
@@ -335,7 +355,7 @@ mod tests {
                 .await
                 .unwrap_err()
                 .name(),
-            "InvalidInput"
+            "NotFound"
         );
     }
 
