@@ -2,7 +2,8 @@
 //!
 //! Incidents are numbered `INC0010001`, `INC0010002`, …; changes of every type share the
 //! `CHG0030001…` sequence, as in ServiceNow. Opening is idempotent by correlation id (the
-//! trigger's idempotency key), so the same trigger twice yields one ticket. Tickets never
+//! trigger's idempotency key), so the same trigger twice yields one ticket; a retried update
+//! adds no second identical work note and no second attachment of the same name. Tickets never
 //! hold secrets: content that looks like a key or token is refused.
 
 use std::sync::Arc;
@@ -202,15 +203,25 @@ impl Itsm for TicketBook {
             if let Some(state) = update.state {
                 ticket.state = state;
             }
+            // A retried step writes the same note and attachment again: keep one of each,
+            // as the ServiceNow adapter does.
             if let Some(note) = update.work_note {
-                ticket.work_notes.push(WorkNote {
-                    at: now,
-                    author: author.to_string(),
-                    text: note,
-                });
+                if !ticket
+                    .work_notes
+                    .iter()
+                    .any(|w| w.author == author && w.text == note)
+                {
+                    ticket.work_notes.push(WorkNote {
+                        at: now,
+                        author: author.to_string(),
+                        text: note,
+                    });
+                }
             }
             if let Some(attachment) = update.attachment {
-                ticket.attachments.push(attachment);
+                if !ticket.attachments.iter().any(|a| a.name == attachment.name) {
+                    ticket.attachments.push(attachment);
+                }
             }
             if let Some(approver) = update.approved_by {
                 ticket.approved_by = Some(approver);

@@ -57,6 +57,10 @@ struct Faults {
     /// Requests still to answer with this 5xx status.
     fail: u32,
     fail_status: u16,
+    /// Writes still to refuse with `fail_status` before applying them.
+    fail_writes: u32,
+    /// Writes still to apply and then answer 502 (the answer lost on the way back).
+    lose_writes: u32,
     /// An hourly limit per user, as a rate limit rule sets it.
     hourly_limit: Option<u64>,
     /// Requests counted per user in the current hour.
@@ -245,6 +249,20 @@ impl ServiceNowEmulator {
         let mut f = lock(&self.shared.faults);
         f.fail = requests;
         f.fail_status = status;
+    }
+
+    /// Answers the next `requests` writes (POST/PATCH/PUT/DELETE) with `status` without
+    /// applying them.
+    pub fn fail_next_writes(&self, requests: u32, status: u16) {
+        let mut f = lock(&self.shared.faults);
+        f.fail_writes = requests;
+        f.fail_status = status;
+    }
+
+    /// Applies the next `requests` writes and then answers 502, as when a proxy loses the
+    /// instance's answer: the client cannot tell whether the write landed.
+    pub fn lose_next_write_answers(&self, requests: u32) {
+        lock(&self.shared.faults).lose_writes = requests;
     }
 
     /// Installs an hourly rate limit rule per user (None removes it).
@@ -564,6 +582,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
             }
             return r;
         }
+        let write = parts.method != Method::GET;
+        if write && f.fail_writes > 0 {
+            f.fail_writes -= 1;
+            let status =
+                StatusCode::from_u16(f.fail_status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return error(status, "Service Unavailable", Some("The instance is busy"));
+        }
         if f.fail > 0 {
             f.fail -= 1;
             let status =
@@ -605,6 +630,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     for (k, v) in &limit_headers {
         if let Ok(v) = HeaderValue::from_str(v) {
             resp.headers_mut().insert(*k, v);
+        }
+    }
+    if parts.method != Method::GET && resp.status().is_success() {
+        let mut f = lock(&shared.faults);
+        if f.lose_writes > 0 {
+            f.lose_writes -= 1;
+            return error(StatusCode::BAD_GATEWAY, "Bad Gateway", Some("the answer was lost"));
         }
     }
     resp
