@@ -772,8 +772,8 @@ impl Itsm for ServiceNowItsm {
                 if rec.val("state").parse::<i32>().ok() != Some(target) {
                     self.set_incident_state(&rec, target).await?;
                 }
-            } else {
-                self.walk_change(&rec.sys_id(), m.change_value(s)).await?;
+            } else if let Some(target) = m.change_value_for(&rec.val("type"), s) {
+                self.walk_change(&rec.sys_id(), target).await?;
             }
         }
         let rec = self.must_find(number).await?;

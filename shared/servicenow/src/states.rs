@@ -149,6 +149,20 @@ impl StateMap {
         })
     }
 
+    /// The change state value for a certops state on a change of `change_type` (`normal`,
+    /// `emergency`, `standard`), whose state models skip states: an emergency change has no
+    /// Assess (it waits for the ECAB in Authorize); a standard change is pre-approved and has
+    /// neither (`None`: leave the state as it is).
+    pub fn change_value_for(&self, change_type: &str, s: TicketState) -> Option<i32> {
+        let c = &self.change_request;
+        let v = self.change_value(s);
+        match change_type {
+            "standard" if v == c.assess || v == c.authorize => None,
+            "emergency" if v == c.assess => Some(c.authorize),
+            _ => Some(v),
+        }
+    }
+
     /// A change's forward path, in order (Canceled is off the path: reachable from any open state).
     pub fn change_path(&self) -> [i32; 7] {
         let c = &self.change_request;
@@ -201,6 +215,10 @@ mod tests {
         assert_eq!(m.change_value(TicketState::Mitigating), -1);
         assert_eq!(m.change_state(-3), Some(TicketState::Assess));
         assert_eq!(m.change_rank(-2), Some(3));
+        assert_eq!(m.change_value_for("emergency", TicketState::Assess), Some(-3));
+        assert_eq!(m.change_value_for("standard", TicketState::Assess), None);
+        assert_eq!(m.change_value_for("standard", TicketState::Closed), Some(3));
+        assert_eq!(m.change_value_for("normal", TicketState::Assess), Some(-4));
     }
 
     #[test]

@@ -170,6 +170,11 @@ pub async fn an_emergency_change_can_be_mitigating_then_closed(i: &dyn Itsm, cas
         .unwrap();
     assert_eq!(t.kind, TicketKind::EmergencyChange);
     let n = &t.number;
+    let a = i
+        .update(n, "step:validate", to(TicketState::Assess, "emergency path: ECAB"))
+        .await
+        .unwrap();
+    assert_eq!(a.state, TicketState::Assess);
     let s = i
         .update(
             n,
@@ -209,6 +214,12 @@ pub async fn a_standard_change_is_closed_without_an_approval(i: &dyn Itsm, case:
         .await
         .unwrap();
     assert_eq!(t.kind, TicketKind::StandardChange);
+    // Validation marks records Assess; a standard change has no such state and stays put.
+    let a = i
+        .update(&t.number, "step:validate", to(TicketState::Assess, "pre-approved"))
+        .await
+        .unwrap();
+    assert!(matches!(a.state, TicketState::New | TicketState::Assess), "{:?}", a.state);
     let c = i
         .update(&t.number, "step:itsm-update", to(TicketState::Closed, "renewed under the standard change"))
         .await
