@@ -96,7 +96,7 @@ async fn the_servicenow_adapter_passes_the_itsm_contract_with_basic_auth() {
     // Authorize on its way to Scheduled, and its approval went through the Change API.
     let reqs = emu.requests();
     assert!(reqs.iter().any(|r| r.contains("/nextstates")));
-    assert!(reqs.iter().any(|r| r.starts_with("PATCH /api/sn_chg_rest/change/") && r.ends_with("/approvals")));
+    assert!(reqs.iter().any(|r| r.starts_with("PATCH /api/sn_chg_rest/change/") && r.ends_with("/approvals -> 200")));
 }
 
 #[tokio::test]

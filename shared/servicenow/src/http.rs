@@ -374,6 +374,11 @@ impl Http {
                 });
             }
             let detail = servicenow_error(&body);
+            if status != StatusCode::UNAUTHORIZED {
+                // The token was accepted: a later 401 (it expired during a long wait) earns
+                // a fresh refresh; only two 401s in a row mean the credentials are wrong.
+                refreshed = false;
+            }
             match status {
                 StatusCode::TOO_MANY_REQUESTS => {
                     // A refused request did not land: safe to repeat, writes included.

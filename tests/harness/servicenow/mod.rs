@@ -287,7 +287,7 @@ impl ServiceNowEmulator {
         }
     }
 
-    /// Every request line served so far (`METHOD /path?query`), oldest first.
+    /// Every request served so far (`METHOD /path?query -> status`), oldest first.
     pub fn requests(&self) -> Vec<String> {
         lock(&self.shared.requests).clone()
     }
@@ -525,15 +525,21 @@ fn acl_denied(op: Op) -> Response<Body> {
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
+    let line = format!(
+        "{} {}{}",
+        req.method(),
+        req.uri().path(),
+        req.uri().query().map(|q| format!("?{q}")).unwrap_or_default()
+    );
+    let resp = answer(shared.clone(), req).await;
+    lock(&shared.requests).push(format!("{line} -> {}", resp.status().as_u16()));
+    resp
+}
+
+async fn answer(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().map(str::to_string);
-    lock(&shared.requests).push(format!(
-        "{} {}{}",
-        parts.method,
-        path,
-        query.as_deref().map(|q| format!("?{q}")).unwrap_or_default()
-    ));
     let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
         return error(StatusCode::BAD_REQUEST, "Request body too large", None);
     };
