@@ -107,6 +107,7 @@ pub struct ServiceNowEmulator {
     shared: Arc<Shared>,
     ctl: tokio::sync::mpsc::UnboundedSender<Ctl>,
     thread: Option<std::thread::JoinHandle<()>>,
+    ca_pem: Option<String>,
 }
 
 impl std::fmt::Debug for ServiceNowEmulator {
@@ -126,9 +127,53 @@ fn now_text() -> String {
 }
 
 impl ServiceNowEmulator {
-    /// Starts an instance on a free loopback port with an `admin` user and the change
-    /// template `STD-CERT-NONPROD`.
+    /// Starts an instance on a free loopback port (plain HTTP) with an `admin` user and the
+    /// change template `STD-CERT-NONPROD`.
     pub fn start() -> std::io::Result<ServiceNowEmulator> {
+        Self::start_with(None)
+    }
+
+    /// Like [`ServiceNowEmulator::start`], serving HTTPS with a certificate for `127.0.0.1`
+    /// and `localhost` made at run time; the CA certificate (PEM) a client must trust is
+    /// [`ServiceNowEmulator::ca_pem`].
+    pub fn start_tls() -> std::io::Result<ServiceNowEmulator> {
+        let other = |e: rcgen::Error| std::io::Error::other(e.to_string());
+        let ca_key = rcgen::KeyPair::generate().map_err(other)?;
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(other)?;
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "ServiceNow emulator test CA");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).map_err(other)?;
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().map_err(other)?;
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .map_err(other)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &issuer).map_err(other)?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
+            .map_err(std::io::Error::other)?;
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone(), ca_cert.der().clone()], der)
+            .map_err(std::io::Error::other)?;
+        let mut emu = Self::start_with(Some(Arc::new(config)))?;
+        emu.ca_pem = Some(ca_cert.pem());
+        Ok(emu)
+    }
+
+    /// The PEM certificate to trust for an HTTPS emulator.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> std::io::Result<ServiceNowEmulator> {
         let shared = Arc::new(Shared::default());
         {
             let mut db = lock(&shared.db);
@@ -148,7 +193,8 @@ impl ServiceNowEmulator {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
-        *lock(&shared.base) = format!("http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        *lock(&shared.base) = format!("{scheme}://{addr}");
         let (ctl, rx) = tokio::sync::mpsc::unbounded_channel();
         let s2 = shared.clone();
         let thread = std::thread::Builder::new()
@@ -162,21 +208,25 @@ impl ServiceNowEmulator {
                     Ok(rt) => rt,
                     Err(_) => return,
                 };
-                rt.block_on(serve(std_listener, addr, s2, rx));
+                rt.block_on(serve(std_listener, addr, s2, rx, tls));
             })?;
         let emu = ServiceNowEmulator {
             addr,
             shared,
             ctl,
             thread: Some(thread),
+            ca_pem: None,
         };
         emu.add_user("admin", "admin-password", &["admin"]);
         Ok(emu)
     }
 
-    /// The instance URL (`http://127.0.0.1:<port>`).
+    /// The instance URL (`http://127.0.0.1:<port>`, or `https://localhost:<port>` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.ca_pem {
+            Some(_) => format!("https://localhost:{}", self.addr.port()),
+            None => format!("http://{}", self.addr),
+        }
     }
 
     /// Adds a user with roles (`itil`, `sn_change_writer`, `admin`, …).
@@ -371,7 +421,9 @@ async fn serve(
     addr: SocketAddr,
     shared: Arc<Shared>,
     mut ctl: tokio::sync::mpsc::UnboundedReceiver<Ctl>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let router = axum::Router::new().fallback({
         let shared = shared.clone();
         move |req: Request<Body>| {
@@ -383,6 +435,7 @@ async fn serve(
     let spawn_accept = |listener: tokio::net::TcpListener| {
         let router = router.clone();
         let kill = kill.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -390,13 +443,27 @@ async fn serve(
                 };
                 let service = hyper_util::service::TowerToHyperService::new(router.clone());
                 let mut killed = kill.subscribe();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service);
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = killed.recv() => {}
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match acceptor {
+                        Some(a) => {
+                            let Ok(tls) = a.accept(stream).await else {
+                                return;
+                            };
+                            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                            tokio::select! {
+                                _ = conn => {}
+                                _ = killed.recv() => {}
+                            }
+                        }
+                        None => {
+                            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                            tokio::select! {
+                                _ = conn => {}
+                                _ = killed.recv() => {}
+                            }
+                        }
                     }
                 });
             }
@@ -1205,6 +1272,9 @@ fn insert_record(db: &mut Db, table: &str, fields: Record, user: &str) -> Record
             ("close_notes", String::new()),
             ("short_description", String::new()),
             ("description", String::new()),
+            // Journal fields read as empty on the record; their entries live in sys_journal_field.
+            ("work_notes", String::new()),
+            ("comments", String::new()),
         ] {
             rec.insert(k.into(), json!(v));
         }
