@@ -2,7 +2,8 @@
 //! dialect itself: the `Itsm` contract on the local ticket book and on ServiceNow (Basic
 //! and OAuth), the exact error bodies, ACL 403s, rate-limit headers, change transitions,
 //! and the faults: a 429 storm, a token expiring mid-run, the instance unreachable for a
-//! while, a 5xx on a write, a record deleted under a run.
+//! while, a 5xx on a write, a record deleted under a run. And intake reading back the
+//! record a webhook names (the `webhook_record_is_the_truth` module).
 
 use certops_adapters::{LocalDb, LocalSecrets, TicketBook};
 use certops_core::integrations::Integrations;
@@ -405,4 +406,112 @@ async fn the_emulator_speaks_servicenows_error_bodies_limits_and_transitions() {
     assert!(h.contains_key("x-ratelimit-reset") && h.contains_key("x-ratelimit-rule"));
     assert_eq!(b, json!({"error": {"message": "Rate limit exceeded", "detail": "Rate limit of 2 requests per hour for Table API exceeded"}, "status": "failure"}));
     emu.set_hourly_limit(None);
+}
+
+/// The webhook is a notification, the record is the truth: with `[servicenow]` configured,
+/// intake reads the record a webhook names back through the Table API and builds the
+/// trigger from what ServiceNow holds (CI, environment, priority, opener, category), not
+/// from the posted body. A record that does not exist, or a sys_id that does not match,
+/// starts nothing.
+mod webhook_record_is_the_truth {
+    use certops_core::integrations::Integrations;
+    use certops_core::ports::SystemClock;
+    use certops_core::Trigger;
+    use certops_embedded::{example_config, Stack, StackOptions};
+    use certops_tests::servicenow::ServiceNowEmulator;
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    async fn stack(dir: &std::path::Path, integrations: Integrations) -> Stack {
+        let mut config = example_config().unwrap();
+        config.integrations = integrations;
+        Stack::open(StackOptions {
+            data_dir: dir.join("data"),
+            config,
+            clock: Arc::new(SystemClock),
+            probe_timeout: Duration::from_secs(2),
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn intake_validates_the_record_servicenow_holds_not_the_posted_body() {
+        let emu = ServiceNowEmulator::start().unwrap();
+        emu.add_user("certops.integration", "integration-pw", &["itil", "sn_change_writer"]);
+        emu.add_user("sam@example.com", "sam-pw", &["itil"]);
+        emu.insert("cmdb_ci", json!({"name": "shop-web-prod"}), "admin");
+        let inc = emu.insert(
+            "incident",
+            json!({"short_description": "shop.example.com certificate warning", "cmdb_ci": "shop-web-prod",
+                   "u_environment": "prod", "impact": "1", "urgency": "1", "category": "Certificate"}),
+            "sam@example.com",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "integration-pw").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let integrations = Integrations::from_toml_str(&format!(
+            "[servicenow]\ninstance_url = \"{}\"\nusername = \"certops.integration\"\npassword = \"file:{}\"\n",
+            emu.url(),
+            pw.display()
+        ))
+        .unwrap();
+        let stack = stack(dir.path(), integrations).await;
+        let number = inc["number"].as_str().unwrap();
+        let sys_id = inc["sys_id"].as_str().unwrap();
+
+        // A body that lies about everything but the number and sys_id.
+        let posted = json!({"number": number, "sys_id": sys_id, "sys_class_name": "incident",
+            "cmdb_ci": "legacy-billing-prod", "u_environment": "dev", "priority": "4",
+            "opened_by": "mallory@example.com", "category": "Other"});
+        let record = certops_fn_intake::record_of_truth(&stack.deps, &posted)
+            .await
+            .unwrap()
+            .expect("ServiceNow is configured");
+        let Trigger::Ticket(t) = certops_fn_intake::trigger_from_servicenow(&record).unwrap() else {
+            panic!("a ticket trigger");
+        };
+        assert_eq!(t.number, number);
+        assert_eq!(t.sys_id, sys_id);
+        assert_eq!(t.ci, "shop-web-prod");
+        assert_eq!(t.environment.as_deref(), Some("prod"));
+        assert_eq!(t.priority, "1");
+        assert_eq!(t.requested_by, "sam@example.com");
+        assert_eq!(t.category, "Certificate");
+
+        // A number ServiceNow does not have: NotFound, nothing to start.
+        let e = certops_fn_intake::record_of_truth(&stack.deps, &json!({"number": "INC0099999", "sys_id": sys_id}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.name(), "NotFound");
+        // The right number with another record's sys_id: refused.
+        let e = certops_fn_intake::record_of_truth(
+            &stack.deps,
+            &json!({"number": number, "sys_id": "0123456789abcdef0123456789abcdef"}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.name(), "InvalidInput");
+        assert!(e.to_string().contains("sys_id"), "{e}");
+        // The record read back went through the Table API, with display values for the references.
+        assert!(emu
+            .requests()
+            .iter()
+            .any(|r| r.starts_with(&format!("GET /api/now/table/incident?sysparm_query=number%3D{number}"))
+                && r.contains("sysparm_display_value=all")));
+    }
+
+    #[tokio::test]
+    async fn without_servicenow_the_posted_record_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack = stack(dir.path(), Integrations::none()).await;
+        let posted = json!({"number": "INC0010001", "sys_id": "abc", "cmdb_ci": "shop-web-prod"});
+        assert_eq!(
+            certops_fn_intake::record_of_truth(&stack.deps, &posted).await.unwrap(),
+            None
+        );
+    }
 }
