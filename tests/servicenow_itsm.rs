@@ -515,3 +515,61 @@ mod webhook_record_is_the_truth {
         );
     }
 }
+
+/// The ServiceNow-side script in `runbooks/servicenow/` signs to certops's scheme: run under
+/// node with ServiceNow's two APIs it uses (`GlideStringUtil.base64Encode`,
+/// `GlideCertificateEncryption.generateMac`) given their documented behaviour, its headers
+/// equal `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>` computed here.
+mod runbook_script_signs_to_the_scheme {
+    use hmac::{Hmac, Mac};
+    use std::path::Path;
+    use std::process::Command;
+
+    #[test]
+    fn the_script_include_signs_timestamp_and_exact_body() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let script = std::fs::read_to_string(root.join("runbooks/servicenow/CertopsWebhook.script-include.js")).unwrap();
+        let harness = format!(
+            r#"
+var crypto = require('crypto');
+var Class = {{ create: function() {{ return function() {{ this.initialize.apply(this, arguments); }}; }} }};
+var GlideStringUtil = {{ base64Encode: function(s) {{ return Buffer.from(s, 'utf8').toString('base64'); }} }};
+function GlideCertificateEncryption() {{}}
+GlideCertificateEncryption.prototype.generateMac = function(key, alg, data) {{
+  if (alg !== 'HmacSHA256') throw new Error('unexpected algorithm ' + alg);
+  return crypto.createHmac('sha256', Buffer.from(key, 'base64')).update(data, 'utf8').digest('base64');
+}};
+{script}
+var current = {{
+  getValue: function(k) {{ return k === 'number' ? 'INC0010042' : ''; }},
+  getUniqueValue: function() {{ return '9d385017c611228701d22104cc95c371'; }},
+  getRecordClassName: function() {{ return 'incident'; }}
+}};
+var w = new CertopsWebhook();
+var body = w.body(current);
+process.stdout.write(JSON.stringify({{ body: body, headers: w.sign(process.argv[1], Number(process.argv[2]), body) }}));
+"#
+        );
+        for (secret, ts) in [("webhook-secret-Ω-1", 1_765_000_000u64), ("another secret", 1_700_000_123)] {
+            let out = Command::new("node")
+                .arg("-e")
+                .arg(&harness)
+                .arg(secret)
+                .arg(ts.to_string())
+                .output()
+                .expect("node must be installed (the README's test command uses npm)");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let body = v["body"].as_str().unwrap();
+            assert_eq!(
+                body,
+                r#"{"record":{"number":"INC0010042","sys_id":"9d385017c611228701d22104cc95c371","sys_class_name":"incident"}}"#
+            );
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(format!("{ts}.{body}").as_bytes());
+            let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+            assert_eq!(v["headers"]["x-certops-signature"], want.as_str());
+            assert_eq!(v["headers"]["x-certops-timestamp"], ts.to_string().as_str());
+        }
+    }
+}
