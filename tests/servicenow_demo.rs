@@ -48,29 +48,56 @@ async fn the_six_demo_scenarios_run_against_servicenow() {
         .unwrap();
     for s in &report.scenarios {
         if !s.ok {
-            eprintln!("{:#?}", emu.requests().iter().rev().take(15).collect::<Vec<_>>());
+            eprintln!(
+                "{:#?}",
+                emu.requests().iter().rev().take(15).collect::<Vec<_>>()
+            );
         }
         assert!(s.ok, "{}: {:?} (status {})", s.name, s.problems, s.status);
     }
     let number = |i: usize| report.scenarios[i].ticket.clone().expect("a ticket");
-    let change = |i: usize| emu.record("change_request", &number(i)).expect("in ServiceNow");
+    let change = |i: usize| {
+        emu.record("change_request", &number(i))
+            .expect("in ServiceNow")
+    };
     let incident = |i: usize| emu.record("incident", &number(i)).expect("in ServiceNow");
 
     // 1. Normal change: approved by the service owner, closed with one evidence.json.
     let c = change(0);
-    assert_eq!((c["type"].as_str(), c["state"].as_str()), (Some("normal"), Some("3")));
+    assert_eq!(
+        (c["type"].as_str(), c["state"].as_str()),
+        (Some("normal"), Some("3"))
+    );
     assert_eq!(c["approval"], "approved");
     assert_eq!(c["close_code"], "successful");
     let n = notes(&emu, &c);
-    assert!(n.iter().any(|t| t.contains("Approved by olivia@example.com") && t.contains("approved_by=olivia@example.com")));
+    assert!(n
+        .iter()
+        .any(|t| t.contains("Approved by olivia@example.com")
+            && t.contains("approved_by=olivia@example.com")));
     assert!(n.iter().any(|t| t.contains("certops validation")));
-    assert!(n.iter().any(|t| t.contains("Renewal verified from outside")));
+    assert!(n
+        .iter()
+        .any(|t| t.contains("Renewal verified from outside")));
     assert_eq!(attachment_names(&emu, &c), ["evidence.json"]);
     let ev: Value = serde_json::from_slice(
-        &emu.attachment_file(emu.attachments(c["sys_id"].as_str().unwrap())[0]["sys_id"].as_str().unwrap()).unwrap(),
+        &emu.attachment_file(
+            emu.attachments(c["sys_id"].as_str().unwrap())[0]["sys_id"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap(),
     )
     .unwrap();
-    for k in ["expiryBefore", "expiryAfter", "endpoints", "planHash", "runbook", "approval", "auditChainHead"] {
+    for k in [
+        "expiryBefore",
+        "expiryAfter",
+        "endpoints",
+        "planHash",
+        "runbook",
+        "approval",
+        "auditChainHead",
+    ] {
         assert!(!ev[k].is_null(), "evidence.json lacks {k}: {ev}");
     }
     assert_eq!(ev["endpoints"][0]["chainValid"], true);
@@ -79,12 +106,17 @@ async fn the_six_demo_scenarios_run_against_servicenow() {
     let i = incident(1);
     assert_eq!(i["state"], "6");
     assert_eq!(i["close_code"], "Solution provided");
-    assert!(notes(&emu, &i).iter().any(|t| t.contains("approved_by=erin@example.com")));
+    assert!(notes(&emu, &i)
+        .iter()
+        .any(|t| t.contains("approved_by=erin@example.com")));
     assert_eq!(attachment_names(&emu, &i), ["evidence.json"]);
 
     // 3. Standard change from the template: closed without an approval.
     let c = change(2);
-    assert_eq!((c["type"].as_str(), c["state"].as_str()), (Some("standard"), Some("3")));
+    assert_eq!(
+        (c["type"].as_str(), c["state"].as_str()),
+        (Some("standard"), Some("3"))
+    );
     assert_eq!(c["std_change_producer_version"], emu.standard_template());
     assert_eq!(attachment_names(&emu, &c), ["evidence.json"]);
 
@@ -98,7 +130,9 @@ async fn the_six_demo_scenarios_run_against_servicenow() {
     let c = change(4);
     assert_eq!(c["state"], "-1");
     let n = notes(&emu, &c);
-    assert!(n.iter().any(|t| t.contains("CDN purge failed") && t.contains("state=mitigating")));
+    assert!(n
+        .iter()
+        .any(|t| t.contains("CDN purge failed") && t.contains("state=mitigating")));
     assert_eq!(attachment_names(&emu, &c), ["evidence.json"]);
 
     // 6. Unknown CI: the incident waits on hold with the reasons; nothing attached.
@@ -112,7 +146,12 @@ async fn the_six_demo_scenarios_run_against_servicenow() {
         for r in emu.records(table) {
             let n = notes(&emu, &r);
             let unique: HashSet<&String> = n.iter().collect();
-            assert_eq!(unique.len(), n.len(), "{} has a duplicate note", r["number"]);
+            assert_eq!(
+                unique.len(),
+                n.len(),
+                "{} has a duplicate note",
+                r["number"]
+            );
         }
     }
 }
@@ -178,7 +217,11 @@ async fn the_demo_completes_through_429s_expiring_tokens_and_an_outage() {
     let report = report.unwrap();
     for s in &report.scenarios {
         if !s.ok {
-            for r in emu.requests().iter().filter(|r| r.contains("-> 4") || r.contains("-> 5")) {
+            for r in emu
+                .requests()
+                .iter()
+                .filter(|r| r.contains("-> 4") || r.contains("-> 5"))
+            {
                 eprintln!("{r}");
             }
         }
@@ -189,15 +232,29 @@ async fn the_demo_completes_through_429s_expiring_tokens_and_an_outage() {
         for r in emu.records(table) {
             let n = notes(&emu, &r);
             let unique: HashSet<&String> = n.iter().collect();
-            assert_eq!(unique.len(), n.len(), "{} has a duplicate note", r["number"]);
+            assert_eq!(
+                unique.len(),
+                n.len(),
+                "{} has a duplicate note",
+                r["number"]
+            );
             let a = attachment_names(&emu, &r);
             let unique: HashSet<&String> = a.iter().collect();
-            assert_eq!(unique.len(), a.len(), "{} has a duplicate attachment", r["number"]);
+            assert_eq!(
+                unique.len(),
+                a.len(),
+                "{} has a duplicate attachment",
+                r["number"]
+            );
         }
     }
     for i in [0usize, 1, 2, 4] {
         let number = report.scenarios[i].ticket.clone().unwrap();
-        let table = if number.starts_with("INC") { "incident" } else { "change_request" };
+        let table = if number.starts_with("INC") {
+            "incident"
+        } else {
+            "change_request"
+        };
         let r = emu.record(table, &number).unwrap();
         assert_eq!(attachment_names(&emu, &r), ["evidence.json"], "{number}");
     }

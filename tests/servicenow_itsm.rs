@@ -97,7 +97,9 @@ async fn the_servicenow_adapter_passes_the_itsm_contract_with_basic_auth() {
     // Authorize on its way to Scheduled, and its approval went through the Change API.
     let reqs = emu.requests();
     assert!(reqs.iter().any(|r| r.contains("/nextstates")));
-    assert!(reqs.iter().any(|r| r.starts_with("PATCH /api/sn_chg_rest/change/") && r.ends_with("/approvals -> 200")));
+    assert!(reqs.iter().any(
+        |r| r.starts_with("PATCH /api/sn_chg_rest/change/") && r.ends_with("/approvals -> 200")
+    ));
 }
 
 #[tokio::test]
@@ -146,12 +148,21 @@ fn sys_id(emu: &ServiceNowEmulator, table: &str, number: &str) -> String {
 async fn a_429_storm_is_waited_out_then_surfaces_as_transient() {
     let emu = setup(ServiceNowEmulator::start().unwrap());
     let (itsm, _s) = adapter(&emu, "basic", "max_attempts = 4").await;
-    let t = itsm.open(ticket(TicketKind::Incident, "storm:1")).await.unwrap();
+    let t = itsm
+        .open(ticket(TicketKind::Incident, "storm:1"))
+        .await
+        .unwrap();
     // Three refusals with Retry-After: 1 — waited out inside the call.
     emu.throttle(3, 1);
     let started = Instant::now();
-    let u = itsm.update(&t.number, "step:test", note("after the storm")).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(3), "Retry-After not honoured");
+    let u = itsm
+        .update(&t.number, "step:test", note("after the storm"))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "Retry-After not honoured"
+    );
     assert_eq!(u.work_notes.len(), 1);
     // A storm longer than the attempts: Transient, so the state machine's Retry takes over.
     emu.throttle(100, 1);
@@ -166,22 +177,32 @@ async fn a_429_storm_is_waited_out_then_surfaces_as_transient() {
     assert!(started.elapsed() < Duration::from_secs(5));
     emu.throttle(0, 0);
     // After the storm the record has exactly the one note.
-    assert_eq!(emu.work_notes(&sys_id(&emu, "incident", &t.number)).len(), 1);
+    assert_eq!(
+        emu.work_notes(&sys_id(&emu, "incident", &t.number)).len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn a_token_that_expires_mid_run_is_refreshed_once() {
     let emu = setup(ServiceNowEmulator::start().unwrap());
     let (itsm, _s) = adapter(&emu, "oauth-password", "").await;
-    let t = itsm.open(ticket(TicketKind::NormalChange, "token:1")).await.unwrap();
+    let t = itsm
+        .open(ticket(TicketKind::NormalChange, "token:1"))
+        .await
+        .unwrap();
     assert_eq!(emu.tokens_issued(), 1);
     emu.expire_tokens();
     let u = itsm
-        .update(&t.number, "step:test", TicketUpdate {
-            state: Some(TicketState::Assess),
-            work_note: Some("validated".into()),
-            ..TicketUpdate::default()
-        })
+        .update(
+            &t.number,
+            "step:test",
+            TicketUpdate {
+                state: Some(TicketState::Assess),
+                work_note: Some("validated".into()),
+                ..TicketUpdate::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(u.state, TicketState::Assess);
@@ -209,7 +230,10 @@ async fn an_unreachable_instance_delays_the_write_and_duplicates_nothing() {
     let emu = setup(ServiceNowEmulator::start().unwrap());
     let (itsm, _s) = adapter(&emu, "basic", "max_attempts = 7").await;
     let (impatient, _s2) = adapter(&emu, "basic", "max_attempts = 2").await;
-    let t = itsm.open(ticket(TicketKind::Incident, "outage:1")).await.unwrap();
+    let t = itsm
+        .open(ticket(TicketKind::Incident, "outage:1"))
+        .await
+        .unwrap();
     emu.set_reachable(false);
     let e = impatient.get(&t.number).await;
     assert_eq!(e.unwrap_err().name(), "Transient", "down means Transient");
@@ -217,42 +241,67 @@ async fn an_unreachable_instance_delays_the_write_and_duplicates_nothing() {
     let writer = {
         let itsm = itsm.clone();
         let number = t.number.clone();
-        tokio::spawn(async move { itsm.update(&number, "step:test", note("written through the outage")).await })
+        tokio::spawn(async move {
+            itsm.update(&number, "step:test", note("written through the outage"))
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     emu.set_reachable(true);
     let u = writer.await.unwrap().unwrap();
     assert_eq!(u.work_notes.len(), 1);
     // The same step retried by the state machine adds nothing.
-    itsm.update(&t.number, "step:test", note("written through the outage")).await.unwrap();
-    assert_eq!(emu.work_notes(&sys_id(&emu, "incident", &t.number)).len(), 1);
+    itsm.update(&t.number, "step:test", note("written through the outage"))
+        .await
+        .unwrap();
+    assert_eq!(
+        emu.work_notes(&sys_id(&emu, "incident", &t.number)).len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn a_write_that_failed_or_lost_its_answer_is_checked_before_it_is_retried() {
     let emu = setup(ServiceNowEmulator::start().unwrap());
     let (itsm, _s) = adapter(&emu, "basic", "").await;
-    let t = itsm.open(ticket(TicketKind::Incident, "5xx:1")).await.unwrap();
+    let t = itsm
+        .open(ticket(TicketKind::Incident, "5xx:1"))
+        .await
+        .unwrap();
     let sys = sys_id(&emu, "incident", &t.number);
     // The attachment's POST refused with 503 (not applied): tried again.
     emu.fail_next_writes(1, 503);
     let u = itsm
-        .update(&t.number, "step:test", TicketUpdate {
-            work_note: Some("note one".into()),
-            attachment: Some(Attachment { name: "evidence.json".into(), content: json!({"a": 1}) }),
-            ..TicketUpdate::default()
-        })
+        .update(
+            &t.number,
+            "step:test",
+            TicketUpdate {
+                work_note: Some("note one".into()),
+                attachment: Some(Attachment {
+                    name: "evidence.json".into(),
+                    content: json!({"a": 1}),
+                }),
+                ..TicketUpdate::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!((u.work_notes.len(), u.attachments.len()), (1, 1));
     // Attachment and note applied but their answers lost (502): found, not written twice.
     emu.lose_next_write_answers(2);
     let u = itsm
-        .update(&t.number, "step:test", TicketUpdate {
-            work_note: Some("note two".into()),
-            attachment: Some(Attachment { name: "rollback-evidence.json".into(), content: json!({"b": 2}) }),
-            ..TicketUpdate::default()
-        })
+        .update(
+            &t.number,
+            "step:test",
+            TicketUpdate {
+                work_note: Some("note two".into()),
+                attachment: Some(Attachment {
+                    name: "rollback-evidence.json".into(),
+                    content: json!({"b": 2}),
+                }),
+                ..TicketUpdate::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!((u.work_notes.len(), u.attachments.len()), (2, 2));
@@ -260,12 +309,21 @@ async fn a_write_that_failed_or_lost_its_answer_is_checked_before_it_is_retried(
     assert_eq!(emu.attachments(&sys).len(), 2);
     // Opening whose create answer is lost: the correlation-id lookup finds the record.
     emu.lose_next_write_answers(1);
-    let other = itsm.open(ticket(TicketKind::NormalChange, "5xx:2")).await.unwrap();
+    let other = itsm
+        .open(ticket(TicketKind::NormalChange, "5xx:2"))
+        .await
+        .unwrap();
     assert_eq!(
-        emu.records("change_request").iter().filter(|r| r["correlation_id"] == "5xx:2").count(),
+        emu.records("change_request")
+            .iter()
+            .filter(|r| r["correlation_id"] == "5xx:2")
+            .count(),
         1
     );
-    let again = itsm.open(ticket(TicketKind::NormalChange, "5xx:2")).await.unwrap();
+    let again = itsm
+        .open(ticket(TicketKind::NormalChange, "5xx:2"))
+        .await
+        .unwrap();
     assert_eq!(again.number, other.number);
 }
 
@@ -273,9 +331,15 @@ async fn a_write_that_failed_or_lost_its_answer_is_checked_before_it_is_retried(
 async fn a_record_deleted_mid_run_is_a_clear_not_found() {
     let emu = shared();
     let (itsm, _s) = adapter(emu, "basic", "").await;
-    let t = itsm.open(ticket(TicketKind::NormalChange, "deleted:1")).await.unwrap();
+    let t = itsm
+        .open(ticket(TicketKind::NormalChange, "deleted:1"))
+        .await
+        .unwrap();
     assert!(emu.delete("change_request", &t.number));
-    let e = itsm.update(&t.number, "step:itsm-update", note("closing")).await.unwrap_err();
+    let e = itsm
+        .update(&t.number, "step:itsm-update", note("closing"))
+        .await
+        .unwrap_err();
     assert_eq!(e.name(), "NotFound");
     assert!(e.to_string().contains(&t.number), "{e}");
     assert!(!e.is_retryable());
@@ -295,29 +359,47 @@ async fn wrong_credentials_and_missing_roles_are_distinct_non_retryable_errors()
     let wrong = dir.path().join("wrong");
     std::fs::write(&wrong, "not-the-password").unwrap();
     std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let bad = certops_servicenow::from_integrations(&integrations(USER, &wrong.display().to_string()), &LocalSecrets)
-        .await
-        .unwrap()
-        .unwrap();
+    let bad = certops_servicenow::from_integrations(
+        &integrations(USER, &wrong.display().to_string()),
+        &LocalSecrets,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let e = bad.get("INC0000001").await.unwrap_err();
     assert_eq!(e.name(), "AccessDenied");
-    assert!(e.to_string().contains("User Not Authenticated: Required to provide Auth information"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("User Not Authenticated: Required to provide Auth information"),
+        "{e}"
+    );
     assert!(!e.to_string().contains("not-the-password"));
     let reader_pw = dir.path().join("reader");
     std::fs::write(&reader_pw, "reader-password").unwrap();
     std::fs::set_permissions(&reader_pw, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let reader = certops_servicenow::from_integrations(&integrations("reader", &reader_pw.display().to_string()), &LocalSecrets)
+    let reader = certops_servicenow::from_integrations(
+        &integrations("reader", &reader_pw.display().to_string()),
+        &LocalSecrets,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let e = reader
+        .open(ticket(TicketKind::Incident, "acl:1"))
         .await
-        .unwrap()
-        .unwrap();
-    let e = reader.open(ticket(TicketKind::Incident, "acl:1")).await.unwrap_err();
+        .unwrap_err();
     assert_eq!(e.name(), "AccessDenied");
     assert!(e.to_string().contains("ACL Exception"), "{e}");
     // A world-readable secret file is refused before any call.
     let open = dir.path().join("open");
     std::fs::write(&open, PASSWORD).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = match certops_servicenow::from_integrations(&integrations(USER, &open.display().to_string()), &LocalSecrets).await {
+    let e = match certops_servicenow::from_integrations(
+        &integrations(USER, &open.display().to_string()),
+        &LocalSecrets,
+    )
+    .await
+    {
         Ok(_) => panic!("a world-readable secret file was accepted"),
         Err(e) => e,
     };
@@ -333,7 +415,9 @@ async fn call(
     body: Option<Value>,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
     let client = reqwest::Client::new();
-    let mut r = client.request(method, url).header("accept", "application/json");
+    let mut r = client
+        .request(method, url)
+        .header("accept", "application/json");
     if let Some((u, p)) = auth {
         r = r.basic_auth(u, Some(p));
     }
@@ -344,7 +428,11 @@ async fn call(
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap();
-    (status, headers, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 #[tokio::test]
@@ -352,18 +440,48 @@ async fn the_emulator_speaks_servicenows_error_bodies_limits_and_transitions() {
     let emu = setup(ServiceNowEmulator::start().unwrap());
     let base = emu.url();
     let me = Some((USER, PASSWORD));
-    let (s, _, b) = call(reqwest::Method::GET, format!("{base}/api/now/table/incident"), None, None).await;
+    let (s, _, b) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/now/table/incident"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(s, 401);
-    assert_eq!(b, json!({"error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}, "status": "failure"}));
-    let (s, _, b) = call(reqwest::Method::GET, format!("{base}/api/now/table/incident/0123456789abcdef0123456789abcdef"), me, None).await;
+    assert_eq!(
+        b,
+        json!({"error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}, "status": "failure"})
+    );
+    let (s, _, b) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/now/table/incident/0123456789abcdef0123456789abcdef"),
+        me,
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
     assert_eq!(b["error"]["message"], "No Record found");
     assert_eq!(b["status"], "failure");
-    let (s, _, b) = call(reqwest::Method::GET, format!("{base}/api/now/table/incident"), Some(("reader", "reader-password")), None).await;
+    let (s, _, b) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/now/table/incident"),
+        Some(("reader", "reader-password")),
+        None,
+    )
+    .await;
     assert_eq!(s, 403);
     assert_eq!(b["error"]["message"], "Operation Failed");
-    let (s, _, b) = call(reqwest::Method::GET, format!("{base}/api/now/table/no_such_table"), me, None).await;
-    assert_eq!((s, b["error"]["message"].clone()), (400, json!("Invalid table no_such_table")));
+    let (s, _, b) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/now/table/no_such_table"),
+        me,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["message"].clone()),
+        (400, json!("Invalid table no_such_table"))
+    );
 
     // Table API: create, query with fields and display values, X-Total-Count.
     let (s, _, b) = call(reqwest::Method::POST, format!("{base}/api/now/table/incident"), me,
@@ -376,35 +494,73 @@ async fn the_emulator_speaks_servicenows_error_bodies_limits_and_transitions() {
     assert_eq!(s, 200);
     assert_eq!(h["x-total-count"], "1");
     assert_eq!(b["result"][0]["number"]["value"], number.as_str());
-    assert_eq!(b["result"][0]["state"], json!({"display_value": "New", "value": "1"}));
+    assert_eq!(
+        b["result"][0]["state"],
+        json!({"display_value": "New", "value": "1"})
+    );
     assert_eq!(b["result"][0]["priority"]["display_value"], "2 - High");
-    assert!(b["result"][0].get("short_description").is_none(), "sysparm_fields limits the fields");
+    assert!(
+        b["result"][0].get("short_description").is_none(),
+        "sysparm_fields limits the fields"
+    );
 
     // Change API: a normal change cannot jump from New to Implement; nextstates says where it may go.
-    let (_, _, b) = call(reqwest::Method::POST, format!("{base}/api/sn_chg_rest/change/normal"), me,
-        Some(json!({"short_description": "renew"}))).await;
+    let (_, _, b) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/sn_chg_rest/change/normal"),
+        me,
+        Some(json!({"short_description": "renew"})),
+    )
+    .await;
     assert_eq!(b["result"]["state"]["value"], "-5");
     assert_eq!(b["result"]["type"]["value"], "normal");
     let id = b["result"]["sys_id"]["value"].as_str().unwrap().to_string();
-    let (s, _, b) = call(reqwest::Method::PATCH, format!("{base}/api/sn_chg_rest/change/{id}"), me, Some(json!({"state": "-1"}))).await;
+    let (s, _, b) = call(
+        reqwest::Method::PATCH,
+        format!("{base}/api/sn_chg_rest/change/{id}"),
+        me,
+        Some(json!({"state": "-1"})),
+    )
+    .await;
     assert_eq!(s, 400);
     assert_eq!(b["error"]["message"], "Invalid state transition");
-    let (_, _, b) = call(reqwest::Method::GET, format!("{base}/api/sn_chg_rest/change/{id}/nextstates"), me, None).await;
+    let (_, _, b) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/sn_chg_rest/change/{id}/nextstates"),
+        me,
+        None,
+    )
+    .await;
     assert_eq!(b["result"]["available_states"], json!(["-4", "4"]));
     assert_eq!(b["result"]["state_label"]["-4"], "Assess");
 
     // Rate limiting: 429 with Retry-After and the X-RateLimit headers, ServiceNow's body.
     emu.set_hourly_limit(Some(2));
     for _ in 0..2 {
-        let (s, h, _) = call(reqwest::Method::GET, format!("{base}/api/now/table/incident"), me, None).await;
+        let (s, h, _) = call(
+            reqwest::Method::GET,
+            format!("{base}/api/now/table/incident"),
+            me,
+            None,
+        )
+        .await;
         assert_eq!(s, 200);
         assert_eq!(h["x-ratelimit-limit"], "2");
     }
-    let (s, h, b) = call(reqwest::Method::GET, format!("{base}/api/now/table/incident"), me, None).await;
+    let (s, h, b) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/now/table/incident"),
+        me,
+        None,
+    )
+    .await;
     assert_eq!(s, 429);
     assert!(h["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 0);
     assert!(h.contains_key("x-ratelimit-reset") && h.contains_key("x-ratelimit-rule"));
-    assert_eq!(b, json!({"error": {"message": "Rate limit exceeded", "detail": "Rate limit of 2 requests per hour for Table API exceeded"}, "status": "failure"}));
+    assert_eq!(
+        b,
+        json!({"error": {"message": "Rate limit exceeded", "detail": "Rate limit of 2 requests per hour for Table API exceeded"}, "status": "failure"})
+    );
     emu.set_hourly_limit(None);
 }
 
@@ -440,7 +596,11 @@ mod webhook_record_is_the_truth {
     #[tokio::test]
     async fn intake_validates_the_record_servicenow_holds_not_the_posted_body() {
         let emu = ServiceNowEmulator::start().unwrap();
-        emu.add_user("certops.integration", "integration-pw", &["itil", "sn_change_writer"]);
+        emu.add_user(
+            "certops.integration",
+            "integration-pw",
+            &["itil", "sn_change_writer"],
+        );
         emu.add_user("sam@example.com", "sam-pw", &["itil"]);
         emu.insert("cmdb_ci", json!({"name": "shop-web-prod"}), "admin");
         let inc = emu.insert(
@@ -471,7 +631,8 @@ mod webhook_record_is_the_truth {
             .await
             .unwrap()
             .expect("ServiceNow is configured");
-        let Trigger::Ticket(t) = certops_fn_intake::trigger_from_servicenow(&record).unwrap() else {
+        let Trigger::Ticket(t) = certops_fn_intake::trigger_from_servicenow(&record).unwrap()
+        else {
             panic!("a ticket trigger");
         };
         assert_eq!(t.number, number);
@@ -483,9 +644,12 @@ mod webhook_record_is_the_truth {
         assert_eq!(t.category, "Certificate");
 
         // A number ServiceNow does not have: NotFound, nothing to start.
-        let e = certops_fn_intake::record_of_truth(&stack.deps, &json!({"number": "INC0099999", "sys_id": sys_id}))
-            .await
-            .unwrap_err();
+        let e = certops_fn_intake::record_of_truth(
+            &stack.deps,
+            &json!({"number": "INC0099999", "sys_id": sys_id}),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.name(), "NotFound");
         // The right number with another record's sys_id: refused.
         let e = certops_fn_intake::record_of_truth(
@@ -497,11 +661,9 @@ mod webhook_record_is_the_truth {
         assert_eq!(e.name(), "InvalidInput");
         assert!(e.to_string().contains("sys_id"), "{e}");
         // The record read back went through the Table API, with display values for the references.
-        assert!(emu
-            .requests()
-            .iter()
-            .any(|r| r.starts_with(&format!("GET /api/now/table/incident?sysparm_query=number%3D{number}"))
-                && r.contains("sysparm_display_value=all")));
+        assert!(emu.requests().iter().any(|r| r.starts_with(&format!(
+            "GET /api/now/table/incident?sysparm_query=number%3D{number}"
+        )) && r.contains("sysparm_display_value=all")));
     }
 
     #[tokio::test]
@@ -510,7 +672,9 @@ mod webhook_record_is_the_truth {
         let stack = stack(dir.path(), Integrations::none()).await;
         let posted = json!({"number": "INC0010001", "sys_id": "abc", "cmdb_ci": "shop-web-prod"});
         assert_eq!(
-            certops_fn_intake::record_of_truth(&stack.deps, &posted).await.unwrap(),
+            certops_fn_intake::record_of_truth(&stack.deps, &posted)
+                .await
+                .unwrap(),
             None
         );
     }
@@ -528,7 +692,10 @@ mod runbook_script_signs_to_the_scheme {
     #[test]
     fn the_script_include_signs_timestamp_and_exact_body() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let script = std::fs::read_to_string(root.join("runbooks/servicenow/CertopsWebhook.script-include.js")).unwrap();
+        let script = std::fs::read_to_string(
+            root.join("runbooks/servicenow/CertopsWebhook.script-include.js"),
+        )
+        .unwrap();
         let harness = format!(
             r#"
 var crypto = require('crypto');
@@ -550,7 +717,10 @@ var body = w.body(current);
 process.stdout.write(JSON.stringify({{ body: body, headers: w.sign(process.argv[1], Number(process.argv[2]), body) }}));
 "#
         );
-        for (secret, ts) in [("webhook-secret-Ω-1", 1_765_000_000u64), ("another secret", 1_700_000_123)] {
+        for (secret, ts) in [
+            ("webhook-secret-Ω-1", 1_765_000_000u64),
+            ("another secret", 1_700_000_123),
+        ] {
             let out = Command::new("node")
                 .arg("-e")
                 .arg(&harness)
@@ -558,7 +728,11 @@ process.stdout.write(JSON.stringify({{ body: body, headers: w.sign(process.argv[
                 .arg(ts.to_string())
                 .output()
                 .expect("node must be installed (the README's test command uses npm)");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             let body = v["body"].as_str().unwrap();
             assert_eq!(

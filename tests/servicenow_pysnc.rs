@@ -28,14 +28,19 @@ fn pysnc_creates_queries_and_updates_records_through_the_emulator() {
         .expect("python3 must be installed (the README's test command installs pysnc with pip)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "pysnc checks failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "pysnc checks failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("pysnc: all checks passed"), "{stdout}");
     // What pysnc wrote is in the instance.
     let number = stdout
         .lines()
         .find_map(|l| l.strip_prefix("created "))
         .expect("the script names its record");
-    let rec = emu.record("incident", number).expect("the record pysnc created");
+    let rec = emu
+        .record("incident", number)
+        .expect("the record pysnc created");
     assert_eq!(rec["state"], "2");
     assert_eq!(rec["correlation_id"], "pysnc:1");
     let sys_id = rec["sys_id"].as_str().unwrap();
@@ -45,5 +50,6 @@ fn pysnc_creates_queries_and_updates_records_through_the_emulator() {
     assert!(emu
         .requests()
         .iter()
-        .any(|r| r.contains("sysparm_display_value=all") && r.contains("sysparm_exclude_reference_link=true")));
+        .any(|r| r.contains("sysparm_display_value=all")
+            && r.contains("sysparm_exclude_reference_link=true")));
 }

@@ -89,9 +89,11 @@ pub async fn record_of_truth(deps: &Deps, posted: &Value) -> Result<Option<Value
     let number = field(posted, "number")
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| Error::InvalidInput("ServiceNow payload lacks 'number'".into()))?;
-    let record = deps.itsm.read_record(number).await?.ok_or_else(|| {
-        Error::NotFound(format!("ServiceNow has no record {number}"))
-    })?;
+    let record = deps
+        .itsm
+        .read_record(number)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("ServiceNow has no record {number}")))?;
     if let (Some(claimed), Some(actual)) = (field(posted, "sys_id"), field(&record, "sys_id")) {
         if claimed != actual {
             return Err(Error::InvalidInput(format!(

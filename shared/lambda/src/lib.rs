@@ -117,9 +117,12 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
     }
     let state_machine = std::env::var("CERTOPS_STATE_MACHINE_ARN").unwrap_or_default();
     let workflow = SfnWorkflow::new(aws_sdk_sfn::Client::new(sdk_config().await), state_machine);
-    let itsm = certops_servicenow::from_integrations(&config.integrations, &certops_adapters::LocalSecrets)
-        .await?
-        .unwrap_or_else(|| adapters.tickets.clone());
+    let itsm = certops_servicenow::from_integrations(
+        &config.integrations,
+        &certops_adapters::LocalSecrets,
+    )
+    .await?
+    .unwrap_or_else(|| adapters.tickets.clone());
     Ok(Deps {
         config: Arc::new(config),
         clock,

@@ -279,13 +279,14 @@ impl Http {
                     servicenow_error(&body)
                 )));
             }
-            let v: Value = serde_json::from_slice(&body).map_err(|_| {
-                Error::Transient("the OAuth token response is not JSON".into())
-            })?;
+            let v: Value = serde_json::from_slice(&body)
+                .map_err(|_| Error::Transient("the OAuth token response is not JSON".into()))?;
             let token = v["access_token"]
                 .as_str()
                 .filter(|t| !t.is_empty())
-                .ok_or_else(|| Error::Transient("the OAuth token response has no access_token".into()))?;
+                .ok_or_else(|| {
+                    Error::Transient("the OAuth token response has no access_token".into())
+                })?;
             let expires_in = v["expires_in"]
                 .as_u64()
                 .or_else(|| v["expires_in"].as_str().and_then(|s| s.parse().ok()))
@@ -306,11 +307,17 @@ impl Http {
         )))
     }
 
-    fn authorize(&self, req: reqwest::RequestBuilder, bearer: Option<&str>) -> reqwest::RequestBuilder {
+    fn authorize(
+        &self,
+        req: reqwest::RequestBuilder,
+        bearer: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         match (&self.credentials, bearer) {
             (Credentials::Basic { username, password }, _) => {
                 let pair = Zeroizing::new(format!("{username}:{}", password.as_str()));
-                let enc = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()));
+                let enc = Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()),
+                );
                 req.header("authorization", format!("Basic {}", enc.as_str()))
             }
             (_, Some(t)) => req.bearer_auth(t),
@@ -336,7 +343,9 @@ impl Http {
                 req = req.json(j);
             }
             if let Some((bytes, ctype)) = &call.raw {
-                req = req.header("content-type", ctype.as_str()).body(bytes.clone());
+                req = req
+                    .header("content-type", ctype.as_str())
+                    .body(bytes.clone());
             }
             let last = attempt >= self.limits.max_attempts;
             let resp = match req.send().await {

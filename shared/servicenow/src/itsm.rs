@@ -138,7 +138,13 @@ struct Marker {
 
 fn token_safe(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_whitespace() || c == ']' { '_' } else { c })
+        .map(|c| {
+            if c.is_whitespace() || c == ']' {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -252,18 +258,18 @@ impl ServiceNowItsm {
                 ],
             ))
             .await?;
-        Ok(v["result"]
-            .as_array()
-            .and_then(|a| a.first())
-            .map(|r| Rec {
-                table,
-                v: r.clone(),
-            }))
+        Ok(v["result"].as_array().and_then(|a| a.first()).map(|r| Rec {
+            table,
+            v: r.clone(),
+        }))
     }
 
     async fn find(&self, number: &str) -> Result<Option<Rec>, Error> {
         for table in Self::tables_for(number) {
-            if let Some(r) = self.query_one(table, format!("number={}", q(number))).await? {
+            if let Some(r) = self
+                .query_one(table, format!("number={}", q(number)))
+                .await?
+            {
                 return Ok(Some(r));
             }
         }
@@ -271,9 +277,9 @@ impl ServiceNowItsm {
     }
 
     async fn must_find(&self, number: &str) -> Result<Rec, Error> {
-        self.find(number).await?.ok_or_else(|| {
-            Error::NotFound(format!("ServiceNow has no record {number} (deleted?)"))
-        })
+        self.find(number)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("ServiceNow has no record {number} (deleted?)")))
     }
 
     async fn find_by_correlation(&self, correlation_id: &str) -> Result<Option<Rec>, Error> {
@@ -296,7 +302,10 @@ impl ServiceNowItsm {
                         "sysparm_query",
                         format!("element_id={sys_id}^element=work_notes^ORDERBYsys_created_on"),
                     ),
-                    ("sysparm_fields", "value,sys_created_on,sys_created_by".into()),
+                    (
+                        "sysparm_fields",
+                        "value,sys_created_on,sys_created_by".into(),
+                    ),
                 ],
             ))
             .await?;
@@ -327,7 +336,10 @@ impl ServiceNowItsm {
         query.push_str("^ORDERBYsys_created_on");
         let v = self
             .http
-            .json(&Call::get("/api/now/attachment", vec![("sysparm_query", query)]))
+            .json(&Call::get(
+                "/api/now/attachment",
+                vec![("sysparm_query", query)],
+            ))
             .await?;
         Ok(v["result"].as_array().cloned().unwrap_or_default())
     }
@@ -414,7 +426,12 @@ impl ServiceNowItsm {
 
     /// Tries a write that may land even when its answer is lost: checks `landed` first
     /// and after every transient failure, so the write happens at most once.
-    async fn write_once<L, LF, W, WF, T>(&self, what: &str, landed: L, write: W) -> Result<Option<T>, Error>
+    async fn write_once<L, LF, W, WF, T>(
+        &self,
+        what: &str,
+        landed: L,
+        write: W,
+    ) -> Result<Option<T>, Error>
     where
         L: Fn() -> LF,
         LF: std::future::Future<Output = Result<bool, Error>>,
@@ -477,16 +494,15 @@ impl ServiceNowItsm {
                 }
             },
         };
-        self.http.send(&Call::write(Method::POST, path, body)).await?;
+        self.http
+            .send(&Call::write(Method::POST, path, body))
+            .await?;
         Ok(())
     }
 
     async fn add_note(&self, rec: &Rec, text: String) -> Result<(), Error> {
         let sys_id = rec.sys_id();
-        let digest = Marker::split(&text)
-            .1
-            .map(|m| m.digest)
-            .unwrap_or_default();
+        let digest = Marker::split(&text).1.map(|m| m.digest).unwrap_or_default();
         self.write_once(
             "work note",
             || async {
@@ -516,7 +532,12 @@ impl ServiceNowItsm {
             .map_err(|e| Error::InvalidInput(format!("attachment {}: {e}", a.name)))?;
         self.write_once(
             "attachment",
-            || async { Ok(!self.attachment_list(&sys_id, Some(&a.name)).await?.is_empty()) },
+            || async {
+                Ok(!self
+                    .attachment_list(&sys_id, Some(&a.name))
+                    .await?
+                    .is_empty())
+            },
             || async {
                 self.http
                     .send(&Call {
@@ -611,7 +632,11 @@ impl ServiceNowItsm {
                 body["close_code"] = json!(self.cfg.change_close_code);
                 body["close_notes"] = json!(self.cfg.close_notes);
             }
-            let mut call = Call::write(Method::PATCH, format!("/api/sn_chg_rest/change/{sys_id}"), body);
+            let mut call = Call::write(
+                Method::PATCH,
+                format!("/api/sn_chg_rest/change/{sys_id}"),
+                body,
+            );
             // Setting a state the record already has is a no-op: safe to repeat.
             call.idempotent = true;
             self.http.send(&call).await?;
@@ -621,7 +646,12 @@ impl ServiceNowItsm {
         )))
     }
 
-    async fn approve_change(&self, rec: &Rec, approver: &str, at: Option<DateTime<Utc>>) -> Result<(), Error> {
+    async fn approve_change(
+        &self,
+        rec: &Rec,
+        approver: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(), Error> {
         let sys_id = rec.sys_id();
         if rec.val("type") == "standard" {
             return Ok(());
@@ -634,7 +664,8 @@ impl ServiceNowItsm {
             .await?;
         let comments = format!(
             "Approved by {approver}{} in certops (recorded by the integration user).",
-            at.map(|t| format!(" at {}", t.to_rfc3339())).unwrap_or_default()
+            at.map(|t| format!(" at {}", t.to_rfc3339()))
+                .unwrap_or_default()
         );
         self.write_once(
             "approval",
@@ -717,9 +748,10 @@ impl Itsm for ServiceNowItsm {
             || self.create(&ticket),
         )
         .await?;
-        let rec = self.find_by_correlation(&cid).await?.ok_or_else(|| {
-            Error::Transient(format!("the record for {cid} is not readable yet"))
-        })?;
+        let rec = self
+            .find_by_correlation(&cid)
+            .await?
+            .ok_or_else(|| Error::Transient(format!("the record for {cid} is not readable yet")))?;
         let t = self.ticket(&rec).await?;
         tracing::info!(number = %t.number, ci = %t.ci, "ServiceNow record opened or found");
         Ok(t)
@@ -745,7 +777,8 @@ impl Itsm for ServiceNowItsm {
             self.attach(&rec, a).await?;
         }
         if let (Some(approver), CHANGE) = (&update.approved_by, rec.table) {
-            self.approve_change(&rec, approver, update.approved_at).await?;
+            self.approve_change(&rec, approver, update.approved_at)
+                .await?;
         }
         let note = match (&update.work_note, update.state) {
             (Some(n), _) => Some(n.clone()),
@@ -763,7 +796,8 @@ impl Itsm for ServiceNowItsm {
                 approved_by: update.approved_by.clone(),
                 approved_at: update.approved_at,
             };
-            self.add_note(&rec, format!("{text}\n{}", marker.line())).await?;
+            self.add_note(&rec, format!("{text}\n{}", marker.line()))
+                .await?;
         }
         if let Some(s) = update.state {
             let m = &self.cfg.states;

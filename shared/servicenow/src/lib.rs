@@ -128,7 +128,9 @@ pub struct ServiceNowConfig {
 
 fn need<'a, T>(v: &'a Option<T>, what: &str) -> Result<&'a T, Error> {
     v.as_ref().ok_or_else(|| {
-        Error::InvalidInput(format!("integrations.toml [servicenow]: {what} is required"))
+        Error::InvalidInput(format!(
+            "integrations.toml [servicenow]: {what} is required"
+        ))
     })
 }
 
@@ -230,7 +232,9 @@ mod tests {
         let c = cfg("[servicenow]\ninstance_url = \"https://x.service-now.com\"\nauth = \"oauth-client-credentials\"\n").unwrap();
         let e = c.build(&NoSecrets).await.unwrap_err();
         assert!(e.to_string().contains("client_id"), "{e}");
-        assert!(cfg("[servicenow]\ninstance_url = \"https://x\"\npassword = \"hunter2\"\n").is_err());
+        assert!(
+            cfg("[servicenow]\ninstance_url = \"https://x\"\npassword = \"hunter2\"\n").is_err()
+        );
         assert!(cfg("[servicenow]\ninstance_url = \"https://x\"\nsurprise = 1\n").is_err());
     }
 

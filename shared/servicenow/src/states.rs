@@ -215,7 +215,10 @@ mod tests {
         assert_eq!(m.change_value(TicketState::Mitigating), -1);
         assert_eq!(m.change_state(-3), Some(TicketState::Assess));
         assert_eq!(m.change_rank(-2), Some(3));
-        assert_eq!(m.change_value_for("emergency", TicketState::Assess), Some(-3));
+        assert_eq!(
+            m.change_value_for("emergency", TicketState::Assess),
+            Some(-3)
+        );
         assert_eq!(m.change_value_for("standard", TicketState::Assess), None);
         assert_eq!(m.change_value_for("standard", TicketState::Closed), Some(3));
         assert_eq!(m.change_value_for("normal", TicketState::Assess), Some(-4));

@@ -66,7 +66,10 @@ fn to(state: TicketState, text: &str) -> TicketUpdate {
 
 /// Opening twice with one correlation id yields one record, whatever the second asks for.
 pub async fn opening_is_idempotent_by_correlation_id(i: &dyn Itsm, case: &str) {
-    let first = i.open(new(TicketKind::NormalChange, case, 1)).await.unwrap();
+    let first = i
+        .open(new(TicketKind::NormalChange, case, 1))
+        .await
+        .unwrap();
     let again = i.open(new(TicketKind::Incident, case, 1)).await.unwrap();
     assert_eq!(first.number, again.number);
     assert_eq!(again.kind, TicketKind::NormalChange);
@@ -78,7 +81,10 @@ pub async fn opening_is_idempotent_by_correlation_id(i: &dyn Itsm, case: &str) {
     let inc = i.open(new(TicketKind::Incident, case, 2)).await.unwrap();
     assert!(inc.number.starts_with("INC"), "{}", inc.number);
     assert_ne!(inc.number, first.number);
-    assert_eq!(i.get(&first.number).await.unwrap().unwrap().number, first.number);
+    assert_eq!(
+        i.get(&first.number).await.unwrap().unwrap().number,
+        first.number
+    );
     let mut blank = new(TicketKind::Incident, case, 3);
     blank.correlation_id = "  ".into();
     assert_eq!(i.open(blank).await.unwrap_err().name(), "InvalidInput");
@@ -100,14 +106,24 @@ pub async fn a_normal_change_goes_from_new_to_closed_with_approver_notes_and_evi
     i: &dyn Itsm,
     case: &str,
 ) {
-    let t = i.open(new(TicketKind::NormalChange, case, 1)).await.unwrap();
+    let t = i
+        .open(new(TicketKind::NormalChange, case, 1))
+        .await
+        .unwrap();
     let n = &t.number;
     let a = i
-        .update(n, "step:validate", to(TicketState::Assess, "validation passed"))
+        .update(
+            n,
+            "step:validate",
+            to(TicketState::Assess, "validation passed"),
+        )
         .await
         .unwrap();
     assert_eq!(a.state, TicketState::Assess);
-    let at = Utc.with_ymd_and_hms(2026, 12, 1, 10, 30, 0).single().unwrap();
+    let at = Utc
+        .with_ymd_and_hms(2026, 12, 1, 10, 30, 0)
+        .single()
+        .unwrap();
     let s = i
         .update(
             n,
@@ -171,7 +187,11 @@ pub async fn an_emergency_change_can_be_mitigating_then_closed(i: &dyn Itsm, cas
     assert_eq!(t.kind, TicketKind::EmergencyChange);
     let n = &t.number;
     let a = i
-        .update(n, "step:validate", to(TicketState::Assess, "emergency path: ECAB"))
+        .update(
+            n,
+            "step:validate",
+            to(TicketState::Assess, "emergency path: ECAB"),
+        )
         .await
         .unwrap();
     assert_eq!(a.state, TicketState::Assess);
@@ -194,13 +214,20 @@ pub async fn an_emergency_change_can_be_mitigating_then_closed(i: &dyn Itsm, cas
         .update(
             n,
             "step:itsm-update",
-            to(TicketState::Mitigating, "CDN purge failed; on-call notified"),
+            to(
+                TicketState::Mitigating,
+                "CDN purge failed; on-call notified",
+            ),
         )
         .await
         .unwrap();
     assert_eq!(m.state, TicketState::Mitigating);
     let c = i
-        .update(n, "step:itsm-update", to(TicketState::Closed, "purged by hand; closing"))
+        .update(
+            n,
+            "step:itsm-update",
+            to(TicketState::Closed, "purged by hand; closing"),
+        )
         .await
         .unwrap();
     assert_eq!(c.state, TicketState::Closed);
@@ -216,12 +243,24 @@ pub async fn a_standard_change_is_closed_without_an_approval(i: &dyn Itsm, case:
     assert_eq!(t.kind, TicketKind::StandardChange);
     // Validation marks records Assess; a standard change has no such state and stays put.
     let a = i
-        .update(&t.number, "step:validate", to(TicketState::Assess, "pre-approved"))
+        .update(
+            &t.number,
+            "step:validate",
+            to(TicketState::Assess, "pre-approved"),
+        )
         .await
         .unwrap();
-    assert!(matches!(a.state, TicketState::New | TicketState::Assess), "{:?}", a.state);
+    assert!(
+        matches!(a.state, TicketState::New | TicketState::Assess),
+        "{:?}",
+        a.state
+    );
     let c = i
-        .update(&t.number, "step:itsm-update", to(TicketState::Closed, "renewed under the standard change"))
+        .update(
+            &t.number,
+            "step:itsm-update",
+            to(TicketState::Closed, "renewed under the standard change"),
+        )
         .await
         .unwrap();
     assert_eq!(c.state, TicketState::Closed);
@@ -249,7 +288,11 @@ pub async fn an_incident_goes_in_progress_mitigating_and_resolved(i: &dyn Itsm, 
     assert_eq!(p.state, TicketState::Implement);
     assert_eq!(p.approved_by.as_deref(), Some("erin@example.com"));
     let m = i
-        .update(n, "step:itsm-update", to(TicketState::Mitigating, "purge failed"))
+        .update(
+            n,
+            "step:itsm-update",
+            to(TicketState::Mitigating, "purge failed"),
+        )
         .await
         .unwrap();
     assert_eq!(m.state, TicketState::Mitigating);
@@ -276,15 +319,26 @@ pub async fn an_incident_goes_in_progress_mitigating_and_resolved(i: &dyn Itsm, 
 
 /// Blocked: a change is canceled, an incident waits for a human (Assess).
 pub async fn a_blocked_change_is_canceled_and_a_blocked_incident_waits(i: &dyn Itsm, case: &str) {
-    let c = i.open(new(TicketKind::NormalChange, case, 1)).await.unwrap();
     let c = i
-        .update(&c.number, "step:itsm-update", to(TicketState::Canceled, "blocked: unknown CI"))
+        .open(new(TicketKind::NormalChange, case, 1))
+        .await
+        .unwrap();
+    let c = i
+        .update(
+            &c.number,
+            "step:itsm-update",
+            to(TicketState::Canceled, "blocked: unknown CI"),
+        )
         .await
         .unwrap();
     assert_eq!(c.state, TicketState::Canceled);
     let inc = i.open(new(TicketKind::Incident, case, 2)).await.unwrap();
     let inc = i
-        .update(&inc.number, "step:itsm-update", to(TicketState::Assess, "blocked: unknown CI"))
+        .update(
+            &inc.number,
+            "step:itsm-update",
+            to(TicketState::Assess, "blocked: unknown CI"),
+        )
         .await
         .unwrap();
     assert_eq!(inc.state, TicketState::Assess);
@@ -302,7 +356,10 @@ pub async fn a_retried_update_adds_no_second_note_or_attachment(i: &dyn Itsm, ca
         }),
         ..TicketUpdate::default()
     };
-    let once = i.update(&t.number, "step:itsm-update", u.clone()).await.unwrap();
+    let once = i
+        .update(&t.number, "step:itsm-update", u.clone())
+        .await
+        .unwrap();
     let twice = i.update(&t.number, "step:itsm-update", u).await.unwrap();
     assert_eq!(once.work_notes.len(), 1);
     assert_eq!(twice.work_notes.len(), 1, "{:?}", twice.work_notes);
@@ -313,13 +370,23 @@ pub async fn a_retried_update_adds_no_second_note_or_attachment(i: &dyn Itsm, ca
 /// Key material or bearer tokens are refused before anything is written.
 pub async fn secrets_never_enter_a_record(i: &dyn Itsm, case: &str) {
     let t = i.open(new(TicketKind::Incident, case, 1)).await.unwrap();
-    let pem = concat!("-----BEGIN PRIVATE", " KEY-----\nAAAA\n-----END PRIVATE", " KEY-----");
+    let pem = concat!(
+        "-----BEGIN PRIVATE",
+        " KEY-----\nAAAA\n-----END PRIVATE",
+        " KEY-----"
+    );
     let e = i
         .update(&t.number, "step:contract", note(pem))
         .await
         .unwrap_err();
     assert_eq!(e.name(), "SecretMaterial");
-    assert!(i.get(&t.number).await.unwrap().unwrap().work_notes.is_empty());
+    assert!(i
+        .get(&t.number)
+        .await
+        .unwrap()
+        .unwrap()
+        .work_notes
+        .is_empty());
     let mut bad = new(TicketKind::Incident, case, 2);
     bad.description = "Authorization: Bearer abcdefghijklmnopqrstuvwxyz".into();
     assert_eq!(i.open(bad).await.unwrap_err().name(), "SecretMaterial");

@@ -451,14 +451,16 @@ async fn serve(
                             let Ok(tls) = a.accept(stream).await else {
                                 return;
                             };
-                            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                            let conn =
+                                http.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
                             tokio::select! {
                                 _ = conn => {}
                                 _ = killed.recv() => {}
                             }
                         }
                         None => {
-                            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                            let conn = http
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                             tokio::select! {
                                 _ = conn => {}
                                 _ = killed.recv() => {}
@@ -587,7 +589,9 @@ fn acl_denied(op: Op) -> Response<Body> {
     error(
         StatusCode::FORBIDDEN,
         "Operation Failed",
-        Some(&format!("ACL Exception {what} Failed due to security constraints")),
+        Some(&format!(
+            "ACL Exception {what} Failed due to security constraints"
+        )),
     )
 }
 
@@ -596,7 +600,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
         "{} {}{}",
         req.method(),
         req.uri().path(),
-        req.uri().query().map(|q| format!("?{q}")).unwrap_or_default()
+        req.uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default()
     );
     let resp = answer(shared.clone(), req).await;
     lock(&shared.requests).push(format!("{line} -> {}", resp.status().as_u16()));
@@ -615,7 +622,11 @@ async fn answer(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
         return oauth(&shared, &bytes);
     }
     if !path.starts_with("/api/") {
-        return error(StatusCode::BAD_REQUEST, "Requested URI does not represent any resource", Some(&path));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Requested URI does not represent any resource",
+            Some(&path),
+        );
     }
     let user = {
         let mut db = lock(&shared.db);
@@ -698,7 +709,16 @@ async fn answer(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     let base = lock(&shared.base).clone();
     let mut resp = {
         let mut db = lock(&shared.db);
-        route(&mut db, &base, &user, &parts.method, &path, &p, &parts.headers, &bytes)
+        route(
+            &mut db,
+            &base,
+            &user,
+            &parts.method,
+            &path,
+            &p,
+            &parts.headers,
+            &bytes,
+        )
     };
     for (k, v) in &limit_headers {
         if let Ok(v) = HeaderValue::from_str(v) {
@@ -709,7 +729,11 @@ async fn answer(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
         let mut f = lock(&shared.faults);
         if f.lose_writes > 0 {
             f.lose_writes -= 1;
-            return error(StatusCode::BAD_GATEWAY, "Bad Gateway", Some("the answer was lost"));
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "Bad Gateway",
+                Some("the answer was lost"),
+            );
         }
     }
     resp
@@ -811,7 +835,9 @@ fn route(
             Ok(b) => table_insert(db, base, user, table, b, p),
             Err(r) => r,
         },
-        (Method::GET, ["api", "now", "table", table, id]) => table_get(db, base, user, table, id, p),
+        (Method::GET, ["api", "now", "table", table, id]) => {
+            table_get(db, base, user, table, id, p)
+        }
         (Method::PATCH | Method::PUT, ["api", "now", "table", table, id]) => match json_body() {
             Ok(b) => table_update(db, base, user, table, id, b, p),
             Err(r) => r,
@@ -833,7 +859,9 @@ fn route(
             *r.status_mut() = StatusCode::NO_CONTENT;
             r
         }
-        (Method::POST, ["api", "sn_chg_rest", "change", kind]) if ["normal", "emergency"].contains(kind) => {
+        (Method::POST, ["api", "sn_chg_rest", "change", kind])
+            if ["normal", "emergency"].contains(kind) =>
+        {
             match json_body() {
                 Ok(mut b) => {
                     for (k, v) in p {
@@ -854,7 +882,9 @@ fn route(
                 return error(
                     StatusCode::NOT_FOUND,
                     "No Record found",
-                    Some(&format!("Standard change template {template} does not exist")),
+                    Some(&format!(
+                        "Standard change template {template} does not exist"
+                    )),
                 );
             }
             match json_body() {
@@ -932,9 +962,13 @@ fn route(
             let list: Vec<Value> = db
                 .tables
                 .get("sys_attachment")
-                .map(|rs| rs.iter().filter(|r| q.matches(r)).filter(|r| {
-                    allowed(db, user, &text(r, "table_name"), Op::Read)
-                }).map(|r| attachment_meta(base, r)).collect())
+                .map(|rs| {
+                    rs.iter()
+                        .filter(|r| q.matches(r))
+                        .filter(|r| allowed(db, user, &text(r, "table_name"), Op::Read))
+                        .map(|r| attachment_meta(base, r))
+                        .collect()
+                })
                 .unwrap_or_default();
             let mut r = json_response(StatusCode::OK, json!({"result": list}));
             if let Ok(v) = HeaderValue::from_str(&list.len().to_string()) {
@@ -943,9 +977,11 @@ fn route(
             r
         }
         (Method::POST, ["api", "now", "attachment", "file"]) => {
-            let (Some(table), Some(tsys), Some(name)) =
-                (p.get("table_name"), p.get("table_sys_id"), p.get("file_name"))
-            else {
+            let (Some(table), Some(tsys), Some(name)) = (
+                p.get("table_name"),
+                p.get("table_sys_id"),
+                p.get("file_name"),
+            ) else {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "Missing parameter",
@@ -953,10 +989,18 @@ fn route(
                 );
             };
             let Some(ctype) = headers.get("content-type").and_then(|v| v.to_str().ok()) else {
-                return error(StatusCode::BAD_REQUEST, "Content-Type header is required", None);
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Content-Type header is required",
+                    None,
+                );
             };
             if ctype.starts_with("multipart/") {
-                return error(StatusCode::BAD_REQUEST, "Use /attachment/upload for multipart", None);
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Use /attachment/upload for multipart",
+                    None,
+                );
             }
             if !allowed(db, user, table, Op::Write) {
                 return acl_denied(Op::Write);
@@ -976,15 +1020,24 @@ fn route(
                 "hash": hex_sha256(body),
             }));
             db.files.insert(id.clone(), body.to_vec());
-            db.tables.entry("sys_attachment".into()).or_default().push(meta.clone());
-            let mut r = json_response(StatusCode::CREATED, json!({"result": attachment_meta(base, &meta)}));
+            db.tables
+                .entry("sys_attachment".into())
+                .or_default()
+                .push(meta.clone());
+            let mut r = json_response(
+                StatusCode::CREATED,
+                json!({"result": attachment_meta(base, &meta)}),
+            );
             if let Ok(v) = HeaderValue::from_str(&format!("{base}/api/now/attachment/{id}")) {
                 r.headers_mut().insert("location", v);
             }
             r
         }
         (Method::GET, ["api", "now", "attachment", id]) => match attachment(db, user, id) {
-            Ok(meta) => json_response(StatusCode::OK, json!({"result": attachment_meta(base, &meta)})),
+            Ok(meta) => json_response(
+                StatusCode::OK,
+                json!({"result": attachment_meta(base, &meta)}),
+            ),
             Err(r) => r,
         },
         (Method::GET, ["api", "now", "attachment", id, "file"]) => match attachment(db, user, id) {
@@ -1227,7 +1280,10 @@ fn apply(db: &mut Db, table: &str, rec: &mut Record, fields: Record, user: &str)
                     "sys_id": new_sys_id(), "element_id": sys_id, "element": k, "name": table,
                     "value": val, "sys_created_on": now_text(), "sys_created_by": user,
                 }));
-                db.tables.entry("sys_journal_field".into()).or_default().push(j);
+                db.tables
+                    .entry("sys_journal_field".into())
+                    .or_default()
+                    .push(j);
             }
             continue;
         }
@@ -1244,7 +1300,8 @@ fn apply(db: &mut Db, table: &str, rec: &mut Record, fields: Record, user: &str)
 
 fn insert_record(db: &mut Db, table: &str, fields: Record, user: &str) -> Record {
     let sys_id = new_sys_id();
-    let mut rec = obj(json!({"sys_id": sys_id, "sys_created_on": now_text(), "sys_created_by": user}));
+    let mut rec =
+        obj(json!({"sys_id": sys_id, "sys_created_on": now_text(), "sys_created_by": user}));
     if TASK_TABLES.contains(&table) {
         let (prefix, first, counter) = if table == "incident" {
             ("INC", 10_000, "INC")
@@ -1254,11 +1311,18 @@ fn insert_record(db: &mut Db, table: &str, fields: Record, user: &str) -> Record
         let n = db.counters.entry(counter).or_insert(first);
         *n += 1;
         let number = format!("{prefix}{:07}", *n);
-        let opened_by = db.users.get(user).map(|u| u.sys_id.clone()).unwrap_or_default();
+        let opened_by = db
+            .users
+            .get(user)
+            .map(|u| u.sys_id.clone())
+            .unwrap_or_default();
         for (k, v) in [
             ("number", number),
             ("sys_class_name", table.to_string()),
-            ("state", if table == "incident" { "1" } else { "-5" }.to_string()),
+            (
+                "state",
+                if table == "incident" { "1" } else { "-5" }.to_string(),
+            ),
             ("active", "true".into()),
             ("impact", "3".into()),
             ("urgency", "3".into()),
@@ -1290,7 +1354,10 @@ fn insert_record(db: &mut Db, table: &str, fields: Record, user: &str) -> Record
             rec.insert("priority".into(), json!(p));
         }
     }
-    db.tables.entry(table.to_string()).or_default().push(rec.clone());
+    db.tables
+        .entry(table.to_string())
+        .or_default()
+        .push(rec.clone());
     rec
 }
 
@@ -1314,7 +1381,8 @@ fn check_transition(table: &str, old: &Record, new: &Record) -> Result<(), Respo
                 )),
             ));
         }
-        if to == "3" && (text(new, "close_code").is_empty() || text(new, "close_notes").is_empty()) {
+        if to == "3" && (text(new, "close_code").is_empty() || text(new, "close_notes").is_empty())
+        {
             return Err(error(
                 StatusCode::FORBIDDEN,
                 "Operation Failed",
@@ -1322,7 +1390,8 @@ fn check_transition(table: &str, old: &Record, new: &Record) -> Result<(), Respo
             ));
         }
     }
-    if table == "incident" && ["6", "7"].contains(&to.as_str())
+    if table == "incident"
+        && ["6", "7"].contains(&to.as_str())
         && (text(new, "close_code").is_empty() || text(new, "close_notes").is_empty())
     {
         return Err(error(
@@ -1366,7 +1435,9 @@ fn render(
                     .get(rt)
                     .and_then(|rs| rs.iter().find(|r| r["sys_id"] == value.as_str()));
                 (
-                    target.map(|t| text(t, field)).unwrap_or_else(|| value.clone()),
+                    target
+                        .map(|t| text(t, field))
+                        .unwrap_or_else(|| value.clone()),
                     (!value.is_empty() && target.is_some())
                         .then(|| format!("{base}/api/now/table/{rt}/{value}")),
                 )
@@ -1414,7 +1485,13 @@ fn display_params(p: &HashMap<String, String>) -> (String, bool, Option<Vec<Stri
     (display, exclude, fields)
 }
 
-fn table_list(db: &Db, base: &str, user: &str, table: &str, p: &HashMap<String, String>) -> Response<Body> {
+fn table_list(
+    db: &Db,
+    base: &str,
+    user: &str,
+    table: &str,
+    p: &HashMap<String, String>,
+) -> Response<Body> {
     if !known_table(db, table) {
         return invalid_table(table);
     }
@@ -1441,8 +1518,14 @@ fn table_list(db: &Db, base: &str, user: &str, table: &str, p: &HashMap<String, 
         });
     }
     let total = rows.len();
-    let offset: usize = p.get("sysparm_offset").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let limit: usize = p.get("sysparm_limit").and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let offset: usize = p
+        .get("sysparm_offset")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let limit: usize = p
+        .get("sysparm_limit")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     let (display, exclude, fields) = display_params(p);
     let list: Vec<Value> = rows
         .into_iter()
@@ -1457,7 +1540,14 @@ fn table_list(db: &Db, base: &str, user: &str, table: &str, p: &HashMap<String, 
     r
 }
 
-fn table_get(db: &Db, base: &str, user: &str, table: &str, id: &str, p: &HashMap<String, String>) -> Response<Body> {
+fn table_get(
+    db: &Db,
+    base: &str,
+    user: &str,
+    table: &str,
+    id: &str,
+    p: &HashMap<String, String>,
+) -> Response<Body> {
     if !known_table(db, table) {
         return invalid_table(table);
     }
@@ -1474,7 +1564,14 @@ fn table_get(db: &Db, base: &str, user: &str, table: &str, id: &str, p: &HashMap
     }
 }
 
-fn table_insert(db: &mut Db, base: &str, user: &str, table: &str, body: Record, p: &HashMap<String, String>) -> Response<Body> {
+fn table_insert(
+    db: &mut Db,
+    base: &str,
+    user: &str,
+    table: &str,
+    body: Record,
+    p: &HashMap<String, String>,
+) -> Response<Body> {
     if !known_table(db, table) {
         return invalid_table(table);
     }
@@ -1519,10 +1616,16 @@ fn table_update(
         return r;
     }
     let to = text(&new, "state");
-    if table == "incident" && ["6", "7", "8"].contains(&to.as_str()) || table == "change_request" && ["3", "4"].contains(&to.as_str()) {
+    if table == "incident" && ["6", "7", "8"].contains(&to.as_str())
+        || table == "change_request" && ["3", "4"].contains(&to.as_str())
+    {
         new.insert("active".into(), json!("false"));
     }
-    if table == "change_request" && to == "-3" && text(&old, "state") != "-3" && text(&new, "approval") != "approved" {
+    if table == "change_request"
+        && to == "-3"
+        && text(&old, "state") != "-3"
+        && text(&new, "approval") != "approved"
+    {
         new.insert("approval".into(), json!("requested"));
     }
     apply(db, table, &mut new, Map::from_iter(journals), user);
@@ -1538,7 +1641,13 @@ fn table_update(
     )
 }
 
-fn change_create(db: &mut Db, base: &str, user: &str, kind: &str, mut body: Record) -> Response<Body> {
+fn change_create(
+    db: &mut Db,
+    base: &str,
+    user: &str,
+    kind: &str,
+    mut body: Record,
+) -> Response<Body> {
     if !allowed(db, user, "change_request", Op::Write) {
         return acl_denied(Op::Write);
     }
@@ -1560,22 +1669,49 @@ fn change_approve(db: &mut Db, base: &str, user: &str, id: &str, body: Record) -
     };
     let state = body.get("state").and_then(Value::as_str).unwrap_or("");
     if !["approved", "rejected"].contains(&state) {
-        return error(StatusCode::BAD_REQUEST, "Invalid approval state", Some("state must be approved or rejected"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Invalid approval state",
+            Some("state must be approved or rejected"),
+        );
     }
-    if state == "rejected" && body.get("comments").and_then(Value::as_str).unwrap_or("").is_empty() {
-        return error(StatusCode::BAD_REQUEST, "Comments are required to reject", None);
+    if state == "rejected"
+        && body
+            .get("comments")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Comments are required to reject",
+            None,
+        );
     }
     if text(&rec, "state") != "-3" || text(&rec, "approval") != "requested" {
         return error(
             StatusCode::BAD_REQUEST,
             "No pending approval",
-            Some(&format!("{} has no approval requested from the current user", text(&rec, "number"))),
+            Some(&format!(
+                "{} has no approval requested from the current user",
+                text(&rec, "number")
+            )),
         );
     }
-    let comments = body.get("comments").and_then(Value::as_str).unwrap_or("").to_string();
-    let approver = db.users.get(user).map(|u| u.sys_id.clone()).unwrap_or_default();
-    let row = obj(json!({"sysapproval": id, "document_id": id, "source_table": "change_request",
-        "approver": approver, "state": state, "comments": comments}));
+    let comments = body
+        .get("comments")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let approver = db
+        .users
+        .get(user)
+        .map(|u| u.sys_id.clone())
+        .unwrap_or_default();
+    let row = obj(
+        json!({"sysapproval": id, "document_id": id, "source_table": "change_request",
+        "approver": approver, "state": state, "comments": comments}),
+    );
     insert_record(db, "sysapproval_approver", row, user);
     rec.insert("approval".into(), json!(state));
     if state == "approved" {

@@ -112,8 +112,7 @@ impl Query {
 fn cond_matches(c: &Cond, record: &Map<String, Value>) -> bool {
     let v = record.get(&c.field).and_then(Value::as_str).unwrap_or("");
     let num = |s: &str| s.parse::<f64>().ok();
-    let cmp = |f: fn(f64, f64) -> bool, fs: fn(&str, &str) -> bool| match (num(v), num(&c.value))
-    {
+    let cmp = |f: fn(f64, f64) -> bool, fs: fn(&str, &str) -> bool| match (num(v), num(&c.value)) {
         (Some(a), Some(b)) => f(a, b),
         _ => fs(v, &c.value),
     };
@@ -149,8 +148,12 @@ mod tests {
     fn conditions_and_or_and_order_parse_as_servicenow_writes_them() {
         let q = Query::parse("active=true^priority<=2^ORstate=6^ORDERBYDESCnumber").unwrap();
         assert_eq!(q.order, vec![("number".to_string(), true)]);
-        assert!(q.matches(&rec(json!({"active": "true", "priority": "1", "state": "2"}))));
-        assert!(q.matches(&rec(json!({"active": "true", "priority": "4", "state": "6"}))));
+        assert!(q.matches(&rec(
+            json!({"active": "true", "priority": "1", "state": "2"})
+        )));
+        assert!(q.matches(&rec(
+            json!({"active": "true", "priority": "4", "state": "6"})
+        )));
         assert!(!q.matches(&rec(json!({"active": "false", "priority": "1"}))));
         let q = Query::parse("correlation_id=scan:a^^b^short_descriptionLIKEcert").unwrap();
         assert!(q.matches(&rec(
