@@ -34,6 +34,9 @@ use query::Query;
 
 type Record = Map<String, Value>;
 
+/// A refusal already rendered as ServiceNow's answer (boxed: a response is large).
+type Refusal = Box<Response<Body>>;
+
 /// A user of the instance.
 #[derive(Debug, Clone)]
 struct User {
@@ -814,7 +817,7 @@ fn route(
         }
         _ => segs,
     };
-    let json_body = || -> Result<Record, Response<Body>> {
+    let json_body = || -> Result<Record, Refusal> {
         if body.is_empty() {
             return Ok(Map::new());
         }
@@ -822,25 +825,25 @@ fn route(
             .ok()
             .and_then(|v| v.as_object().cloned())
             .ok_or_else(|| {
-                error(
+                Box::new(error(
                     StatusCode::BAD_REQUEST,
                     "Exception while reading request",
                     Some("The payload is not valid JSON."),
-                )
+                ))
             })
     };
     match (method.clone(), segs.as_slice()) {
         (Method::GET, ["api", "now", "table", table]) => table_list(db, base, user, table, p),
         (Method::POST, ["api", "now", "table", table]) => match json_body() {
             Ok(b) => table_insert(db, base, user, table, b, p),
-            Err(r) => r,
+            Err(r) => *r,
         },
         (Method::GET, ["api", "now", "table", table, id]) => {
             table_get(db, base, user, table, id, p)
         }
         (Method::PATCH | Method::PUT, ["api", "now", "table", table, id]) => match json_body() {
             Ok(b) => table_update(db, base, user, table, id, b, p),
-            Err(r) => r,
+            Err(r) => *r,
         },
         (Method::DELETE, ["api", "now", "table", table, id]) => {
             if !known_table(db, table) {
@@ -869,7 +872,7 @@ fn route(
                     }
                     change_create(db, base, user, kind, b)
                 }
-                Err(r) => r,
+                Err(r) => *r,
             }
         }
         (Method::POST, ["api", "sn_chg_rest", "change", "standard", template]) => {
@@ -892,7 +895,7 @@ fn route(
                     b.insert("std_change_producer_version".into(), json!(template));
                     change_create(db, base, user, "standard", b)
                 }
-                Err(r) => r,
+                Err(r) => *r,
             }
         }
         (Method::GET, ["api", "sn_chg_rest", "change", id, "nextstates"]) => {
@@ -948,11 +951,11 @@ fn route(
                     None => no_record(),
                 }
             }
-            Err(r) => r,
+            Err(r) => *r,
         },
         (Method::PATCH, ["api", "sn_chg_rest", "change", id, "approvals"]) => match json_body() {
             Ok(b) => change_approve(db, base, user, id, b),
-            Err(r) => r,
+            Err(r) => *r,
         },
         (Method::GET, ["api", "now", "attachment"]) => {
             let q = match Query::parse(p.get("sysparm_query").map(String::as_str).unwrap_or("")) {
@@ -1038,7 +1041,7 @@ fn route(
                 StatusCode::OK,
                 json!({"result": attachment_meta(base, &meta)}),
             ),
-            Err(r) => r,
+            Err(r) => *r,
         },
         (Method::GET, ["api", "now", "attachment", id, "file"]) => match attachment(db, user, id) {
             Ok(meta) => {
@@ -1049,7 +1052,7 @@ fn route(
                 }
                 r
             }
-            Err(r) => r,
+            Err(r) => *r,
         },
         (Method::DELETE, ["api", "now", "attachment", id]) => match attachment(db, user, id) {
             Ok(meta) => {
@@ -1064,7 +1067,7 @@ fn route(
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 r
             }
-            Err(r) => r,
+            Err(r) => *r,
         },
         _ => error(
             StatusCode::BAD_REQUEST,
@@ -1079,14 +1082,14 @@ fn hex_sha256(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-fn attachment(db: &Db, user: &str, id: &str) -> Result<Record, Response<Body>> {
+fn attachment(db: &Db, user: &str, id: &str) -> Result<Record, Refusal> {
     let meta = db
         .tables
         .get("sys_attachment")
         .and_then(|rs| rs.iter().find(|r| r["sys_id"] == id).cloned())
-        .ok_or_else(no_record)?;
+        .ok_or_else(|| Box::new(no_record()))?;
     if !allowed(db, user, &text(&meta, "table_name"), Op::Read) {
-        return Err(acl_denied(Op::Read));
+        return Err(Box::new(acl_denied(Op::Read)));
     }
     Ok(meta)
 }
@@ -1362,14 +1365,14 @@ fn insert_record(db: &mut Db, table: &str, fields: Record, user: &str) -> Record
 }
 
 /// Validates a state change the way the instance's business rules and data policies do.
-fn check_transition(table: &str, old: &Record, new: &Record) -> Result<(), Response<Body>> {
+fn check_transition(table: &str, old: &Record, new: &Record) -> Result<(), Refusal> {
     let (from, to) = (text(old, "state"), text(new, "state"));
     if from == to {
         return Ok(());
     }
     if table == "change_request" {
         if !next_states(old).contains(&to) {
-            return Err(error(
+            return Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
                 "Invalid state transition",
                 Some(&format!(
@@ -1379,33 +1382,33 @@ fn check_transition(table: &str, old: &Record, new: &Record) -> Result<(), Respo
                     change_label(&from),
                     change_label(&to)
                 )),
-            ));
+            )));
         }
         if to == "3" && (text(new, "close_code").is_empty() || text(new, "close_notes").is_empty())
         {
-            return Err(error(
+            return Err(Box::new(error(
                 StatusCode::FORBIDDEN,
                 "Operation Failed",
                 Some("Data Policy Exception: The following fields are mandatory: Close code, Close notes"),
-            ));
+            )));
         }
     }
     if table == "incident"
         && ["6", "7"].contains(&to.as_str())
         && (text(new, "close_code").is_empty() || text(new, "close_notes").is_empty())
     {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "Operation Failed",
             Some("Data Policy Exception: The following fields are mandatory: Resolution code, Resolution notes"),
-        ));
+        )));
     }
     if table == "incident" && ["7", "8"].contains(&from.as_str()) {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "Operation Failed",
             Some("A closed incident cannot be reopened"),
-        ));
+        )));
     }
     Ok(())
 }
@@ -1613,7 +1616,7 @@ fn table_update(
         .collect();
     apply(db, table, &mut new, fields, user);
     if let Err(r) = check_transition(table, &old, &new) {
-        return r;
+        return *r;
     }
     let to = text(&new, "state");
     if table == "incident" && ["6", "7", "8"].contains(&to.as_str())
