@@ -13,6 +13,12 @@ command -v moto_server >/dev/null || { echo "moto_server (PyPI moto[server]) is 
 command -v cfn-lint >/dev/null || { echo "cfn-lint is required by the template checks and is not on PATH" >&2; exit 1; }
 python3 -c 'import samtranslator' || { echo "aws-sam-translator is required by the template checks and could not be installed" >&2; exit 1; }
 
+# --- ServiceNow (issue 12): pysnc, ServiceNow's Python client, proves the emulator's dialect.
+echo "==> installing test dependencies (PyPI: pysnc)"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'pysnc>=1.1'
+python3 -c 'import pysnc' || { echo "pysnc is required by tests/servicenow_pysnc.rs and could not be installed" >&2; exit 1; }
+# --- end ServiceNow
+
 echo "==> installing test dependencies (npm: asl-validator)"
 npm install --prefix tests/node --no-audit --no-fund --loglevel=error
 test -x tests/node/node_modules/.bin/asl-validator || { echo "asl-validator is required by the definition tests and could not be installed" >&2; exit 1; }

@@ -119,7 +119,7 @@ async fn planned_renewal_is_served_and_evidenced_in_the_ticket() {
     let evidence = ticket
         .attachments
         .iter()
-        .find(|a| a.name == "renewal-evidence.json")
+        .find(|a| a.name == "evidence.json")
         .expect("evidence");
     assert_eq!(
         evidence.content["servedFingerprint"],

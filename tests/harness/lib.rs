@@ -8,4 +8,5 @@ pub mod process;
 pub mod scan_world;
 pub mod scripted;
 pub mod servers;
+pub mod servicenow;
 pub mod world;

@@ -78,6 +78,32 @@ pub fn trigger_from_servicenow(p: &Value) -> Result<Trigger, Error> {
     }))
 }
 
+/// The webhook is a notification, the record is the truth: when ServiceNow is configured
+/// (`[servicenow]` in integrations.toml), the record the posted body names is read back
+/// through the Table API and that is what intake validates (CI, environment, priority,
+/// opener, category). `Ok(None)`: no ServiceNow configured, the posted record stands.
+pub async fn record_of_truth(deps: &Deps, posted: &Value) -> Result<Option<Value>, Error> {
+    if !deps.config.integrations.has("servicenow") {
+        return Ok(None);
+    }
+    let number = field(posted, "number")
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| Error::InvalidInput("ServiceNow payload lacks 'number'".into()))?;
+    let record = deps
+        .itsm
+        .read_record(number)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("ServiceNow has no record {number}")))?;
+    if let (Some(claimed), Some(actual)) = (field(posted, "sys_id"), field(&record, "sys_id")) {
+        if claimed != actual {
+            return Err(Error::InvalidInput(format!(
+                "the webhook names {number} with sys_id {claimed}, but ServiceNow's record has {actual}"
+            )));
+        }
+    }
+    Ok(Some(record))
+}
+
 /// Starts (or finds) the execution for a trigger.
 pub async fn start(deps: &Deps, trigger: Trigger) -> Result<Started, Error> {
     let key = trigger.idempotency_key();
@@ -166,7 +192,20 @@ pub async fn handle_webhook(
             )
         }
     };
-    let record = payload.get("record").unwrap_or(&payload);
+    let posted = payload.get("record").unwrap_or(&payload);
+    let truth = match record_of_truth(deps, posted).await {
+        Ok(r) => r,
+        Err(e) => {
+            let status = match e.name() {
+                "Transient" => 503,
+                "NotFound" => 404,
+                "AccessDenied" => 502,
+                _ => 400,
+            };
+            return response(status, json!({"error": e.name(), "message": e.to_string()}));
+        }
+    };
+    let record = truth.as_ref().unwrap_or(posted);
     let trigger = match trigger_from_servicenow(record) {
         Ok(t) => t,
         Err(e) => return response(400, json!({"error": e.name(), "message": e.to_string()})),

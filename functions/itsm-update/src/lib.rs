@@ -216,10 +216,14 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
             outcome = "failed";
         }
         "close" => {
-            let ev = evidence(state, exec);
+            let mut ev = evidence(state, exec);
+            // The audit chain head as of closing: the evidence names the trail that proves it.
+            if let Some(head) = deps.store.audit(exec).await?.last() {
+                ev["auditChainHead"] = json!({"seq": head.seq, "hash": head.hash});
+            }
             let purge_failed = state.purge_error.is_some();
             update.attachment = Some(Attachment {
-                name: "renewal-evidence.json".into(),
+                name: "evidence.json".into(),
                 content: ev.clone(),
             });
             update.work_note = Some(format!(
@@ -244,7 +248,24 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
             )))
         }
     }
-    let t = deps.itsm.update(&ticket, ACTOR, update).await?;
+    let t = match deps.itsm.update(&ticket, ACTOR, update).await {
+        Ok(t) => t,
+        Err(e) => {
+            // A refusal the state machine will not retry (record deleted, access revoked)
+            // ends the run: say so in the audit trail before failing.
+            if !e.is_retryable() {
+                record_audit(
+                    deps,
+                    exec,
+                    AuditKind::Outcome,
+                    ACTOR,
+                    json!({"action": action, "ticket": ticket, "outcome": "itsm-update-failed", "error": e.name(), "message": e.to_string()}),
+                )
+                .await?;
+            }
+            return Err(e);
+        }
+    };
     let kind = if terminal {
         AuditKind::Outcome
     } else {

@@ -2,7 +2,8 @@
 //!
 //! Incidents are numbered `INC0010001`, `INC0010002`, …; changes of every type share the
 //! `CHG0030001…` sequence, as in ServiceNow. Opening is idempotent by correlation id (the
-//! trigger's idempotency key), so the same trigger twice yields one ticket. Tickets never
+//! trigger's idempotency key), so the same trigger twice yields one ticket; a retried update
+//! adds no second identical work note and no second attachment of the same name. Tickets never
 //! hold secrets: content that looks like a key or token is refused.
 
 use std::sync::Arc;
@@ -154,6 +155,26 @@ impl Itsm for TicketBook {
         })
     }
 
+    async fn read_record(&self, number: &str) -> Result<Option<serde_json::Value>, Error> {
+        // The local book keeps only what certops opened or was told; fields it never
+        // stores (environment, opener, category) are absent rather than invented.
+        Ok(self.get(number).await?.map(|t| {
+            let class = match t.kind {
+                TicketKind::Incident => "incident",
+                _ => "change_request",
+            };
+            serde_json::json!({
+                "number": t.number,
+                "sys_id": t.number,
+                "sys_class_name": class,
+                "cmdb_ci": t.ci,
+                "priority": t.priority.to_string(),
+                "correlation_id": t.correlation_id,
+                "short_description": t.short_description,
+            })
+        }))
+    }
+
     async fn update(
         &self,
         number: &str,
@@ -176,21 +197,31 @@ impl Itsm for TicketBook {
                 .optional()
                 .map_err(db_err)?;
             let Some(text) = text else {
-                return Err(Error::InvalidInput(format!("no ticket {number}")));
+                return Err(Error::NotFound(format!("no ticket {number}")));
             };
             let mut ticket: Ticket = from_json(&text, "ticket")?;
             if let Some(state) = update.state {
                 ticket.state = state;
             }
+            // A retried step writes the same note and attachment again: keep one of each,
+            // as the ServiceNow adapter does.
             if let Some(note) = update.work_note {
-                ticket.work_notes.push(WorkNote {
-                    at: now,
-                    author: author.to_string(),
-                    text: note,
-                });
+                if !ticket
+                    .work_notes
+                    .iter()
+                    .any(|w| w.author == author && w.text == note)
+                {
+                    ticket.work_notes.push(WorkNote {
+                        at: now,
+                        author: author.to_string(),
+                        text: note,
+                    });
+                }
             }
             if let Some(attachment) = update.attachment {
-                ticket.attachments.push(attachment);
+                if !ticket.attachments.iter().any(|a| a.name == attachment.name) {
+                    ticket.attachments.push(attachment);
+                }
             }
             if let Some(approver) = update.approved_by {
                 ticket.approved_by = Some(approver);
@@ -335,7 +366,7 @@ mod tests {
                 .await
                 .unwrap_err()
                 .name(),
-            "InvalidInput"
+            "NotFound"
         );
     }
 

@@ -98,6 +98,13 @@ pub enum Error {
         /// Where it was found (a JSON path such as `summary.response.body`); never the value.
         location: String,
     },
+    /// A dependency refused the credentials or the caller's rights (HTTP 401/403);
+    /// retrying will not help until someone fixes the account or its roles.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// A record the step works on no longer exists at the dependency (HTTP 404).
+    #[error("not found: {0}")]
+    NotFound(String),
 }
 
 impl Error {
@@ -123,6 +130,8 @@ impl Error {
             Error::Conflict(_) => "Conflict",
             Error::ChainBreak { .. } => "ChainBreak",
             Error::SecretMaterial { .. } => "SecretMaterial",
+            Error::AccessDenied(_) => "AccessDenied",
+            Error::NotFound(_) => "NotFound",
         }
     }
 
@@ -153,6 +162,8 @@ pub const ERROR_NAMES: &[&str] = &[
     "Conflict",
     "ChainBreak",
     "SecretMaterial",
+    "AccessDenied",
+    "NotFound",
 ];
 
 #[cfg(feature = "lambda")]
@@ -203,6 +214,8 @@ mod tests {
                 reason: s(),
             },
             Error::SecretMaterial { location: s() },
+            Error::AccessDenied(s()),
+            Error::NotFound(s()),
         ]
     }
 

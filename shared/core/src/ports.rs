@@ -264,6 +264,11 @@ pub trait Itsm: Send + Sync {
         author: &str,
         update: TicketUpdate,
     ) -> Result<Ticket, Error>;
+    /// The record as the ITSM itself holds it, in ServiceNow Table API shape (`number`,
+    /// `sys_id`, `sys_class_name`, `category`, `cmdb_ci`, `u_environment`, `priority`,
+    /// `opened_by`, plain string values). Intake validates this, not a webhook's body:
+    /// the webhook is a notification, the record is the truth. `Ok(None)`: no such record.
+    async fn read_record(&self, number: &str) -> Result<Option<Value>, Error>;
 }
 
 /// An approval card (Teams Adaptive Card / Slack blocks / local inbox).

@@ -7,7 +7,7 @@ use crate::prober::TlsProber;
 use crate::stack::Stack;
 use certops_adapters::{Embedded, IssuerFault, TargetFault};
 use certops_core::ports::{
-    Bundle, Clock, Config, IssueRequest, Itsm, Keystore, NewTicket, Prober, SecretPem, TicketKind,
+    Bundle, Clock, Config, IssueRequest, Keystore, NewTicket, Prober, SecretPem, TicketKind,
     TicketState,
 };
 use certops_core::workflow::{leaf_facts, WorkflowState};
@@ -312,6 +312,21 @@ fn toml_issuer(text: &str) -> Result<certops_core::Issuer, Error> {
 
 /// Runs every scenario against a fresh stack in `data_dir`.
 pub async fn run(data_dir: &Path, progress: &(dyn Fn(&str) + Sync)) -> Result<DemoReport, Error> {
+    run_with(
+        data_dir,
+        certops_core::integrations::Integrations::none(),
+        progress,
+    )
+    .await
+}
+
+/// Runs every scenario with `integrations` selecting adapters (e.g. `[servicenow]`: every
+/// record is opened, moved and closed in that instance instead of the local ticket book).
+pub async fn run_with(
+    data_dir: &Path,
+    integrations: certops_core::integrations::Integrations,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<DemoReport, Error> {
     let clock: Arc<dyn Clock> = Arc::new(certops_core::ports::SystemClock);
     let adapters = Embedded::open(data_dir, clock.clone())?;
     progress("starting TLS endpoints, local CA and fallback certificates");
@@ -323,7 +338,7 @@ pub async fn run(data_dir: &Path, progress: &(dyn Fn(&str) + Sync)) -> Result<De
         policy: Policy::from_toml_str(&policy_text())?,
         runbook: Runbook::from_toml_str(RUNBOOK)?,
         default_oncall: "oncall-certops@example.com".into(),
-        integrations: certops_core::integrations::Integrations::none(),
+        integrations,
     };
     let stack = Stack::with_adapters(
         data_dir,
@@ -465,7 +480,7 @@ async fn collect(stack: &Stack, run: &mut Run, execution: &str, prober: &TlsProb
         }
     }
     if let Some(t) = &run.r.ticket {
-        if let Ok(Some(ticket)) = stack.adapters.tickets.get(t).await {
+        if let Ok(Some(ticket)) = stack.deps.itsm.get(t).await {
             run.r.ticket_state = Some(format!("{:?}", ticket.state));
         }
     }
@@ -525,8 +540,8 @@ async fn scan_and_run(
 
 async fn ticket_state(stack: &Stack, number: Option<&String>) -> Option<TicketState> {
     stack
-        .adapters
-        .tickets
+        .deps
+        .itsm
         .get(number?)
         .await
         .ok()
@@ -561,8 +576,8 @@ async fn expired_incident(stack: &Stack, prober: &TlsProber, ep: &Endpoint) -> S
     let mut run = Run::new("2. Cert already expired", "P1 incident enriched; ECAB approves; fallback certificate deployed, reloaded, CDN purged, verified; incident resolved");
     let result = async {
         let inc = stack
-            .adapters
-            .tickets
+            .deps
+            .itsm
             .open(NewTicket { kind: TicketKind::Incident, short_description: "pay.example.com: connection not private".into(), description: "Users report certificate errors on pay.example.com".into(), ci: "pay-api-prod".into(), priority: 1, correlation_id: "servicenow-INC-pay".into() })
             .await?;
         let payload = json!({"number": inc.number, "sys_id": "6f1c2a", "sys_class_name": "incident", "category": "Certificate",
@@ -598,8 +613,8 @@ async fn expired_incident(stack: &Stack, prober: &TlsProber, ep: &Endpoint) -> S
     run.expect("ticket state", run.r.ticket_state.clone(), "Resolved");
     if let Some(t) = run.r.ticket.clone() {
         let notes = stack
-            .adapters
-            .tickets
+            .deps
+            .itsm
             .get(&t)
             .await
             .ok()
@@ -723,8 +738,8 @@ async fn unknown_ci(stack: &Stack, endpoints: &[Endpoint]) -> ScenarioResult {
     let served_before: Vec<_> = served_fingerprints(stack, endpoints).await;
     let result = async {
         let inc = stack
-            .adapters
-            .tickets
+            .deps
+            .itsm
             .open(NewTicket { kind: TicketKind::Incident, short_description: "billing.example.com certificate warning".into(), description: "Browser warning on the legacy billing portal".into(), ci: "legacy-billing-prod".into(), priority: 2, correlation_id: "servicenow-INC-billing".into() })
             .await?;
         let payload = json!({"number": inc.number, "sys_id": "9a0b77", "sys_class_name": "incident", "category": "Certificate",
@@ -763,8 +778,8 @@ async fn unknown_ci(stack: &Stack, endpoints: &[Endpoint]) -> ScenarioResult {
     run.check(refs_after == refs_before, "a certificate was issued");
     run.check(served_after == served_before, "an endpoint changed");
     let notes = stack
-        .adapters
-        .tickets
+        .deps
+        .itsm
         .get(&number)
         .await
         .ok()

@@ -216,12 +216,19 @@ impl Stack {
         let prober = crate::prober::TlsProber::new(probe_timeout)?;
         // Local endpoints and cache plus the real servers the inventory connects to.
         let routers = certops_servers::Routers::embedded(&adapters, &config.inventory)?;
+        // [servicenow] in integrations.toml: the ServiceNow adapter replaces the ticket book.
+        let itsm = certops_servicenow::from_integrations(
+            &config.integrations,
+            &certops_adapters::LocalSecrets,
+        )
+        .await?
+        .unwrap_or_else(|| adapters.tickets.clone());
         let deps = Deps {
             config: Arc::new(config),
             clock,
             store: adapters.store.clone(),
             queue: adapters.queue.clone(),
-            itsm: adapters.tickets.clone(),
+            itsm,
             chat: adapters.chat.clone(),
             issuer: adapters.ca.clone(),
             keystore: adapters.keystore.clone(),

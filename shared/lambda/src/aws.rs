@@ -5,8 +5,9 @@
 //! the token-sealing key is read from Secrets Manager only by the functions
 //! given `CERTOPS_SEALING_KEY_ARN` (approval-request and approval-callback).
 //!
-//! ITSM, chat and the issuer have no AWS-side adapter yet: they stay on the
-//! embedded adapters under `CERTOPS_DATA_DIR` (a Lambda's `/tmp`).
+//! ITSM is ServiceNow when `[servicenow]` is configured (credentials by Secrets Manager
+//! ARN); chat and the issuer have no AWS-side adapter yet: they stay on the embedded
+//! adapters under `CERTOPS_DATA_DIR` (a Lambda's `/tmp`).
 
 use crate::EnvSecret;
 use certops_adapters::{AesGcmSealer, Embedded, TlsProber};
@@ -56,12 +57,20 @@ pub(crate) async fn deps(
     } else {
         Arc::new(NoSealer)
     };
+    // [servicenow] in integrations.toml: ServiceNow, its credentials from Secrets Manager
+    // (or the function's environment); otherwise the ticket book under CERTOPS_DATA_DIR.
+    let secrets = certops_aws::secret_resolver::AwsSecrets::new(
+        certops_aws::secrets::aws_sdk_secretsmanager::Client::new(sdk),
+    );
+    let itsm = certops_servicenow::from_integrations(&config.integrations, &secrets)
+        .await?
+        .unwrap_or_else(|| embedded.tickets.clone());
     Ok(Deps {
         config: Arc::new(config),
         clock: clock.clone(),
         store: Arc::new(DynamoStore::from_env(sdk)?.with_clock(clock.clone())),
         queue: Arc::new(SqsQueue::from_env(sdk)),
-        itsm: embedded.tickets.clone(),
+        itsm,
         chat: embedded.chat.clone(),
         issuer: embedded.ca.clone(),
         keystore: keystore.clone(),

@@ -7,6 +7,8 @@
 //! - `CERTOPS_DATA_DIR` — where the embedded adapters keep state (default `/tmp/certops`).
 //! - `CERTOPS_CONFIG_DIR` — inventory.toml, policy.toml, cert-renewal.runbook.toml
 //!   (default: the example files compiled in).
+//! - `CERTOPS_INTEGRATIONS` — the text of integrations.toml when `CERTOPS_CONFIG_DIR` is
+//!   unset (the SAM template's `Integrations` parameter; `[servicenow]` selects ServiceNow).
 //! - `CERTOPS_BACKEND` — `aws` for the AWS adapters (DynamoDB, SQS, Secrets
 //!   Manager, ACM/ELBv2, CloudFront; see the environment contract in
 //!   `infra/template.yaml`), `embedded` (default) for the embedded ones.
@@ -50,7 +52,11 @@ fn load_config() -> Result<Config, Error> {
             include_str!("../../../runbooks/inventory.toml").to_string(),
             include_str!("../../../runbooks/policy.toml").to_string(),
             include_str!("../../../runbooks/cert-renewal.runbook.toml").to_string(),
-            Integrations::none(),
+            // The SAM template passes integrations.toml's text (references, never secrets).
+            match std::env::var("CERTOPS_INTEGRATIONS") {
+                Ok(text) if !text.trim().is_empty() => Integrations::from_toml_str(&text)?,
+                _ => Integrations::none(),
+            },
         ),
     };
     Ok(Config {
@@ -111,12 +117,18 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
     }
     let state_machine = std::env::var("CERTOPS_STATE_MACHINE_ARN").unwrap_or_default();
     let workflow = SfnWorkflow::new(aws_sdk_sfn::Client::new(sdk_config().await), state_machine);
+    let itsm = certops_servicenow::from_integrations(
+        &config.integrations,
+        &certops_adapters::LocalSecrets,
+    )
+    .await?
+    .unwrap_or_else(|| adapters.tickets.clone());
     Ok(Deps {
         config: Arc::new(config),
         clock,
         store: adapters.store.clone(),
         queue: adapters.queue.clone(),
-        itsm: adapters.tickets.clone(),
+        itsm,
         chat: adapters.chat.clone(),
         issuer: adapters.ca.clone(),
         keystore: adapters.keystore.clone(),
