@@ -98,6 +98,11 @@ pub enum Error {
         /// Where it was found (a JSON path such as `summary.response.body`); never the value.
         location: String,
     },
+    /// The issuer refused or failed the request, or what it issued fails a guardrail (key,
+    /// names, chain, validity); nothing is deployed. The message carries the reason (for ACME,
+    /// the problem's type and detail).
+    #[error("issuance failed: {0}")]
+    IssuanceFailed(String),
 }
 
 impl Error {
@@ -123,6 +128,7 @@ impl Error {
             Error::Conflict(_) => "Conflict",
             Error::ChainBreak { .. } => "ChainBreak",
             Error::SecretMaterial { .. } => "SecretMaterial",
+            Error::IssuanceFailed(_) => "IssuanceFailed",
         }
     }
 
@@ -153,6 +159,7 @@ pub const ERROR_NAMES: &[&str] = &[
     "Conflict",
     "ChainBreak",
     "SecretMaterial",
+    "IssuanceFailed",
 ];
 
 #[cfg(feature = "lambda")]
@@ -203,6 +210,7 @@ mod tests {
                 reason: s(),
             },
             Error::SecretMaterial { location: s() },
+            Error::IssuanceFailed(s()),
         ]
     }
 
