@@ -129,10 +129,13 @@ pub enum KeyType {
     /// ECDSA on P-384 with SHA-384.
     EcdsaP384,
     /// RSA, 2048-bit modulus.
+    #[serde(rename = "rsa-2048")]
     Rsa2048,
     /// RSA, 3072-bit modulus.
+    #[serde(rename = "rsa-3072")]
     Rsa3072,
     /// RSA, 4096-bit modulus.
+    #[serde(rename = "rsa-4096")]
     Rsa4096,
 }
 
