@@ -214,6 +214,17 @@ impl Stack {
             }
         }
         let prober = crate::prober::TlsProber::new(probe_timeout)?;
+        // Real issuers from [issuers.<name>] in integrations.toml; the local CA otherwise.
+        let issuer = certops_issuers::build(
+            &config,
+            certops_issuers::RouterParts {
+                default: adapters.ca.clone(),
+                keystore: adapters.keystore.clone(),
+                secrets: Arc::new(certops_adapters::LocalSecrets),
+                aws: None,
+            },
+        )
+        .await?;
         let deps = Deps {
             config: Arc::new(config),
             clock,
@@ -221,7 +232,7 @@ impl Stack {
             queue: adapters.queue.clone(),
             itsm: adapters.tickets.clone(),
             chat: adapters.chat.clone(),
-            issuer: adapters.ca.clone(),
+            issuer,
             keystore: adapters.keystore.clone(),
             targets: adapters.endpoints.clone(),
             cdn: adapters.cdn.clone(),

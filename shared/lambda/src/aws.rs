@@ -5,8 +5,11 @@
 //! the token-sealing key is read from Secrets Manager only by the functions
 //! given `CERTOPS_SEALING_KEY_ARN` (approval-request and approval-callback).
 //!
-//! ITSM, chat and the issuer have no AWS-side adapter yet: they stay on the
-//! embedded adapters under `CERTOPS_DATA_DIR` (a Lambda's `/tmp`).
+//! ITSM and chat have no AWS-side adapter yet: they stay on the embedded
+//! adapters under `CERTOPS_DATA_DIR` (a Lambda's `/tmp`). The issuer is the
+//! router of `certops-issuers` (`[issuers.<name>]`: ACME, Vault/OpenBao PKI, AWS
+//! Private CA), over the local CA for unconfigured names; ACME accounts live in
+//! the Secrets Manager keystore.
 
 use crate::EnvSecret;
 use certops_adapters::{AesGcmSealer, Embedded, TlsProber};
@@ -56,6 +59,16 @@ pub(crate) async fn deps(
     } else {
         Arc::new(NoSealer)
     };
+    let issuer = certops_issuers::build(
+        &config,
+        certops_issuers::RouterParts {
+            default: embedded.ca.clone(),
+            keystore: keystore.clone(),
+            secrets: Arc::new(certops_adapters::LocalSecrets),
+            aws: Some(sdk.clone()),
+        },
+    )
+    .await?;
     Ok(Deps {
         config: Arc::new(config),
         clock: clock.clone(),
@@ -63,7 +76,7 @@ pub(crate) async fn deps(
         queue: Arc::new(SqsQueue::from_env(sdk)),
         itsm: embedded.tickets.clone(),
         chat: embedded.chat.clone(),
-        issuer: embedded.ca.clone(),
+        issuer,
         keystore: keystore.clone(),
         targets: Arc::new(AwsTargets::new(sdk, keystore)),
         cdn: Arc::new(CloudFrontPurger::new(

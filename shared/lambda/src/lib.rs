@@ -111,6 +111,16 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
     }
     let state_machine = std::env::var("CERTOPS_STATE_MACHINE_ARN").unwrap_or_default();
     let workflow = SfnWorkflow::new(aws_sdk_sfn::Client::new(sdk_config().await), state_machine);
+    let issuer = certops_issuers::build(
+        &config,
+        certops_issuers::RouterParts {
+            default: adapters.ca.clone(),
+            keystore: adapters.keystore.clone(),
+            secrets: Arc::new(certops_adapters::LocalSecrets),
+            aws: Some(sdk_config().await.clone()),
+        },
+    )
+    .await?;
     Ok(Deps {
         config: Arc::new(config),
         clock,
@@ -118,7 +128,7 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
         queue: adapters.queue.clone(),
         itsm: adapters.tickets.clone(),
         chat: adapters.chat.clone(),
-        issuer: adapters.ca.clone(),
+        issuer,
         keystore: adapters.keystore.clone(),
         targets: adapters.endpoints.clone(),
         cdn: adapters.cdn.clone(),
