@@ -139,3 +139,106 @@ pub fn check(
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+    struct Ca {
+        issuer: rcgen::Issuer<'static, KeyPair>,
+        pem: String,
+    }
+
+    fn ca(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = p.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            issuer: rcgen::Issuer::new(p, key),
+        }
+    }
+
+    fn leaf(ca: &Ca, key: &KeyPair, names: &[&str], starts_in: chrono::TimeDelta) -> String {
+        let mut p =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let start = Utc::now() + starts_in;
+        p.not_before = time::OffsetDateTime::from_unix_timestamp(start.timestamp()).unwrap();
+        p.not_after = p.not_before + time::Duration::days(30);
+        p.signed_by(key, &ca.issuer).unwrap().pem()
+    }
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| s.to_string()).collect()
+    }
+
+    const PLANNED: &[&str] = &["shop.example.com", "www.shop.example.com"];
+
+    #[test]
+    fn a_certificate_as_planned_passes() {
+        let ca = ca("anchor");
+        let key = KeyPair::generate().unwrap();
+        let chain = leaf(&ca, &key, PLANNED, chrono::TimeDelta::minutes(-1));
+        check(&chain, key.public_key_raw(), &names(PLANNED), Some(&ca.pem), Utc::now()).unwrap();
+    }
+
+    #[test]
+    fn fewer_sans_than_planned_is_refused() {
+        let ca = ca("anchor");
+        let key = KeyPair::generate().unwrap();
+        let chain = leaf(&ca, &key, &PLANNED[..1], chrono::TimeDelta::minutes(-1));
+        let e = check(&chain, key.public_key_raw(), &names(PLANNED), Some(&ca.pem), Utc::now())
+            .unwrap_err();
+        assert_eq!(e.name(), "IssuanceFailed");
+        assert!(e.to_string().contains("www.shop.example.com"), "{e}");
+        // And an unplanned extra name too.
+        let more = leaf(&ca, &key, &["shop.example.com", "www.shop.example.com", "evil.example.com"], chrono::TimeDelta::minutes(-1));
+        let e = check(&more, key.public_key_raw(), &names(PLANNED), Some(&ca.pem), Utc::now())
+            .unwrap_err();
+        assert!(e.to_string().contains("evil.example.com"), "{e}");
+    }
+
+    #[test]
+    fn a_mismatched_key_is_refused() {
+        let ca = ca("anchor");
+        let key = KeyPair::generate().unwrap();
+        let other = KeyPair::generate().unwrap();
+        let chain = leaf(&ca, &other, PLANNED, chrono::TimeDelta::minutes(-1));
+        let e = check(&chain, key.public_key_raw(), &names(PLANNED), Some(&ca.pem), Utc::now())
+            .unwrap_err();
+        assert_eq!(e.name(), "IssuanceFailed");
+        assert!(e.to_string().contains("public key"), "{e}");
+    }
+
+    #[test]
+    fn a_future_not_before_is_refused_within_skew_accepted() {
+        let ca = ca("anchor");
+        let key = KeyPair::generate().unwrap();
+        let late = leaf(&ca, &key, PLANNED, chrono::TimeDelta::hours(2));
+        let e = check(&late, key.public_key_raw(), &names(PLANNED), Some(&ca.pem), Utc::now())
+            .unwrap_err();
+        assert_eq!(e.name(), "IssuanceFailed");
+        assert!(e.to_string().contains("notBefore"), "{e}");
+        let skewed = leaf(&ca, &key, PLANNED, chrono::TimeDelta::minutes(2));
+        check(&skewed, key.public_key_raw(), &names(PLANNED), Some(&ca.pem), Utc::now()).unwrap();
+    }
+
+    #[test]
+    fn a_chain_to_another_anchor_is_refused() {
+        let ca1 = ca("anchor");
+        let ca2 = ca("stranger");
+        let key = KeyPair::generate().unwrap();
+        let chain = leaf(&ca2, &key, PLANNED, chrono::TimeDelta::minutes(-1));
+        let e = check(&chain, key.public_key_raw(), &names(PLANNED), Some(&ca1.pem), Utc::now())
+            .unwrap_err();
+        assert_eq!(e.name(), "IssuanceFailed");
+        assert!(e.to_string().contains("trust anchors"), "{e}");
+        // Without configured anchors the public web roots apply, and a private CA fails them.
+        let e = check(&chain, key.public_key_raw(), &names(PLANNED), None, Utc::now()).unwrap_err();
+        assert!(e.to_string().contains("trust anchors"), "{e}");
+    }
+}

