@@ -34,7 +34,12 @@ ttl = "72h"
 
 fn inventory() -> String {
     [
-        certificate("api", &["api.example.com", "api-v2.example.com"], ISSUER, "key_type = \"rsa-2048\""),
+        certificate(
+            "api",
+            &["api.example.com", "api-v2.example.com"],
+            ISSUER,
+            "key_type = \"rsa-2048\"",
+        ),
         certificate("foreign", &["www.example.org"], ISSUER, ""),
     ]
     .concat()
@@ -89,7 +94,10 @@ async fn vault_pki_signs_refuses_and_names_its_errors() {
         ),
     );
     let (no_token, _) = issuer_port(&unset, work.path(), None).await;
-    let (_, csr) = key_and_csr(KeyType::EcdsaP256, &["api.example.com", "api-v2.example.com"]);
+    let (_, csr) = key_and_csr(
+        KeyType::EcdsaP256,
+        &["api.example.com", "api-v2.example.com"],
+    );
     let err = no_token
         .issue(&request(&unset, "api", csr))
         .await
@@ -105,14 +113,20 @@ async fn vault_pki_signs_refuses_and_names_its_errors() {
         &integrations(&bao.address(), &bao.server_roots_file(), &wrong_ref),
     );
     let (wrong_port, _) = issuer_port(&wrong, work.path(), None).await;
-    let (_, csr) = key_and_csr(KeyType::EcdsaP256, &["api.example.com", "api-v2.example.com"]);
+    let (_, csr) = key_and_csr(
+        KeyType::EcdsaP256,
+        &["api.example.com", "api-v2.example.com"],
+    );
     let err = wrong_port
         .issue(&request(&wrong, "api", csr))
         .await
         .expect_err("wrong token");
     assert_eq!(err.name(), "IssuanceFailed", "{err}");
     assert!(err.to_string().contains("HTTP 403"), "{err}");
-    assert!(!err.to_string().contains(&wrong_value), "the token leaked: {err}");
+    assert!(
+        !err.to_string().contains(&wrong_value),
+        "the token leaked: {err}"
+    );
     assert!(!err.to_string().contains(&token));
 
     // Nothing listening: IssuerDown.
@@ -125,7 +139,10 @@ async fn vault_pki_signs_refuses_and_names_its_errors() {
         ),
     );
     let (down_port, _) = issuer_port(&down, work.path(), None).await;
-    let (_, csr) = key_and_csr(KeyType::EcdsaP256, &["api.example.com", "api-v2.example.com"]);
+    let (_, csr) = key_and_csr(
+        KeyType::EcdsaP256,
+        &["api.example.com", "api-v2.example.com"],
+    );
     let err = down_port
         .issue(&request(&down, "api", csr))
         .await

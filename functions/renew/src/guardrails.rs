@@ -163,9 +163,8 @@ mod tests {
     }
 
     fn leaf(ca: &Ca, key: &KeyPair, names: &[&str], starts_in: chrono::TimeDelta) -> String {
-        let mut p =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
         let start = Utc::now() + starts_in;
         p.not_before = time::OffsetDateTime::from_unix_timestamp(start.timestamp()).unwrap();
         p.not_after = p.not_before + time::Duration::days(30);
@@ -183,7 +182,14 @@ mod tests {
         let ca = ca("anchor");
         let key = KeyPair::generate().unwrap();
         let chain = leaf(&ca, &key, PLANNED, chrono::TimeDelta::minutes(-1));
-        check(&chain, key.public_key_raw(), &names(PLANNED), Some(&ca.pem), Utc::now()).unwrap();
+        check(
+            &chain,
+            key.public_key_raw(),
+            &names(PLANNED),
+            Some(&ca.pem),
+            Utc::now(),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -191,14 +197,35 @@ mod tests {
         let ca = ca("anchor");
         let key = KeyPair::generate().unwrap();
         let chain = leaf(&ca, &key, &PLANNED[..1], chrono::TimeDelta::minutes(-1));
-        let e = check(&chain, key.public_key_raw(), &names(PLANNED), Some(&ca.pem), Utc::now())
-            .unwrap_err();
+        let e = check(
+            &chain,
+            key.public_key_raw(),
+            &names(PLANNED),
+            Some(&ca.pem),
+            Utc::now(),
+        )
+        .unwrap_err();
         assert_eq!(e.name(), "IssuanceFailed");
         assert!(e.to_string().contains("www.shop.example.com"), "{e}");
         // And an unplanned extra name too.
-        let more = leaf(&ca, &key, &["shop.example.com", "www.shop.example.com", "evil.example.com"], chrono::TimeDelta::minutes(-1));
-        let e = check(&more, key.public_key_raw(), &names(PLANNED), Some(&ca.pem), Utc::now())
-            .unwrap_err();
+        let more = leaf(
+            &ca,
+            &key,
+            &[
+                "shop.example.com",
+                "www.shop.example.com",
+                "evil.example.com",
+            ],
+            chrono::TimeDelta::minutes(-1),
+        );
+        let e = check(
+            &more,
+            key.public_key_raw(),
+            &names(PLANNED),
+            Some(&ca.pem),
+            Utc::now(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("evil.example.com"), "{e}");
     }
 
@@ -208,8 +235,14 @@ mod tests {
         let key = KeyPair::generate().unwrap();
         let other = KeyPair::generate().unwrap();
         let chain = leaf(&ca, &other, PLANNED, chrono::TimeDelta::minutes(-1));
-        let e = check(&chain, key.public_key_raw(), &names(PLANNED), Some(&ca.pem), Utc::now())
-            .unwrap_err();
+        let e = check(
+            &chain,
+            key.public_key_raw(),
+            &names(PLANNED),
+            Some(&ca.pem),
+            Utc::now(),
+        )
+        .unwrap_err();
         assert_eq!(e.name(), "IssuanceFailed");
         assert!(e.to_string().contains("public key"), "{e}");
     }
@@ -219,12 +252,25 @@ mod tests {
         let ca = ca("anchor");
         let key = KeyPair::generate().unwrap();
         let late = leaf(&ca, &key, PLANNED, chrono::TimeDelta::hours(2));
-        let e = check(&late, key.public_key_raw(), &names(PLANNED), Some(&ca.pem), Utc::now())
-            .unwrap_err();
+        let e = check(
+            &late,
+            key.public_key_raw(),
+            &names(PLANNED),
+            Some(&ca.pem),
+            Utc::now(),
+        )
+        .unwrap_err();
         assert_eq!(e.name(), "IssuanceFailed");
         assert!(e.to_string().contains("notBefore"), "{e}");
         let skewed = leaf(&ca, &key, PLANNED, chrono::TimeDelta::minutes(2));
-        check(&skewed, key.public_key_raw(), &names(PLANNED), Some(&ca.pem), Utc::now()).unwrap();
+        check(
+            &skewed,
+            key.public_key_raw(),
+            &names(PLANNED),
+            Some(&ca.pem),
+            Utc::now(),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -233,12 +279,25 @@ mod tests {
         let ca2 = ca("stranger");
         let key = KeyPair::generate().unwrap();
         let chain = leaf(&ca2, &key, PLANNED, chrono::TimeDelta::minutes(-1));
-        let e = check(&chain, key.public_key_raw(), &names(PLANNED), Some(&ca1.pem), Utc::now())
-            .unwrap_err();
+        let e = check(
+            &chain,
+            key.public_key_raw(),
+            &names(PLANNED),
+            Some(&ca1.pem),
+            Utc::now(),
+        )
+        .unwrap_err();
         assert_eq!(e.name(), "IssuanceFailed");
         assert!(e.to_string().contains("trust anchors"), "{e}");
         // Without configured anchors the public web roots apply, and a private CA fails them.
-        let e = check(&chain, key.public_key_raw(), &names(PLANNED), None, Utc::now()).unwrap_err();
+        let e = check(
+            &chain,
+            key.public_key_raw(),
+            &names(PLANNED),
+            None,
+            Utc::now(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("trust anchors"), "{e}");
     }
 }

@@ -88,12 +88,13 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RenewalOutput, Erro
             ACTOR,
             TicketUpdate {
                 work_note: Some(format!(
-                    "{} certificate ready: serial {}, SHA-256 {}, expires {} (bundle {}).",
+                    "{} certificate ready: serial {}, SHA-256 {}, expires {} (bundle {}).{}",
                     if fallback { "Fallback" } else { "Renewed" },
                     facts.serial,
                     facts.fingerprint,
                     facts.not_after.to_rfc3339(),
-                    bundle_ref
+                    bundle_ref,
+                    fallback_reason(&event.state)
                 )),
                 ..TicketUpdate::default()
             },
@@ -155,4 +156,24 @@ async fn issue_checked(
         deps.clock.now(),
     )?;
     Ok((key, names, chain))
+}
+
+/// Why the fallback is used, for the ticket: the renewal error the state machine caught
+/// (e.g. the ACME CA's `rateLimited` problem and its `Retry-After`), or the validation's
+/// rate-limit risk. Empty on the normal path.
+fn fallback_reason(state: &certops_core::workflow::WorkflowState) -> String {
+    if let Some(caught) = &state.renew_error {
+        let message = serde_json::from_str::<serde_json::Value>(&caught.cause)
+            .ok()
+            .and_then(|v| v["errorMessage"].as_str().map(str::to_string))
+            .unwrap_or_else(|| caught.cause.clone());
+        return format!(" Renewal was not possible ({}): {message}", caught.error);
+    }
+    match state.validation() {
+        Ok(v) if v.report.rate_limit_risk => {
+            " Validation found the ACME rate-limit budget at risk; the fallback was planned."
+                .to_string()
+        }
+        _ => String::new(),
+    }
 }

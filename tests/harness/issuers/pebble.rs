@@ -105,6 +105,8 @@ impl Pebble {
             "tlsPort": free_port(),
             "ocspResponderURL": "",
             "externalAccountBindingRequired": true,
+            // Seven days, so a scan right after issuance finds the certificate due again.
+            "certificateValidityPeriod": 604_800,
             "externalAccountMACKeys": { eab_kid.clone(): eab_hmac.clone() },
         }});
         let config_file = dir.path().join("pebble-config.json");
