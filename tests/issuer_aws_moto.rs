@@ -8,11 +8,6 @@
 //! (rightly) refuse; moto 5.2 copies the CSR's SAN, so the guardrails are run here too, and
 //! the test asserts whichever moto does rather than assuming.
 
-use aws_sdk_acmpca::primitives::Blob;
-use aws_sdk_acmpca::types::{
-    CertificateAuthorityConfiguration, CertificateAuthorityType, KeyAlgorithm, SigningAlgorithm,
-    Validity, ValidityPeriodType, Asn1Subject,
-};
 use certops_core::KeyType;
 use certops_issuers::solvers::{Answer, ChallengeSolver, Route53Solver};
 use certops_tests::issuers::setup::{certificate, config, issuer_port, key_and_csr, request};
@@ -32,7 +27,10 @@ async fn txt_records(client: &aws_sdk_route53::Client, zone: &str) -> Vec<(Strin
         .map(|r| {
             (
                 r.name().to_string(),
-                r.resource_records().iter().map(|v| v.value().to_string()).collect(),
+                r.resource_records()
+                    .iter()
+                    .map(|v| v.value().to_string())
+                    .collect(),
             )
         })
         .collect()
@@ -67,80 +65,23 @@ async fn route53_dns01_and_private_ca_on_moto() {
     solver.present(&answer).await.expect("present");
     let records = txt_records(&r53, &zone).await;
     assert!(
-        records.iter().any(|(name, values)| name == "_acme-challenge.www.example.com."
-            && values == &[format!("\"{}\"", answer.dns_value)]),
+        records
+            .iter()
+            .any(|(name, values)| name == "_acme-challenge.www.example.com."
+                && values == &[format!("\"{}\"", answer.dns_value)]),
         "TXT record not upserted: {records:?}"
     );
     solver.clean_up(&answer).await.expect("clean up");
     let records = txt_records(&r53, &zone).await;
     assert!(
-        !records.iter().any(|(name, _)| name == "_acme-challenge.www.example.com."),
+        !records
+            .iter()
+            .any(|(name, _)| name == "_acme-challenge.www.example.com."),
         "TXT record not removed: {records:?}"
     );
 
     // AWS Private CA: a root CA made ACTIVE the way the console does it.
-    let pca = aws_sdk_acmpca::Client::new(&sdk);
-    let ca_arn = pca
-        .create_certificate_authority()
-        .certificate_authority_type(CertificateAuthorityType::Root)
-        .certificate_authority_configuration(
-            CertificateAuthorityConfiguration::builder()
-                .key_algorithm(KeyAlgorithm::EcPrime256v1)
-                .signing_algorithm(SigningAlgorithm::Sha256Withecdsa)
-                .subject(Asn1Subject::builder().common_name("certops moto root").build())
-                .build()
-                .expect("ca config"),
-        )
-        .send()
-        .await
-        .expect("create CA")
-        .certificate_authority_arn()
-        .expect("arn")
-        .to_string();
-    let ca_csr = pca
-        .get_certificate_authority_csr()
-        .certificate_authority_arn(&ca_arn)
-        .send()
-        .await
-        .expect("CA CSR")
-        .csr()
-        .expect("csr")
-        .to_string();
-    let root_arn = pca
-        .issue_certificate()
-        .certificate_authority_arn(&ca_arn)
-        .csr(Blob::new(ca_csr.as_bytes()))
-        .signing_algorithm(SigningAlgorithm::Sha256Withecdsa)
-        .template_arn("arn:aws:acm-pca:::template/RootCACertificate/V1")
-        .validity(
-            Validity::builder()
-                .value(3650)
-                .r#type(ValidityPeriodType::Days)
-                .build()
-                .expect("validity"),
-        )
-        .send()
-        .await
-        .expect("issue root")
-        .certificate_arn()
-        .expect("root arn")
-        .to_string();
-    let root_pem = pca
-        .get_certificate()
-        .certificate_authority_arn(&ca_arn)
-        .certificate_arn(&root_arn)
-        .send()
-        .await
-        .expect("root")
-        .certificate()
-        .expect("root pem")
-        .to_string();
-    pca.import_certificate_authority_certificate()
-        .certificate_authority_arn(&ca_arn)
-        .certificate(Blob::new(root_pem.as_bytes()))
-        .send()
-        .await
-        .expect("import root");
+    let ca_arn = certops_tests::issuers::private_ca::active_root_ca(&sdk).await;
 
     // Through the router, as the runtime builds it from [issuers.private-ca].
     let issuer = r#"{ name = "private-ca", method = "internal-pki" }"#;
@@ -161,16 +102,23 @@ async fn route53_dns01_and_private_ca_on_moto() {
         key.public_key_raw(),
         "the CA signed the CSR's key (the key never left)"
     );
-    assert!(leaf.subject().to_string().contains("svc.internal.example.com"));
+    assert!(leaf
+        .subject()
+        .to_string()
+        .contains("svc.internal.example.com"));
     let has_san = matches!(leaf.subject_alternative_name(), Ok(Some(_)));
-    let checked = certops_tests::issuers::setup::guardrails(port.as_ref(), &req, &key, &chain).await;
+    let checked =
+        certops_tests::issuers::setup::guardrails(port.as_ref(), &req, &key, &chain).await;
     if has_san {
         checked.expect("guardrails on moto's certificate (it carries the CSR's SAN)");
     } else {
         // This moto issues without SAN: the guardrail refuses exactly that.
         let err = checked.expect_err("no SAN");
         assert_eq!(err.name(), "IssuanceFailed");
-        assert!(err.to_string().contains("svc.internal.example.com"), "{err}");
+        assert!(
+            err.to_string().contains("svc.internal.example.com"),
+            "{err}"
+        );
     }
     let anchors = port
         .trust_anchors_for(&req.issuer)

@@ -286,8 +286,7 @@ impl AcmeIssuer {
             )));
         }
         let cert = self.certificate(&request.cert_id)?;
-        let (_, csr) = x509_parser::pem::parse_x509_pem(request.csr_pem.as_bytes())
-            .map_err(|e| Error::InvalidInput(format!("the CSR is not PEM: {e}")))?;
+        let csr = crate::csr::der(&request.csr_pem)?;
         let account = self.account().await?;
         let identifiers: Vec<Identifier> = request
             .sans
@@ -313,7 +312,7 @@ impl AcmeIssuer {
         outcome?;
 
         order
-            .finalize_csr(&csr.contents)
+            .finalize_csr(&csr)
             .await
             .map_err(|e| self.map_error("finalize", e))?;
         let retries = RetryPolicy::new()

@@ -26,6 +26,7 @@
 
 pub mod acme;
 pub mod acme_http;
+pub mod csr;
 pub mod private_ca;
 pub mod router;
 pub mod settings;

@@ -83,6 +83,7 @@ impl AwsPrivateCa {
 #[async_trait]
 impl Issuer for AwsPrivateCa {
     async fn issue(&self, request: &IssueRequest) -> Result<String, Error> {
+        crate::csr::der(&request.csr_pem)?;
         let c = &self.config;
         let validity = Validity::builder()
             .value(c.validity_days)

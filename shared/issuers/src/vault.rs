@@ -126,6 +126,7 @@ impl VaultPki {
 #[async_trait]
 impl Issuer for VaultPki {
     async fn issue(&self, request: &IssueRequest) -> Result<String, Error> {
+        crate::csr::der(&request.csr_pem)?;
         let token = self
             .secrets
             .resolve(&self.config.token)

@@ -4,6 +4,7 @@
 
 pub mod cdn;
 pub mod deploy;
+pub mod issuer;
 pub mod keystore;
 pub mod queue;
 pub mod store;

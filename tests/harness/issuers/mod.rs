@@ -6,6 +6,7 @@
 pub mod fault_proxy;
 pub mod openbao;
 pub mod pebble;
+pub mod private_ca;
 pub mod setup;
 pub mod test_pki;
 pub mod tls_listener;
