@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certops_adapters::Embedded;
-use certops_core::ports::{Bundle, Clock, Itsm, Keystore, SecretPem, SystemClock};
+use certops_core::ports::{Bundle, Clock, Keystore, SecretPem, SystemClock};
 use certops_core::workflow::WorkflowState;
 use certops_core::{ScanFinding, Trigger, Verdict};
 use certops_embedded::Stack;
