@@ -26,9 +26,10 @@ use certops_core::ports::{Bundle, IssueRequest, Keystore, SecretPem};
 use certops_core::Error;
 use chrono::{DateTime, Utc};
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ExternalAccountKey, Identifier, NewAccount,
-    NewOrder, OrderStatus, Problem, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ExternalAccountKey,
+    Identifier, NewAccount, NewOrder, OrderStatus, Problem, RetryPolicy,
 };
+use rustls_pki_types::CertificateDer;
 
 use crate::acme_http::AcmeHttp;
 use crate::solvers::{Answer, ChallengeSolver};
@@ -72,6 +73,43 @@ pub struct AcmeIssuer {
     default_solver: Option<Arc<dyn ChallengeSolver>>,
     account: tokio::sync::Mutex<Option<Account>>,
     not_before: Mutex<Option<DateTime<Utc>>>,
+    /// ARI: the certificate each object's next order replaces (RFC 9773 §5).
+    replaces: Mutex<HashMap<String, CertificateIdentifier<'static>>>,
+}
+
+/// A CA's suggested renewal window for one certificate (RFC 9773 §4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalWindow {
+    /// Renew no earlier than this.
+    pub start: DateTime<Utc>,
+    /// Renew before this.
+    pub end: DateTime<Utc>,
+    /// Ask again after this.
+    pub next_check: DateTime<Utc>,
+    /// Why the window is what it is, if the CA says.
+    pub explanation_url: Option<String>,
+}
+
+impl RenewalWindow {
+    /// Whether a renewal at `now` is inside or past the window (due).
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        now >= self.start
+    }
+}
+
+/// The ARI identifier (`base64url(AKI keyIdentifier).base64url(serial)`) of the leaf of
+/// `chain_pem`.
+pub fn certificate_id(chain_pem: &str) -> Result<CertificateIdentifier<'static>, Error> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(chain_pem.as_bytes())
+        .map_err(|e| Error::InvalidInput(format!("the certificate is not PEM: {e}")))?;
+    let der = CertificateDer::from(pem.contents);
+    CertificateIdentifier::try_from(&der)
+        .map(CertificateIdentifier::into_owned)
+        .map_err(|e| Error::InvalidInput(format!("no ARI identifier: {e}")))
+}
+
+fn chrono_of(t: time::OffsetDateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond()).unwrap_or_default()
 }
 
 impl std::fmt::Debug for AcmeIssuer {
@@ -125,6 +163,7 @@ impl AcmeIssuer {
             default_solver,
             account: tokio::sync::Mutex::new(None),
             not_before: Mutex::new(None),
+            replaces: Mutex::new(HashMap::new()),
         }
     }
 
@@ -293,14 +332,20 @@ impl AcmeIssuer {
             .iter()
             .map(|n| Identifier::Dns(n.clone()))
             .collect();
-        let mut new_order = NewOrder::new(&identifiers);
-        if let Some(profile) = &cert.profile {
-            new_order = new_order.profile(profile);
-        }
-        let mut order = account
-            .new_order(&new_order)
-            .await
-            .map_err(|e| self.map_error("newOrder", e))?;
+        let replaces = self
+            .replaces
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&request.cert_id).cloned());
+        let ordered = match Self::new_order(&account, &identifiers, &cert, replaces.as_ref()).await
+        {
+            // A CA without ARI: order without `replaces`.
+            Err(instant_acme::Error::Unsupported(_)) if replaces.is_some() => {
+                Self::new_order(&account, &identifiers, &cert, None).await
+            }
+            other => other,
+        };
+        let mut order = ordered.map_err(|e| self.map_error("newOrder", e))?;
 
         let mut presented: Vec<Answer> = Vec::new();
         let outcome = self.validate_order(&mut order, &cert, &mut presented).await;
@@ -318,10 +363,58 @@ impl AcmeIssuer {
         let retries = RetryPolicy::new()
             .initial_delay(Duration::from_millis(250))
             .timeout(self.config.order_timeout);
-        order
+        let chain = order
             .poll_certificate(&retries)
             .await
-            .map_err(|e| self.map_error("certificate download", e))
+            .map_err(|e| self.map_error("certificate download", e))?;
+        self.remember_issued(&request.cert_id, &chain);
+        Ok(chain)
+    }
+
+    async fn new_order(
+        account: &Account,
+        identifiers: &[Identifier],
+        cert: &AcmeCertificate,
+        replaces: Option<&CertificateIdentifier<'static>>,
+    ) -> Result<instant_acme::Order, instant_acme::Error> {
+        let mut new_order = NewOrder::new(identifiers);
+        if let Some(profile) = &cert.profile {
+            new_order = new_order.profile(profile);
+        }
+        if let Some(r) = replaces {
+            new_order = new_order.replaces(r.clone());
+        }
+        account.new_order(&new_order).await
+    }
+
+    /// Notes that `chain_pem` is the certificate object's current certificate, so its next
+    /// order says it `replaces` it (RFC 9773 §5). A chain without an AKI is ignored.
+    pub fn remember_issued(&self, cert_id: &str, chain_pem: &str) {
+        if let (Ok(id), Ok(mut map)) = (certificate_id(chain_pem), self.replaces.lock()) {
+            map.insert(cert_id.to_string(), id);
+        }
+    }
+
+    /// The CA's suggested renewal window for the leaf of `chain_pem` (ARI, RFC 9773 §4).
+    /// A CA without ARI is [`Error::InvalidInput`] saying so.
+    pub async fn renewal_window(&self, chain_pem: &str) -> Result<RenewalWindow, Error> {
+        let id = certificate_id(chain_pem)?;
+        let account = self.account().await?;
+        let (info, retry) = account.renewal_info(&id).await.map_err(|e| match e {
+            instant_acme::Error::Unsupported(what) => Error::InvalidInput(format!(
+                "ACME {}: the CA does not offer {what}",
+                self.config.name
+            )),
+            other => self.map_error("renewalInfo", other),
+        })?;
+        let now = Utc::now();
+        Ok(RenewalWindow {
+            start: chrono_of(info.suggested_window.start),
+            end: chrono_of(info.suggested_window.end),
+            next_check: now
+                + chrono::TimeDelta::from_std(retry).unwrap_or(chrono::TimeDelta::hours(6)),
+            explanation_url: info.explanation_url,
+        })
     }
 
     async fn validate_order(

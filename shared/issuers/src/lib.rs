@@ -33,5 +33,5 @@ pub mod settings;
 pub mod solvers;
 pub mod vault;
 
-pub use acme::AcmeIssuer;
+pub use acme::{AcmeIssuer, RenewalWindow};
 pub use router::{build, IssuerRouter, RouterParts};

