@@ -2,7 +2,9 @@
 //! certificate expiring in 7 days, the change authority approves, the renew step's CSR is
 //! signed by pebble through HTTP-01 (webroot on loopback), the certificate is deployed to the
 //! in-process TLS endpoint, verified from outside against pebble's roots, and the change is
-//! closed with evidence. Then the CA rate-limits (the fault proxy answers newOrder with 429
+//! closed with evidence. A certificate object whose webroot the termination point does not
+//! serve fails validation at the CA: `IssuanceFailed`, nothing deployed, and the ticket carries
+//! the ACME problem's type and detail. Then the CA rate-limits (the fault proxy answers newOrder with 429
 //! and Retry-After): the fallback path is taken, the ticket says why, and the ledger keeps the
 //! CA's Retry-After so the next validation plans for the fallback without sending an order.
 
@@ -114,6 +116,12 @@ async fn scenario_1_on_acme_then_rate_limited_to_the_fallback() {
         .start("lb-shop", &current)
         .await
         .expect("endpoint");
+    let lost_addr = adapters
+        .endpoints
+        .start("lb-lost", &current)
+        .await
+        .expect("endpoint");
+    let unserved = tempfile::tempdir().expect("unserved webroot");
 
     let inventory = format!(
         r#"[[certificate]]
@@ -130,10 +138,27 @@ issuer = {{ name = "pebble", method = "acme", registered_domain = "example.com" 
 acme = {{ eab_kid = "{kid}", solver = {{ type = "http-01", webroot = "{webroot}" }} }}
 targets = [{{ kind = "local", id = "lb-shop", reload = "hot-swap" }}]
 endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "shop.example.com" }}]
+
+[[certificate]]
+id = "lost-web-prod"
+ci = "lost-web-prod"
+common_name = "shop.example.com"
+sans = ["shop.example.com", "www.shop.example.com"]
+environment = "prod"
+service_owner = "olivia@example.com"
+escalation = ["oncall-shop@example.com"]
+change_authority = ["olivia@example.com", "cab-alice@example.com"]
+fallback_cert = "{fallback}"
+issuer = {{ name = "pebble", method = "acme", registered_domain = "example.com" }}
+acme = {{ eab_kid = "{kid}", solver = {{ type = "http-01", webroot = "{unserved}" }} }}
+targets = [{{ kind = "local", id = "lb-lost", reload = "hot-swap" }}]
+endpoints = [{{ host = "127.0.0.1", port = {lost_port}, sni = "shop.example.com" }}]
 "#,
         kid = pebble.eab_kid,
         webroot = webroot.dir.path().display(),
-        port = addr.port()
+        unserved = unserved.path().display(),
+        port = addr.port(),
+        lost_port = lost_addr.port()
     );
     let integrations = format!(
         r#"[issuers.pebble]
@@ -222,6 +247,55 @@ order_timeout_secs = 30
         .expect("ticket");
     assert_eq!(format!("{:?}", ticket.state), "Closed");
     assert!(webroot.leftover_tokens().is_empty());
+
+    // Run 3: the webroot is not served, so pebble's validation fails: IssuanceFailed, nothing
+    // deployed, the ticket carries the ACME problem.
+    let exec3 = stack
+        .trigger(Trigger::Scan(ScanFinding {
+            ci: "lost-web-prod".into(),
+            observed_expiry: expiry,
+            observed_fingerprint: None,
+        }))
+        .await
+        .expect("trigger")
+        .execution;
+    let id = stack
+        .wait_for_card(&exec3, Duration::from_secs(30))
+        .await
+        .expect("card");
+    stack
+        .decide(approve(&id, "cab-alice@example.com"))
+        .await
+        .expect("approve");
+    let done = stack.wait(&exec3, WAIT).await.expect("done");
+    assert_eq!(done.status.as_str(), "FAILED", "{:?}", done.error);
+    let tickets = stack.adapters.tickets.list().expect("tickets");
+    let lost_ticket = tickets
+        .iter()
+        .find(|t| t.ci == "lost-web-prod")
+        .expect("ticket for lost-web-prod");
+    let notes: Vec<&str> = lost_ticket
+        .work_notes
+        .iter()
+        .map(|n| n.text.as_str())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("IssuanceFailed")
+            && n.contains("urn:ietf:params:acme:error:")
+            && n.contains("stopped before deploying anything")),
+        "the ticket does not carry the ACME problem: {notes:#?}"
+    );
+    assert!(
+        !notes.iter().any(|n| n.starts_with("Deployed")),
+        "something was deployed: {notes:#?}"
+    );
+    assert!(webroot.leftover_tokens().is_empty());
+    assert!(
+        std::fs::read_dir(unserved.path().join(".well-known/acme-challenge"))
+            .map(|d| d.count() == 0)
+            .unwrap_or(true),
+        "challenge files left in the unserved webroot"
+    );
 
     // Run 2: the CA rate-limits newOrder. Fallback path; the ticket says why.
     proxy.set(Faults {
@@ -313,5 +387,6 @@ order_timeout_secs = 30
     let until = usage.retry_after.expect("Retry-After recorded");
     assert!(until > Utc::now() + TimeDelta::minutes(29), "{until}");
     assert_eq!(usage.certificates_this_week, 1);
-    assert_eq!(usage.orders_last_3_hours, 2);
+    // Orders: run 1, the failed run 3, the refused run 2.
+    assert_eq!(usage.orders_last_3_hours, 3);
 }
