@@ -126,6 +126,23 @@ pub fn account_bundle_name(issuer: &str) -> String {
     format!("acme-account/{issuer}")
 }
 
+/// Whether keystore `reference` is the bundle `name`: it ends with the name (`keystore:<name>`,
+/// a prefixed secret name), or with the name, `-` and the six-character suffix Secrets Manager
+/// appends to ARNs.
+fn names_bundle(reference: &str, name: &str) -> bool {
+    if reference.ends_with(name) {
+        return true;
+    }
+    match reference.rsplit_once('-') {
+        Some((head, suffix)) => {
+            suffix.len() == 6
+                && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+                && head.ends_with(name)
+        }
+        None => false,
+    }
+}
+
 fn problem_text(p: &Problem) -> String {
     let mut text = format!(
         "{}: {}",
@@ -236,7 +253,7 @@ impl AcmeIssuer {
             .references()
             .await?
             .into_iter()
-            .find(|r| r.ends_with(&bundle_name) || r.contains(&format!("{bundle_name}-")));
+            .find(|r| names_bundle(r, &bundle_name));
         let account = if let Some(reference) = existing {
             let bundle = self.keystore.get_bundle(&reference).await?;
             let credentials: AccountCredentials = serde_json::from_str(bundle.key.expose())
@@ -496,5 +513,30 @@ impl AcmeIssuer {
             self.config.name,
             reasons.join("; ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_reference_names_exactly_its_issuer() {
+        let name = account_bundle_name("pebble");
+        assert!(names_bundle("keystore:acme-account/pebble", &name));
+        assert!(names_bundle(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:certops/acme-account/pebble-AbC123",
+            &name
+        ));
+        assert!(!names_bundle("keystore:acme-account/pebble-b", &name));
+        assert!(!names_bundle(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:certops/acme-account/pebble-b-AbC123",
+            &name
+        ));
+        assert!(!names_bundle("keystore:acme-account/xpebble", &name));
+        assert!(!names_bundle(
+            "keystore:acme-account/pebble-AbC123",
+            &account_bundle_name("peb")
+        ));
     }
 }
