@@ -112,14 +112,14 @@ fn problem(s: &Shared, status: StatusCode, kind: &str, detail: &str) -> Response
 
 /// Checks a JWS POST: a nonce this server issued (spent now) and `url` = this request's URL.
 /// Returns the decoded payload (`Value::Null` for POST-as-GET).
-fn jws(s: &Shared, path: &str, body: &[u8]) -> Result<Value, Response> {
+fn jws(s: &Shared, path: &str, body: &[u8]) -> Result<Value, Box<Response>> {
     let Ok(outer) = serde_json::from_slice::<Value>(body) else {
-        return Err(problem(
+        return Err(Box::new(problem(
             s,
             StatusCode::BAD_REQUEST,
             "malformed",
             "not a JWS",
-        ));
+        )));
     };
     let protected: Value =
         serde_json::from_slice(&unb64(outer["protected"].as_str().unwrap_or_default()))
@@ -130,20 +130,20 @@ fn jws(s: &Shared, path: &str, body: &[u8]) -> Result<Value, Response> {
         Err(_) => (String::new(), false),
     };
     if !fresh {
-        return Err(problem(
+        return Err(Box::new(problem(
             s,
             StatusCode::BAD_REQUEST,
             "badNonce",
             "unknown or used nonce",
-        ));
+        )));
     }
     if protected["url"].as_str() != Some(&format!("{base}{path}")) {
-        return Err(problem(
+        return Err(Box::new(problem(
             s,
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "JWS url mismatch",
-        ));
+        )));
     }
     let payload = outer["payload"].as_str().unwrap_or_default();
     if payload.is_empty() {
@@ -182,7 +182,7 @@ async fn new_nonce(State(s): State<Arc<Shared>>) -> Response {
 
 async fn new_account(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
     if let Err(r) = jws(&s, "/account", &body) {
-        return r;
+        return *r;
     }
     let base = s.inner.lock().map(|i| i.base.clone()).unwrap_or_default();
     respond(
@@ -215,7 +215,7 @@ fn order_body(base: &str, id: usize, seen: &OrderSeen, cert: Option<&String>) ->
 async fn new_order(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
     let payload = match jws(&s, "/order", &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let seen = OrderSeen {
         identifiers: payload["identifiers"]
@@ -272,7 +272,7 @@ async fn order(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = jws(&s, &format!("/order/{id}"), &body) {
-        return r;
+        return *r;
     }
     let Some((base, seen, cert)) = s.inner.lock().ok().and_then(|i| {
         i.orders
@@ -314,7 +314,7 @@ async fn finalize(
 ) -> Response {
     let payload = match jws(&s, &format!("/finalize/{id}"), &body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let csr_der = unb64(payload["csr"].as_str().unwrap_or_default());
     let Ok(mut csr) = rcgen::CertificateSigningRequestParams::from_der(&csr_der.into()) else {
@@ -357,7 +357,7 @@ async fn certificate(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = jws(&s, &format!("/cert/{id}"), &body) {
-        return r;
+        return *r;
     }
     let chain = s
         .inner
