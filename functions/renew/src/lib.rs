@@ -8,6 +8,10 @@ use certops_core::workflow::{leaf_facts, plan_in_force, record_audit, RenewalOut
 use certops_core::{AuditKind, Error};
 use serde_json::json;
 
+pub mod acme_budget;
+pub mod guardrails;
+pub mod keys;
+
 const ACTOR: &str = "step:renew";
 
 /// Renews (or selects the fallback) for one execution.
@@ -28,34 +32,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RenewalOutput, Erro
         }
         (reference, "fallback".to_string())
     } else {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| Error::Transient(format!("key generation failed: {e}")))?;
-        let mut names: Vec<String> = vec![plan.common_name.clone()];
-        names.extend(
-            plan.sans
-                .iter()
-                .filter(|s| **s != plan.common_name)
-                .cloned(),
-        );
-        let mut params = rcgen::CertificateParams::new(names.clone())
-            .map_err(|e| Error::InvalidInput(format!("certificate names are invalid: {e}")))?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, plan.common_name.clone());
-        let csr = params
-            .serialize_request(&key)
-            .and_then(|c| c.pem())
-            .map_err(|e| Error::Transient(format!("CSR generation failed: {e}")))?;
-        let chain = deps
-            .issuer
-            .issue(&IssueRequest {
-                cert_id: plan.cert_id.clone(),
-                issuer: plan.issuer.clone(),
-                csr_pem: csr,
-                common_name: plan.common_name.clone(),
-                sans: names,
-            })
-            .await?;
+        let (key, names, chain) = issue_checked(deps, &plan).await?;
         let facts = leaf_facts(&chain)?;
         let name = format!("{}/{}", plan.cert_id, facts.serial);
         let reference = deps
@@ -68,6 +45,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RenewalOutput, Erro
                 },
             )
             .await?;
+        acme_budget::after_issuance(deps, &plan.issuer, &names).await?;
         if let Some(domain) = &plan.issuer.registered_domain {
             // Count issuances per registered domain for the ACME rate-limit check.
             for _ in 0..5 {
@@ -110,12 +88,13 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RenewalOutput, Erro
             ACTOR,
             TicketUpdate {
                 work_note: Some(format!(
-                    "{} certificate ready: serial {}, SHA-256 {}, expires {} (bundle {}).",
+                    "{} certificate ready: serial {}, SHA-256 {}, expires {} (bundle {}).{}",
                     if fallback { "Fallback" } else { "Renewed" },
                     facts.serial,
                     facts.fingerprint,
                     facts.not_after.to_rfc3339(),
-                    bundle_ref
+                    bundle_ref,
+                    fallback_reason(&event.state)
                 )),
                 ..TicketUpdate::default()
             },
@@ -131,4 +110,70 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RenewalOutput, Erro
     )
     .await?;
     Ok(out)
+}
+
+/// Generates the key (the inventory's key type), sends the CSR through the issuer with the
+/// ACME ledger kept, and holds what comes back to the guardrails. Returns the key, the
+/// planned names and the chain; nothing is stored when any of it fails.
+async fn issue_checked(
+    deps: &Deps,
+    plan: &certops_core::Plan,
+) -> Result<(rcgen::KeyPair, Vec<String>, String), Error> {
+    let key_type = deps
+        .config
+        .inventory
+        .get(&plan.cert_id)
+        .and_then(|c| c.key_type)
+        .unwrap_or_default();
+    let key = keys::generate(key_type)?;
+    let sans: Vec<String> = plan.sans.iter().cloned().collect();
+    let names = keys::planned_names(&plan.common_name, &sans);
+    let csr = keys::csr(&key, &plan.common_name, &names)?;
+    acme_budget::before_order(deps, &plan.issuer).await?;
+    let issued = deps
+        .issuer
+        .issue(&IssueRequest {
+            cert_id: plan.cert_id.clone(),
+            issuer: plan.issuer.clone(),
+            csr_pem: csr,
+            common_name: plan.common_name.clone(),
+            sans: names.clone(),
+        })
+        .await;
+    let chain = match issued {
+        Ok(chain) => chain,
+        Err(e) => {
+            acme_budget::after_refusal(deps, &plan.issuer, &e).await?;
+            return Err(e);
+        }
+    };
+    let anchors = deps.issuer.trust_anchors_for(&plan.issuer).await?;
+    guardrails::check(
+        &chain,
+        key.public_key_raw(),
+        &names,
+        anchors.as_deref(),
+        deps.clock.now(),
+    )?;
+    Ok((key, names, chain))
+}
+
+/// Why the fallback is used, for the ticket: the renewal error the state machine caught
+/// (e.g. the ACME CA's `rateLimited` problem and its `Retry-After`), or the validation's
+/// rate-limit risk. Empty on the normal path.
+fn fallback_reason(state: &certops_core::workflow::WorkflowState) -> String {
+    if let Some(caught) = &state.renew_error {
+        let message = serde_json::from_str::<serde_json::Value>(&caught.cause)
+            .ok()
+            .and_then(|v| v["errorMessage"].as_str().map(str::to_string))
+            .unwrap_or_else(|| caught.cause.clone());
+        return format!(" Renewal was not possible ({}): {message}", caught.error);
+    }
+    match state.validation() {
+        Ok(v) if v.report.rate_limit_risk => {
+            " Validation found the ACME rate-limit budget at risk; the fallback was planned."
+                .to_string()
+        }
+        _ => String::new(),
+    }
 }

@@ -69,7 +69,10 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
                 .await?
                 .and_then(|v| v["count"].as_u64())
                 .unwrap_or(0);
-            facts.recent_issuances.insert(domain.clone(), used as u32);
+            let ledger = acme_ledger_usage(deps, cert, domain, now).await?;
+            let used = (used as u32).max(ledger.certificates_this_week);
+            facts.recent_issuances.insert(domain.clone(), used);
+            facts.acme = Some(ledger);
         }
     }
     let report = validate(&cfg.inventory, &cfg.policy, trigger, &facts, now);
@@ -237,4 +240,18 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
         .await?;
     }
     Ok(out)
+}
+
+/// The ACME rate-limit ledger's counts for `cert` (issue 14); the legacy per-domain counter
+/// above stays a floor for the certificates-per-domain count.
+async fn acme_ledger_usage(
+    deps: &Deps,
+    cert: &certops_core::CertObject,
+    domain: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<certops_core::acme_ledger::AcmeUsage, Error> {
+    let mut names = vec![cert.common_name.clone()];
+    names.extend(cert.sans.iter().cloned());
+    certops_core::acme_ledger::usage(deps.store.as_ref(), domain, &cert.issuer.name, &names, now)
+        .await
 }

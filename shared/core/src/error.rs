@@ -105,6 +105,11 @@ pub enum Error {
     /// A record the step works on no longer exists at the dependency (HTTP 404).
     #[error("not found: {0}")]
     NotFound(String),
+    /// The issuer refused or failed the request, or what it issued fails a guardrail (key,
+    /// names, chain, validity); nothing is deployed. The message carries the reason (for ACME,
+    /// the problem's type and detail).
+    #[error("issuance failed: {0}")]
+    IssuanceFailed(String),
 }
 
 impl Error {
@@ -132,6 +137,7 @@ impl Error {
             Error::SecretMaterial { .. } => "SecretMaterial",
             Error::AccessDenied(_) => "AccessDenied",
             Error::NotFound(_) => "NotFound",
+            Error::IssuanceFailed(_) => "IssuanceFailed",
         }
     }
 
@@ -164,6 +170,7 @@ pub const ERROR_NAMES: &[&str] = &[
     "SecretMaterial",
     "AccessDenied",
     "NotFound",
+    "IssuanceFailed",
 ];
 
 #[cfg(feature = "lambda")]
@@ -216,6 +223,7 @@ mod tests {
             Error::SecretMaterial { location: s() },
             Error::AccessDenied(s()),
             Error::NotFound(s()),
+            Error::IssuanceFailed(s()),
         ]
     }
 

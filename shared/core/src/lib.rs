@@ -52,6 +52,7 @@
 //! # Ok::<(), certops_core::Error>(())
 //! ```
 
+pub mod acme_ledger;
 pub mod approval;
 pub mod audit;
 pub mod canonical;
@@ -73,8 +74,8 @@ pub use audit::{
 };
 pub use error::{Error, ERROR_NAMES};
 pub use inventory::{
-    Cdn, CdnKind, CertObject, Endpoint, Environment, Inventory, Issuer, ReloadMethod,
-    RenewalMethod, Target, TargetKind,
+    AcmeOptions, Cdn, CdnKind, CertObject, Endpoint, Environment, Inventory, Issuer, KeyType,
+    ReloadMethod, RenewalMethod, Solver, Target, TargetKind,
 };
 pub use plan::{verify_plan_hash, Plan};
 pub use policy::Policy;

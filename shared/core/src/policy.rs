@@ -182,12 +182,41 @@ pub struct AcmeBudget {
     pub certificates_per_registered_domain_per_week: u32,
     /// How many of those certops keeps in reserve and never spends.
     pub safety_margin: u32,
+    /// The CA's limit on certificates with the same set of names per rolling week
+    /// (default 5, Let's Encrypt's published limit).
+    #[serde(default = "default_duplicates_per_week")]
+    pub duplicate_certificates_per_week: u32,
+    /// The CA's limit on new orders per account per rolling three hours (default 300, Let's
+    /// Encrypt's published limit).
+    #[serde(default = "default_orders_per_3_hours")]
+    pub new_orders_per_account_per_3_hours: u32,
+}
+
+fn default_duplicates_per_week() -> u32 {
+    5
+}
+
+fn default_orders_per_3_hours() -> u32 {
+    300
 }
 
 impl AcmeBudget {
     /// How many certificates per registered domain per week certops may spend.
     pub fn usable(&self) -> u32 {
         self.certificates_per_registered_domain_per_week
+            .saturating_sub(self.safety_margin)
+    }
+
+    /// How many duplicate certificates per week certops may spend: the limit less one in
+    /// reserve (a duplicate limit is small, so the whole safety margin would leave nothing).
+    pub fn usable_duplicates(&self) -> u32 {
+        self.duplicate_certificates_per_week.saturating_sub(1)
+    }
+
+    /// How many new orders per account per three hours certops may spend: the limit less the
+    /// safety margin.
+    pub fn usable_orders(&self) -> u32 {
+        self.new_orders_per_account_per_3_hours
             .saturating_sub(self.safety_margin)
     }
 }

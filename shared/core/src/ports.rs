@@ -326,6 +326,16 @@ pub trait Issuer: Send + Sync {
     async fn issue(&self, request: &IssueRequest) -> Result<String, Error>;
     /// PEM of the trust anchors a verifier needs for this issuer (internal PKI).
     async fn trust_anchors_pem(&self) -> Result<Option<String>, Error>;
+    /// PEM of the trust anchors of the one inventory issuer `issuer` (what its certificates
+    /// must chain to); `None`: the public web roots. Defaults to [`Issuer::trust_anchors_pem`];
+    /// a router over several issuers answers for the one named.
+    async fn trust_anchors_for(
+        &self,
+        issuer: &crate::inventory::Issuer,
+    ) -> Result<Option<String>, Error> {
+        let _ = issuer;
+        self.trust_anchors_pem().await
+    }
 }
 
 /// A certificate and its key, stored together under one reference.

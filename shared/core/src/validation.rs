@@ -146,6 +146,10 @@ pub struct Facts {
     /// Keystore references that exist (e.g. listed from the secrets store).
     #[serde(default)]
     pub keystore_refs: BTreeSet<String>,
+    /// The ACME rate-limit ledger's counts for the certificate object (ACME only; see
+    /// [`crate::acme_ledger`]). Absent: only `recent_issuances` is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<crate::acme_ledger::AcmeUsage>,
 }
 
 /// How a change gets approved.
@@ -468,10 +472,24 @@ pub fn validate(
                         checks.fail(CheckName::RateLimit, reason);
                     }
                 }
-                Some(&count) => checks.pass(
-                    CheckName::RateLimit,
-                    format!("{count} of {usable} certificates for \"{domain}\" used this week"),
-                ),
+                Some(&count) => match ledger_risk(policy, facts.acme.as_ref(), now) {
+                    None => checks.pass(
+                        CheckName::RateLimit,
+                        format!("{count} of {usable} certificates for \"{domain}\" used this week"),
+                    ),
+                    Some(reason) => {
+                        rate_limit_risk = true;
+                        if has_fallback(cert, facts) {
+                            checks.set(
+                                CheckName::RateLimit,
+                                CheckStatus::Bypassed,
+                                format!("{reason}; the fallback certificate will be used"),
+                            );
+                        } else {
+                            checks.fail(CheckName::RateLimit, reason);
+                        }
+                    }
+                },
             }
         }
     }
@@ -548,6 +566,42 @@ pub fn validate(
         use_fallback: use_fallback && !any_failed,
         validated_at: now,
     }
+}
+
+/// The first ACME ledger limit another order would break, as a reason; `None` if within budget.
+fn ledger_risk(
+    policy: &Policy,
+    usage: Option<&crate::acme_ledger::AcmeUsage>,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let usage = usage?;
+    let budget = &policy.acme;
+    if let Some(until) = usage.retry_after.filter(|t| *t > now) {
+        return Some(format!(
+            "rate-limit risk: the CA asked for no new order before {} (Retry-After)",
+            until.to_rfc3339()
+        ));
+    }
+    if usage.duplicates_this_week.saturating_add(1) > budget.usable_duplicates() {
+        return Some(format!(
+            "rate-limit risk: {} certificates with this exact name set in the last 7 days; \
+             budget {} ({} per week minus 1 in reserve)",
+            usage.duplicates_this_week,
+            budget.usable_duplicates(),
+            budget.duplicate_certificates_per_week
+        ));
+    }
+    if usage.orders_last_3_hours.saturating_add(1) > budget.usable_orders() {
+        return Some(format!(
+            "rate-limit risk: {} new orders by the account in the last 3 hours; budget {} \
+             ({} per 3 hours minus safety margin {})",
+            usage.orders_last_3_hours,
+            budget.usable_orders(),
+            budget.new_orders_per_account_per_3_hours,
+            budget.safety_margin
+        ));
+    }
+    None
 }
 
 fn has_fallback(cert: &CertObject, facts: &Facts) -> bool {
@@ -781,6 +835,7 @@ mod tests {
                 .iter()
                 .filter_map(|c| c.fallback_cert.clone())
                 .collect(),
+            acme: None,
         }
     }
 
@@ -1033,6 +1088,65 @@ mod tests {
         assert!(!report.use_fallback);
         assert_eq!(status(&report, CheckName::RateLimit), CheckStatus::Fail);
         assert_eq!(report.approval_path, ApprovalPath::Blocked);
+    }
+
+    #[test]
+    fn the_ledger_retry_after_duplicates_and_orders_are_each_a_rate_limit_risk() {
+        use crate::acme_ledger::AcmeUsage;
+        let now = tuesday();
+        let cases = [
+            (
+                AcmeUsage {
+                    retry_after: Some(now + TimeDelta::minutes(30)),
+                    ..AcmeUsage::default()
+                },
+                "Retry-After",
+            ),
+            (
+                AcmeUsage {
+                    duplicates_this_week: 4,
+                    ..AcmeUsage::default()
+                },
+                "exact name set",
+            ),
+            (
+                AcmeUsage {
+                    orders_last_3_hours: 290,
+                    ..AcmeUsage::default()
+                },
+                "new orders",
+            ),
+        ];
+        for (usage, words) in cases {
+            let mut facts = facts();
+            facts.acme = Some(usage);
+            let report = run(
+                &scan("shop-web-prod", TimeDelta::days(20), now),
+                &facts,
+                now,
+            );
+            assert!(report.rate_limit_risk, "{words}");
+            assert_eq!(status(&report, CheckName::RateLimit), CheckStatus::Bypassed);
+            assert!(
+                reason(&report, CheckName::RateLimit).contains(words),
+                "{words}"
+            );
+        }
+        // Within every budget, and a Retry-After already passed: no risk.
+        let mut facts = facts();
+        facts.acme = Some(AcmeUsage {
+            certificates_this_week: 3,
+            duplicates_this_week: 3,
+            orders_last_3_hours: 289,
+            retry_after: Some(now - TimeDelta::minutes(1)),
+        });
+        let report = run(
+            &scan("shop-web-prod", TimeDelta::days(20), now),
+            &facts,
+            now,
+        );
+        assert!(!report.rate_limit_risk);
+        assert_eq!(status(&report, CheckName::RateLimit), CheckStatus::Pass);
     }
 
     #[test]

@@ -223,6 +223,17 @@ impl Stack {
         )
         .await?
         .unwrap_or_else(|| adapters.tickets.clone());
+        // Real issuers from [issuers.<name>] in integrations.toml; the local CA otherwise.
+        let issuer = certops_issuers::build(
+            &config,
+            certops_issuers::RouterParts {
+                default: adapters.ca.clone(),
+                keystore: adapters.keystore.clone(),
+                secrets: Arc::new(certops_adapters::LocalSecrets),
+                aws: None,
+            },
+        )
+        .await?;
         let deps = Deps {
             config: Arc::new(config),
             clock,
@@ -230,7 +241,7 @@ impl Stack {
             queue: adapters.queue.clone(),
             itsm,
             chat: adapters.chat.clone(),
-            issuer: adapters.ca.clone(),
+            issuer,
             keystore: adapters.keystore.clone(),
             targets: routers.targets,
             cdn: routers.cdn,

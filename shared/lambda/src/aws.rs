@@ -6,8 +6,11 @@
 //! given `CERTOPS_SEALING_KEY_ARN` (approval-request and approval-callback).
 //!
 //! ITSM is ServiceNow when `[servicenow]` is configured (credentials by Secrets Manager
-//! ARN); chat and the issuer have no AWS-side adapter yet: they stay on the embedded
-//! adapters under `CERTOPS_DATA_DIR` (a Lambda's `/tmp`).
+//! ARN), else the embedded ticket book under `CERTOPS_DATA_DIR` (a Lambda's `/tmp`). The
+//! issuer is the
+//! router of `certops-issuers` (`[issuers.<name>]`: ACME, Vault/OpenBao PKI, AWS
+//! Private CA), over the local CA for unconfigured names; ACME accounts live in
+//! the Secrets Manager keystore.
 
 use crate::EnvSecret;
 use certops_adapters::{AesGcmSealer, Embedded, TlsProber};
@@ -59,12 +62,22 @@ pub(crate) async fn deps(
     };
     // [servicenow] in integrations.toml: ServiceNow, its credentials from Secrets Manager
     // (or the function's environment); otherwise the ticket book under CERTOPS_DATA_DIR.
-    let secrets = certops_aws::secret_resolver::AwsSecrets::new(
+    let secrets = Arc::new(certops_aws::secret_resolver::AwsSecrets::new(
         certops_aws::secrets::aws_sdk_secretsmanager::Client::new(sdk),
-    );
-    let itsm = certops_servicenow::from_integrations(&config.integrations, &secrets)
+    ));
+    let itsm = certops_servicenow::from_integrations(&config.integrations, secrets.as_ref())
         .await?
         .unwrap_or_else(|| embedded.tickets.clone());
+    let issuer = certops_issuers::build(
+        &config,
+        certops_issuers::RouterParts {
+            default: embedded.ca.clone(),
+            keystore: keystore.clone(),
+            secrets: secrets.clone(),
+            aws: Some(sdk.clone()),
+        },
+    )
+    .await?;
     Ok(Deps {
         config: Arc::new(config),
         clock: clock.clone(),
@@ -72,7 +85,7 @@ pub(crate) async fn deps(
         queue: Arc::new(SqsQueue::from_env(sdk)),
         itsm,
         chat: embedded.chat.clone(),
-        issuer: embedded.ca.clone(),
+        issuer,
         keystore: keystore.clone(),
         targets: Arc::new(AwsTargets::new(sdk, keystore)),
         cdn: Arc::new(CloudFrontPurger::new(

@@ -123,6 +123,16 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
     )
     .await?
     .unwrap_or_else(|| adapters.tickets.clone());
+    let issuer = certops_issuers::build(
+        &config,
+        certops_issuers::RouterParts {
+            default: adapters.ca.clone(),
+            keystore: adapters.keystore.clone(),
+            secrets: Arc::new(certops_adapters::LocalSecrets),
+            aws: Some(sdk_config().await.clone()),
+        },
+    )
+    .await?;
     Ok(Deps {
         config: Arc::new(config),
         clock,
@@ -130,7 +140,7 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
         queue: adapters.queue.clone(),
         itsm,
         chat: adapters.chat.clone(),
-        issuer: adapters.ca.clone(),
+        issuer,
         keystore: adapters.keystore.clone(),
         targets: adapters.endpoints.clone(),
         cdn: adapters.cdn.clone(),

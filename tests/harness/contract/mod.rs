@@ -5,6 +5,7 @@
 pub mod cdn;
 pub mod deploy;
 pub mod itsm;
+pub mod issuer;
 pub mod keystore;
 pub mod queue;
 pub mod store;
