@@ -5,9 +5,10 @@
 //! the token-sealing key is read from Secrets Manager only by the functions
 //! given `CERTOPS_SEALING_KEY_ARN` (approval-request and approval-callback).
 //!
-//! ITSM, chat and the issuer have no AWS-side adapter yet: they stay on the
-//! embedded adapters under `CERTOPS_DATA_DIR` (a Lambda's `/tmp`).
+//! ITSM, chat and the issuer are built from the configuration's integrations; a port
+//! without one gets a refusing stand-in and no renewal starts ([`crate::stand_in`]).
 
+use crate::stand_in::{NotConfigured, RefusingStart, ALLOW_STAND_INS_ENV};
 use crate::EnvSecret;
 use certops_adapters::{AesGcmSealer, Embedded, TlsProber};
 use certops_aws::cloudfront::CloudFrontPurger;
@@ -16,7 +17,9 @@ use certops_aws::secrets::SecretsKeystore;
 use certops_aws::sfn::SfnWorkflow;
 use certops_aws::sqs::SqsQueue;
 use certops_aws::targets::AwsTargets;
-use certops_core::ports::{Clock, Config, Deps, Keystore, TokenSealer};
+use certops_core::ports::{
+    Chat, Clock, Config, Deps, Issuer, Itsm, Keystore, TokenSealer, Workflow,
+};
 use certops_core::Error;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +43,21 @@ fn unsealed() -> Error {
     )
 }
 
+/// The real ITSM adapter the integrations name (`[servicenow]`), if any.
+fn itsm_adapter(_config: &Config) -> Result<Option<Arc<dyn Itsm>>, Error> {
+    Ok(None)
+}
+
+/// The real chat adapter the integrations name (`[teams]`, `[slack]`), if any.
+fn chat_adapter(_config: &Config) -> Result<Option<Arc<dyn Chat>>, Error> {
+    Ok(None)
+}
+
+/// The real issuer adapter the integrations name (`[issuers.<name>]`), if any.
+fn issuer_adapter(_config: &Config) -> Result<Option<Arc<dyn Issuer>>, Error> {
+    Ok(None)
+}
+
 pub(crate) async fn deps(
     config: Config,
     clock: Arc<dyn Clock>,
@@ -56,14 +74,68 @@ pub(crate) async fn deps(
     } else {
         Arc::new(NoSealer)
     };
+    // A port without a real adapter: the embedded one only when explicitly allowed
+    // (emulator tests), else a refusing stand-in, and no renewal may start.
+    let allow = std::env::var(ALLOW_STAND_INS_ENV).is_ok_and(|v| v == "1");
+    let mut stand_ins = Vec::new();
+    let itsm: Arc<dyn Itsm> = match itsm_adapter(&config)? {
+        Some(a) => a,
+        None if allow => embedded.tickets.clone(),
+        None => {
+            stand_ins.push("ITSM");
+            Arc::new(NotConfigured {
+                port: "ITSM",
+                tables: "[servicenow]",
+            })
+        }
+    };
+    let chat: Arc<dyn Chat> = match chat_adapter(&config)? {
+        Some(a) => a,
+        None if allow => embedded.chat.clone(),
+        None => {
+            stand_ins.push("chat");
+            Arc::new(NotConfigured {
+                port: "chat",
+                tables: "[teams] or [slack]",
+            })
+        }
+    };
+    let issuer: Arc<dyn Issuer> = match issuer_adapter(&config)? {
+        Some(a) => a,
+        None if allow => embedded.ca.clone(),
+        None => {
+            stand_ins.push("issuer");
+            Arc::new(NotConfigured {
+                port: "issuer",
+                tables: "[issuers.<name>]",
+            })
+        }
+    };
+    // Only intake starts executions; the others complete tasks and need no ARN.
+    let sfn: Arc<dyn Workflow> = Arc::new(SfnWorkflow::new(
+        aws_sdk_sfn::Client::new(sdk),
+        std::env::var("CERTOPS_STATE_MACHINE_ARN").unwrap_or_default(),
+    ));
+    let workflow: Arc<dyn Workflow> = if stand_ins.is_empty() {
+        sfn
+    } else {
+        tracing::warn!(
+            ?stand_ins,
+            "ports without a real adapter: renewals will not start"
+        );
+        Arc::new(RefusingStart {
+            inner: sfn,
+            stand_ins,
+        })
+    };
     Ok(Deps {
         config: Arc::new(config),
         clock: clock.clone(),
         store: Arc::new(DynamoStore::from_env(sdk)?.with_clock(clock.clone())),
         queue: Arc::new(SqsQueue::from_env(sdk)),
-        itsm: embedded.tickets.clone(),
-        chat: embedded.chat.clone(),
-        issuer: embedded.ca.clone(),
+        itsm,
+        chat,
+        issuer,
         keystore: keystore.clone(),
         targets: Arc::new(AwsTargets::new(sdk, keystore)),
         cdn: Arc::new(CloudFrontPurger::new(
@@ -71,11 +143,7 @@ pub(crate) async fn deps(
             clock,
         )),
         prober: Arc::new(TlsProber::new(Duration::from_secs(5))?),
-        // Only intake starts executions; the others complete tasks and need no ARN.
-        workflow: Arc::new(SfnWorkflow::new(
-            aws_sdk_sfn::Client::new(sdk),
-            std::env::var("CERTOPS_STATE_MACHINE_ARN").unwrap_or_default(),
-        )),
+        workflow,
         sealer,
     })
 }
