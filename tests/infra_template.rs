@@ -620,7 +620,10 @@ fn a_state_table_grant_without_leading_keys_fails() {
         "Action: [dynamodb:GetItem, dynamodb:Query, dynamodb:PutItem]\n                Resource: !GetAtt AuditTable.Arn",
         "Action: [dynamodb:GetItem, dynamodb:Query, dynamodb:PutItem, dynamodb:DeleteItem]\n                Resource: !GetAtt AuditTable.Arn",
     );
-    fails(&["hardening", &bad.template()], "dynamodb:deleteitem on the audit table");
+    fails(
+        &["hardening", &bad.template()],
+        "dynamodb:deleteitem on the audit table",
+    );
 }
 
 #[test]
@@ -637,7 +640,10 @@ fn an_untagged_acm_import_grant_fails() {
         "              - Effect: Allow\n                Action: acm:ListCertificates\n                Resource: \"*\"",
         "              - Effect: Allow\n                Action: [acm:ListCertificates, acm:ImportCertificate]\n                Resource: \"*\"",
     );
-    fails(&["iam", &bad.template()], "acm:importcertificate on resource '*'");
+    fails(
+        &["iam", &bad.template()],
+        "acm:importcertificate on resource '*'",
+    );
 }
 
 #[test]
@@ -668,17 +674,26 @@ fn configuration_only_changes_that_publish_no_version_fail() {
 #[test]
 fn a_shared_unnamed_or_undead_lettered_schedule_fails() {
     let bad = MiniRepo::with_template("            Name: !Sub ${AWS::StackName}-daily-scan\n", "");
-    fails(&["hardening", &bad.template()], "Name must include the stack name");
+    fails(
+        &["hardening", &bad.template()],
+        "Name must include the stack name",
+    );
     let bad = MiniRepo::with_template(
         "            DeadLetterConfig:\n              Arn: !GetAtt ScanFailureQueue.Arn\n",
         "",
     );
-    fails(&["hardening", &bad.template()], "the schedule has no dead-letter queue");
+    fails(
+        &["hardening", &bad.template()],
+        "the schedule has no dead-letter queue",
+    );
     let bad = MiniRepo::with_template(
         "        DestinationConfig:\n          OnFailure:\n            Type: SQS\n            Destination: !GetAtt ScanFailureQueue.Arn",
         "        MaximumEventAgeInSeconds: 3600",
     );
-    fails(&["hardening", &bad.template()], "has no on-failure destination");
+    fails(
+        &["hardening", &bad.template()],
+        "has no on-failure destination",
+    );
 }
 
 #[test]

@@ -28,6 +28,10 @@ pub use aws_sdk_acm;
 
 /// The certificate tag holding the bundle reference a certificate was imported from.
 pub const BUNDLE_TAG: &str = "certops:bundle";
+/// The certificate tag (`true`) marking a certificate certops may re-import or tag: the
+/// operator sets it on the ACM targets of the inventory, certops on every new import. The
+/// deploy and rollback roles may touch no other certificate (infra/template.yaml).
+pub const MANAGED_TAG: &str = "certops:managed";
 
 const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 const END: &str = "-----END CERTIFICATE-----";
@@ -152,7 +156,13 @@ pub(crate) async fn import_bundle(
         .set_certificate_chain(chain.map(|c| Blob::new(c.into_bytes())));
     request = match onto {
         Some(arn) => request.certificate_arn(arn),
-        None => request.tags(tag.clone()),
+        None => request.tags(tag.clone()).tags(
+            Tag::builder()
+                .key(MANAGED_TAG)
+                .value("true")
+                .build()
+                .map_err(|e| Error::DeployFailed(format!("tag {MANAGED_TAG}: {e}")))?,
+        ),
     };
     let what = match onto {
         Some(arn) => format!("re-import of {bundle_ref} onto {arn}"),
