@@ -66,6 +66,39 @@ async fn demo_scenarios_all_end_as_expected_with_intact_audit() {
     assert!(trail
         .iter()
         .any(|r| r.kind == certops_core::AuditKind::Outcome));
+
+    // Scenario 4 keeps serving the old certificate: verify waited and tried again on the
+    // policy's [verify] schedule (the demo's: 3 attempts, 1 s apart) before the rollback.
+    let stuck = report.scenarios[3].execution.clone().expect("execution");
+    let verifies: Vec<(u64, String)> = store
+        .audit(&stuck)
+        .await
+        .expect("trail")
+        .iter()
+        .filter(|r| r.actor == "step:verify")
+        .map(|r| {
+            (
+                r.summary["attempt"].as_u64().unwrap_or_default(),
+                r.summary["result"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verifies.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{verifies:?}"
+    );
+    assert!(
+        verifies[0].1.contains("verifying again in 1 s"),
+        "{verifies:?}"
+    );
+    assert_eq!(verifies[2].1, "NotYetServed");
+    assert!(store
+        .audit(&stuck)
+        .await
+        .expect("trail")
+        .iter()
+        .any(|r| r.actor == "step:rollback"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
