@@ -36,6 +36,9 @@ pub struct Policy {
     pub verify: VerifySchedule,
 }
 
+/// The longest approval time-out, minutes: the renewal definition's 48 h `TimeoutSeconds`.
+pub const MAX_APPROVAL_MINUTES: u32 = 48 * 60;
+
 /// How long verification gives a deployed certificate to propagate before the old one
 /// still being served means the change failed: a first wait of `interval_seconds`, each
 /// next one `backoff_percent`/100 times longer up to `max_interval_seconds`, and at most
@@ -282,6 +285,17 @@ impl Policy {
         let t = &policy.approval.timeouts;
         if t.standard_minutes == 0 || t.normal_minutes == 0 || t.emergency_minutes == 0 {
             return Err(invalid("fields `approval.timeouts.*` must be > 0".into()));
+        }
+        // An approval wait longer than the definition's 48 h execution time-out would be a
+        // TimeoutSecondsPath value Step Functions refuses with an uncatchable States.Runtime.
+        if [t.standard_minutes, t.normal_minutes, t.emergency_minutes]
+            .iter()
+            .any(|m| *m > MAX_APPROVAL_MINUTES)
+        {
+            return Err(invalid(format!(
+                "fields `approval.timeouts.*` must be at most {MAX_APPROVAL_MINUTES} minutes (the \
+                 execution's 48 h limit)"
+            )));
         }
         let v = &policy.verify;
         if v.interval_seconds == 0 || v.max_attempts == 0 || v.backoff_percent < 100 {
@@ -555,5 +569,15 @@ safety_margin = 10
             ),
             (Some(1), Some(1), None)
         );
+    }
+
+    #[test]
+    fn an_approval_time_out_beyond_the_execution_limit_is_refused() {
+        let text = include_str!("../../../runbooks/policy.toml");
+        assert!(Policy::from_toml_str(text).is_ok());
+        let bad = text.replacen("normal_minutes = 1440", "normal_minutes = 4320", 1);
+        assert_ne!(bad, text);
+        let e = Policy::from_toml_str(&bad).unwrap_err();
+        assert!(e.to_string().contains("at most 2880 minutes"), "{e}");
     }
 }
