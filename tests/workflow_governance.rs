@@ -533,3 +533,106 @@ fn private_keys_never_appear_in_the_logs_or_output_of_a_full_demo() {
     }
     assert!(!logs.contains("PRIVATE KEY"));
 }
+
+/// A chat whose first `request_approval` fails, as a Teams or Slack outage would.
+struct FlakyChat {
+    inner: std::sync::Arc<dyn certops_core::ports::Chat>,
+    failures: std::sync::atomic::AtomicU32,
+    posted: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl certops_core::ports::Chat for FlakyChat {
+    async fn request_approval(
+        &self,
+        card: &certops_core::ports::ApprovalCard,
+    ) -> Result<(), certops_core::Error> {
+        if self
+            .failures
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+        {
+            return Err(certops_core::Error::Transient("chat unavailable".into()));
+        }
+        self.posted
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.request_approval(card).await
+    }
+    async fn notify(&self, to: &str, text: &str) -> Result<(), certops_core::Error> {
+        self.inner.notify(to, text).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_card_that_failed_to_post_is_posted_noted_and_audited_on_retry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let mut deps = w.stack.deps.clone();
+    let flaky = std::sync::Arc::new(FlakyChat {
+        inner: deps.chat.clone(),
+        failures: std::sync::atomic::AtomicU32::new(1),
+        posted: std::sync::atomic::AtomicU32::new(0),
+    });
+    deps.chat = flaky.clone();
+    let trigger = Trigger::Scan(w.finding());
+    let mut state: WorkflowState = serde_json::from_value(serde_json::json!({
+        "trigger": trigger,
+        "idempotencyKey": trigger.idempotency_key(),
+        "receivedAt": chrono::Utc::now(),
+    }))
+    .expect("state");
+    let exec = "arn:aws:states:us-east-1:123456789012:execution:cert-renewal:flaky-chat";
+    let event = |state: &WorkflowState, token: &str| certops_core::workflow::StepEvent {
+        execution: exec.into(),
+        action: None,
+        mode: None,
+        task_token: Some(token.into()),
+        state: state.clone(),
+    };
+    let validation = certops_fn_validate::handle(&deps, event(&state, "unused"))
+        .await
+        .expect("validate");
+    assert_eq!(validation.path.as_str(), "normal");
+    let ticket = validation.ticket.clone();
+    state.validation = Some(validation);
+    let first = certops_fn_approval_request::handle(&deps, event(&state, "token-1")).await;
+    assert_eq!(
+        first.unwrap_err().name(),
+        "Transient",
+        "the card did not go out"
+    );
+    let requested = certops_fn_approval_request::handle(&deps, event(&state, "token-2"))
+        .await
+        .expect("the retried step posts the card");
+    assert_eq!(flaky.posted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let notes = deps
+        .itsm
+        .get(&ticket)
+        .await
+        .expect("ticket")
+        .expect("exists")
+        .work_notes;
+    let noted = notes
+        .iter()
+        .filter(|n| n.text.contains(&requested.approval_id))
+        .count();
+    assert_eq!(noted, 1, "one ticket note of the request: {notes:#?}");
+    let audited = deps
+        .store
+        .audit(exec)
+        .await
+        .expect("audit")
+        .iter()
+        .filter(|r| r.summary["requested"] == serde_json::json!(requested.approval_id))
+        .count();
+    assert_eq!(audited, 1, "one audit record of the request");
+    // A third try (e.g. a retried Lambda after success) delivers nothing twice.
+    certops_fn_approval_request::handle(&deps, event(&state, "token-3"))
+        .await
+        .expect("idempotent");
+    assert_eq!(flaky.posted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
