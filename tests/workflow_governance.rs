@@ -630,9 +630,128 @@ async fn an_approval_card_that_failed_to_post_is_posted_noted_and_audited_on_ret
         .filter(|r| r.summary["requested"] == serde_json::json!(requested.approval_id))
         .count();
     assert_eq!(audited, 1, "one audit record of the request");
-    // A third try (e.g. a retried Lambda after success) delivers nothing twice.
+    // A third run (a Lambda-level retry after success) notes and audits nothing twice.
     certops_fn_approval_request::handle(&deps, event(&state, "token-3"))
         .await
         .expect("idempotent");
-    assert_eq!(flaky.posted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let notes = deps
+        .itsm
+        .get(&ticket)
+        .await
+        .expect("ticket")
+        .expect("exists")
+        .work_notes;
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.text.contains(&requested.approval_id))
+            .count(),
+        1
+    );
+    let audited = deps
+        .store
+        .audit(exec)
+        .await
+        .expect("audit")
+        .iter()
+        .filter(|r| r.summary["requested"] == serde_json::json!(requested.approval_id))
+        .count();
+    assert_eq!(audited, 1);
+}
+
+/// A workflow port whose first task completion fails as a Step Functions throttle would.
+struct ThrottledOnce {
+    inner: std::sync::Arc<dyn certops_core::ports::Workflow>,
+    failures: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl certops_core::ports::Workflow for ThrottledOnce {
+    async fn start(
+        &self,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Result<(String, bool), certops_core::Error> {
+        self.inner.start(name, input).await
+    }
+    async fn send_success(
+        &self,
+        token: &str,
+        output: &serde_json::Value,
+    ) -> Result<(), certops_core::Error> {
+        if self
+            .failures
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+        {
+            return Err(certops_core::Error::Transient(
+                "ThrottlingException: Rate exceeded".into(),
+            ));
+        }
+        self.inner.send_success(token, output).await
+    }
+    async fn send_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), certops_core::Error> {
+        self.inner.send_failure(token, error, cause).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_whose_delivery_was_throttled_is_delivered_on_the_approvers_retry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    let mut deps = w.stack.deps.clone();
+    deps.workflow = std::sync::Arc::new(ThrottledOnce {
+        inner: deps.workflow.clone(),
+        failures: std::sync::atomic::AtomicU32::new(1),
+    });
+    let approve = || decision(&id, "cab-alice@example.com", Verdict::Approve);
+    let first = certops_fn_approval_callback::handle(&deps, approve()).await;
+    assert_eq!(
+        certops_fn_approval_callback::http_status(&first),
+        503,
+        "{first:?}"
+    );
+    let record = deps
+        .store
+        .get("approvals", &id)
+        .await
+        .expect("get")
+        .expect("record");
+    assert_eq!(record["delivery"], "pending", "decided, not yet delivered");
+    // Someone else cannot ride on the pending delivery.
+    let other = certops_fn_approval_callback::handle(
+        &deps,
+        decision(&id, "olivia@example.com", Verdict::Reject),
+    )
+    .await;
+    assert_eq!(certops_fn_approval_callback::http_status(&other), 409);
+    let again = certops_fn_approval_callback::handle(&deps, approve()).await;
+    assert_eq!(
+        certops_fn_approval_callback::http_status(&again),
+        200,
+        "{again:?}"
+    );
+    let done = w.stack.wait(&exec, WAIT).await.expect("done");
+    assert_eq!(done.status.as_str(), "SUCCEEDED", "{:?}", done.cause);
+    let record = deps
+        .store
+        .get("approvals", &id)
+        .await
+        .expect("get")
+        .expect("record");
+    assert_eq!(record["delivery"], "delivered");
+    // Once delivered, a repeat is told the approval was used.
+    let late = certops_fn_approval_callback::handle(&deps, approve()).await;
+    assert_eq!(certops_fn_approval_callback::http_status(&late), 409);
 }

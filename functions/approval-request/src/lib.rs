@@ -5,9 +5,10 @@
 //! approval callback completes the task, or its time-out fires.
 //!
 //! Being recorded and being delivered are tracked apart: the record carries
-//! `delivered = {card, note, audit}`, each set once that part is done, so a step
-//! retried after the card, the ticket note or the audit record failed does the
-//! missing parts (and only those) instead of skipping them all.
+//! `delivered = {note, audit}`, each set once that part is done, and the card is
+//! posted last, by every run of the step while the approval is pending; so a step
+//! retried after the ticket note, the audit record or the card failed does the
+//! missing parts instead of skipping them all.
 
 use certops_core::ports::{ApprovalCard, Deps, TicketUpdate};
 use certops_core::workflow::{record_audit, StepEvent};
@@ -110,7 +111,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Requested, Error> {
         "report": report,
         "planTicket": plan.ticket,
         "planChange": plan.change,
-        "delivered": {"card": false, "note": false, "audit": false},
+        "delivered": {"note": false, "audit": false},
     });
     let fresh = deps.store.put_if_absent("approvals", &id, &record).await?;
     let mut stored = record;
@@ -133,7 +134,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Requested, Error> {
     let todo = |part: &str| {
         pending && stored.get("delivered").is_some() && stored["delivered"][part] != json!(true)
     };
-    let (post_card, write_note, write_audit) = (todo("card"), todo("note"), todo("audit"));
+    let (write_note, write_audit) = (todo("note"), todo("audit"));
+    let post_card = pending;
     let card = ApprovalCard {
         approval_id: id.clone(),
         ticket: v.ticket.clone(),
@@ -160,10 +162,6 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Requested, Error> {
         requested_by: requested_by.clone(),
         expires_at: request.expires_at,
     };
-    if post_card {
-        deps.chat.request_approval(&card).await?;
-        mark_delivered(deps, &id, "card").await?;
-    }
     if write_note {
         deps.itsm
             .update(
@@ -194,6 +192,12 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Requested, Error> {
         )
         .await?;
         mark_delivered(deps, &id, "audit").await?;
+    }
+    // The card goes out last, so once an approver can act this step has nothing left to
+    // do (a decision may complete the task at once). While the approval is pending, every
+    // run of the step posts it: a run fails only before the card went out.
+    if post_card {
+        deps.chat.request_approval(&card).await?;
     }
     Ok(Requested { approval_id: id })
 }
