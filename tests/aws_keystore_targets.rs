@@ -1023,3 +1023,51 @@ async fn targets_in_another_region_are_reached_through_that_region() {
         Some(bundle)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_with_another_key_algorithm_is_refused_before_any_change() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let acm = aws_sdk_acm::Client::new(&sdk);
+    let (targets, keystore) = aws_targets(&sdk);
+    // The certificate in ACM today has an RSA-2048 key.
+    let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("rsa key");
+    let mut params = rcgen::CertificateParams::new(vec![DNS.to_string()]).expect("params");
+    params.not_after = rcgen::date_time_ymd(2030, 1, 1);
+    let cert = params.self_signed(&rsa).expect("self-signed");
+    let arn = acm
+        .import_certificate()
+        .certificate(aws_sdk_acm::primitives::Blob::new(cert.pem().into_bytes()))
+        .private_key(aws_sdk_acm::primitives::Blob::new(
+            rsa.serialize_pem().into_bytes(),
+        ))
+        .send()
+        .await
+        .expect("import rsa")
+        .certificate_arn()
+        .expect("arn")
+        .to_string();
+    let before = not_after(&acm, &arn).await;
+    let target = Target {
+        kind: TargetKind::Acm,
+        id: arn.clone(),
+        reload: ReloadMethod::None,
+    };
+    // The renewal (the suite's CA issues ECDSA P-256 leaves).
+    let ca = TestCa::new();
+    let bundle = keystore
+        .put_bundle("algo-contract/v1", ca.issue(DNS, 40).bundle())
+        .await
+        .expect("store");
+    let err = targets.deploy(&target, &bundle).await.unwrap_err();
+    assert_eq!(err.name(), "DeployFailed");
+    assert!(
+        err.to_string().contains("RSA_2048") && err.to_string().contains("EC_prime256v1"),
+        "{err}"
+    );
+    assert_eq!(
+        not_after(&acm, &arn).await,
+        before,
+        "ACM still holds the RSA certificate"
+    );
+}
