@@ -732,8 +732,8 @@ async fn elb_target_on_moto_passes_the_deploy_contract() {
     };
     assert_eq!(
         targets.current(&target).await.expect("current"),
-        None,
-        "a certificate certops did not import names no bundle"
+        Some(initial.clone()),
+        "a certificate certops did not import is snapshotted by its ARN"
     );
     assert_eq!(
         targets.reload(&target).await.unwrap_err().name(),
@@ -796,6 +796,24 @@ async fn elb_target_on_moto_passes_the_deploy_contract() {
     let mut expected = vec![run.v1.clone(), run.v2.clone()];
     expected.sort();
     assert_eq!(tagged, expected, "one ACM certificate per bundle");
+    // The first renewal's rollback: the snapshot (the certificate the listener served
+    // before certops touched it) is restored by pointing the listener back at it.
+    targets
+        .deploy(&target, &initial)
+        .await
+        .expect("restore the snapshot");
+    targets.reload(&target).await.expect("reload the snapshot");
+    assert_eq!(
+        ListenerView {
+            elb: elb.clone(),
+            acm: acm.clone()
+        }
+        .served(&target)
+        .await
+        .0,
+        initial,
+        "the listener serves its original certificate again"
+    );
     // A deploy to a listener that does not exist imports nothing.
     let mut missing = target.clone();
     missing.id = listener_arn.replace(
@@ -970,4 +988,86 @@ async fn cloudfront_purger_on_moto_passes_the_cdn_contract() {
     assert_eq!(caller_reference(&cf, &distribution, &a_again).await, ra);
     assert_ne!(caller_reference(&cf, &distribution, &b).await, ra);
     assert_eq!(ra, CloudFrontPurger::caller_reference(&shop, "exec-a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_in_another_region_are_reached_through_that_region() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await; // us-east-1, as the functions' own region
+    let eu = aws_sdk_acm::Client::from_conf(
+        aws_sdk_acm::config::Builder::from(&sdk)
+            .region(aws_sdk_acm::config::Region::new("eu-west-1"))
+            .build(),
+    );
+    let (targets, keystore) = aws_targets(&sdk);
+    let ca = TestCa::new();
+    let arn = import(&eu, &ca, 5).await;
+    assert!(arn.contains(":eu-west-1:"), "{arn}");
+    let target = Target {
+        kind: TargetKind::Acm,
+        id: arn.clone(),
+        reload: ReloadMethod::None,
+    };
+    let v1 = ca.issue(DNS, 40);
+    let bundle = keystore
+        .put_bundle("region-contract/v1", v1.bundle())
+        .await
+        .expect("store v1");
+    targets
+        .deploy(&target, &bundle)
+        .await
+        .expect("deploy to eu-west-1");
+    assert_eq!(not_after(&eu, &arn).await, v1.not_after);
+    assert_eq!(
+        targets.current(&target).await.expect("current"),
+        Some(bundle)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_with_another_key_algorithm_is_refused_before_any_change() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let acm = aws_sdk_acm::Client::new(&sdk);
+    let (targets, keystore) = aws_targets(&sdk);
+    // The certificate in ACM today has an RSA-2048 key.
+    let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("rsa key");
+    let mut params = rcgen::CertificateParams::new(vec![DNS.to_string()]).expect("params");
+    params.not_after = rcgen::date_time_ymd(2030, 1, 1);
+    let cert = params.self_signed(&rsa).expect("self-signed");
+    let arn = acm
+        .import_certificate()
+        .certificate(aws_sdk_acm::primitives::Blob::new(cert.pem().into_bytes()))
+        .private_key(aws_sdk_acm::primitives::Blob::new(
+            rsa.serialize_pem().into_bytes(),
+        ))
+        .send()
+        .await
+        .expect("import rsa")
+        .certificate_arn()
+        .expect("arn")
+        .to_string();
+    let before = not_after(&acm, &arn).await;
+    let target = Target {
+        kind: TargetKind::Acm,
+        id: arn.clone(),
+        reload: ReloadMethod::None,
+    };
+    // The renewal (the suite's CA issues ECDSA P-256 leaves).
+    let ca = TestCa::new();
+    let bundle = keystore
+        .put_bundle("algo-contract/v1", ca.issue(DNS, 40).bundle())
+        .await
+        .expect("store");
+    let err = targets.deploy(&target, &bundle).await.unwrap_err();
+    assert_eq!(err.name(), "DeployFailed");
+    assert!(
+        err.to_string().contains("RSA_2048") && err.to_string().contains("EC_prime256v1"),
+        "{err}"
+    );
+    assert_eq!(
+        not_after(&acm, &arn).await,
+        before,
+        "ACM still holds the RSA certificate"
+    );
 }

@@ -5,6 +5,11 @@
 //! the token sealer and the webhook key come from Secrets Manager by ARN; audit records land
 //! in the audit table with their chain head.
 //!
+//! Before any of that: on the AWS backend the configuration comes from the configuration
+//! secret (its version in every plan's policy version), and while the ITSM, chat and issuer
+//! ports have no real adapter no renewal starts and those ports refuse; only
+//! `CERTOPS_ALLOW_STAND_INS=1` (emulators) keeps the embedded stand-ins.
+//!
 //! This binary holds one test because it sets process environment variables.
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
@@ -83,6 +88,18 @@ async fn lambda_deps_on_the_aws_backend_drive_dynamodb_sqs_step_functions_and_se
         arns.push(arn);
     }
     let data = tempfile::tempdir().expect("temp dir");
+    let config_doc = json!({
+        "inventory": include_str!("../runbooks/inventory.toml"),
+        "policy": include_str!("../runbooks/policy.toml"),
+    });
+    let config = secrets
+        .create_secret()
+        .name("certops/configuration")
+        .secret_string(r#"{"configured": false}"#)
+        .send()
+        .await
+        .expect("create configuration secret");
+    let config_arn = config.arn.expect("arn");
 
     // The function's environment, as the template sets it (plus moto's endpoint and dummy
     // credentials where AWS would supply a role).
@@ -104,17 +121,110 @@ async fn lambda_deps_on_the_aws_backend_drive_dynamodb_sqs_step_functions_and_se
         std::env::set_var(k, v);
     }
     std::env::remove_var("CERTOPS_WEBHOOK_SECRET");
+    std::env::remove_var("CERTOPS_CONFIG_DIR");
+    std::env::remove_var("CERTOPS_ALLOW_STAND_INS");
     assert_eq!(Backend::from_env().unwrap(), Backend::Aws);
-    let deps = certops_lambda::deps_from_env()
+
+    // No configuration: the function refuses to start rather than use the example
+    // inventory compiled into it.
+    std::env::remove_var("CERTOPS_CONFIG_ARN");
+    let Err(e) = certops_lambda::deps_from_env().await else {
+        panic!("the AWS backend started without a configuration");
+    };
+    assert!(e.to_string().contains("CERTOPS_CONFIG_ARN"), "{e}");
+    // The stack's placeholder: still refused, saying what to put there.
+    std::env::set_var("CERTOPS_CONFIG_ARN", &config_arn);
+    let Err(e) = certops_lambda::deps_from_env().await else {
+        panic!("the AWS backend started on the placeholder configuration");
+    };
+    assert!(
+        e.to_string().contains("does not hold the configuration"),
+        "{e}"
+    );
+    let version = secrets
+        .put_secret_value()
+        .secret_id(&config_arn)
+        .secret_string(config_doc.to_string())
+        .send()
+        .await
+        .expect("put configuration")
+        .version_id
+        .expect("version id");
+
+    // Configured, but ITSM, chat and issuer have no real adapter: nothing starts, and
+    // none of those ports acts.
+    let guarded = certops_lambda::deps_from_env()
         .await
         .expect("deps from env");
-
-    // Intake: the same finding delivered twice gives one trigger and one execution.
+    assert!(
+        guarded
+            .config
+            .policy
+            .version
+            .ends_with(&format!("+config.{version}")),
+        "the configuration version is part of the policy version every plan records: {}",
+        guarded.config.policy.version
+    );
     let finding = ScanFinding {
         ci: "shop-web-prod".into(),
         observed_expiry: Utc.with_ymd_and_hms(2026, 12, 20, 0, 0, 0).unwrap(),
         observed_fingerprint: Some("ab".repeat(32)),
     };
+    let refused = guarded
+        .workflow
+        .start("refused-1", &json!({}))
+        .await
+        .expect_err("no renewal starts beside stand-ins");
+    let text = refused.to_string();
+    assert!(
+        text.contains("ITSM") && text.contains("chat") && text.contains("issuer"),
+        "{text}"
+    );
+    let out = certops_fn_intake::handle_sqs(
+        &guarded,
+        sqs_event("m-0", &serde_json::to_value(&finding).unwrap()),
+    )
+    .await;
+    assert_eq!(
+        out.batch_item_failures.len(),
+        1,
+        "intake reports the finding as failed"
+    );
+    let request = certops_core::ports::IssueRequest {
+        cert_id: "shop-web-prod".into(),
+        issuer: guarded
+            .config
+            .inventory
+            .find_by_ci("shop-web-prod")
+            .expect("example cert")
+            .issuer
+            .clone(),
+        csr_pem: String::new(),
+        common_name: "shop.example.com".into(),
+        sans: vec![],
+    };
+    assert_eq!(
+        guarded.issuer.issue(&request).await.unwrap_err().name(),
+        "InvalidInput"
+    );
+    assert!(guarded.itsm.get("CHG0030001").await.is_err());
+    assert!(guarded.chat.notify("oncall", "x").await.is_err());
+    assert!(sfn
+        .list_executions()
+        .state_machine_arn(&state_machine)
+        .send()
+        .await
+        .expect("list executions")
+        .executions
+        .is_empty());
+
+    // With the stand-ins explicitly allowed (emulators only), the rest of the wiring.
+    std::env::set_var("CERTOPS_ALLOW_STAND_INS", "1");
+    let deps = certops_lambda::deps_from_env()
+        .await
+        .expect("deps from env");
+
+    // Intake: the same finding delivered twice gives one trigger and one execution.
     let key = Trigger::Scan(finding.clone()).idempotency_key();
     let body = serde_json::to_value(&finding).unwrap();
     for delivery in ["m-1", "m-2"] {
@@ -184,8 +294,9 @@ async fn lambda_deps_on_the_aws_backend_drive_dynamodb_sqs_step_functions_and_se
     let rows = ddb
         .query()
         .table_name(&audit)
-        .key_condition_expression("execution = :e")
+        .key_condition_expression("execution = :e AND seq >= :first")
         .expression_attribute_values(":e", AttributeValue::S(execution.clone()))
+        .expression_attribute_values(":first", AttributeValue::N("0".into()))
         .send()
         .await
         .expect("query audit")

@@ -6,7 +6,7 @@
 
 use certops_adapters::Embedded;
 use certops_aws::dynamo::aws_sdk_dynamodb::types::AttributeValue;
-use certops_aws::dynamo::{aws_sdk_dynamodb, DynamoStore, Tables, TtlPolicy};
+use certops_aws::dynamo::{aws_sdk_dynamodb, DynamoStore, Tables, TtlPolicy, HEAD, HEAD_SEQ};
 use certops_aws::sqs::aws_sdk_sqs::types::QueueAttributeName;
 use certops_aws::sqs::{aws_sdk_sqs, SqsQueue};
 use certops_core::ports::{Clock, Queue, Store};
@@ -211,7 +211,7 @@ async fn dynamodb_layout_ttl_and_chain_head() {
         async move { ttl_of(&raw_item(&client, &table, &pk).await) }
     };
     let day = 24 * 3600;
-    assert_eq!(ttl("triggers", "t-1").await, Some(now + 30 * day));
+    assert_eq!(ttl("triggers", "t-1").await, Some(now + 92 * day));
     assert_eq!(ttl("locks", "shop").await, Some(now + 7 * day));
     assert_eq!(ttl("deployments", "shop").await, None);
     assert_eq!(ttl("observations", "o").await, Some(now + 3600));
@@ -219,8 +219,9 @@ async fn dynamodb_layout_ttl_and_chain_head() {
         .await
         .contains_key("value"));
 
-    // Audit: one item per record keyed (execution, seq); the head sits in the state table
-    // and lets a reader detect truncation.
+    // Audit: one item per record keyed (execution, seq); the head sits in the audit table
+    // (retained with the records), in the execution's partition before every record, and
+    // lets a reader detect truncation.
     for i in 0..3 {
         store
             .append_audit("exec-h", entry(i, json!({"i": i})))
@@ -247,7 +248,155 @@ async fn dynamodb_layout_ttl_and_chain_head() {
     let raw = raw.item().expect("record item");
     assert_eq!(raw["hash"].as_s().unwrap(), &records[1].hash);
     assert!(raw.contains_key("record"));
+    let head = client
+        .get_item()
+        .table_name(&tables.audit)
+        .key("execution", AttributeValue::S("exec-h".into()))
+        .key("seq", AttributeValue::N(HEAD_SEQ.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let head: serde_json::Value =
+        serde_json::from_str(head.item().expect("head item")[HEAD].as_s().unwrap()).unwrap();
+    assert_eq!(head, json!({"seq": 2, "hash": records[2].hash}));
+    let in_state = client
+        .scan()
+        .table_name(&tables.state)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        in_state
+            .items()
+            .iter()
+            .all(|i| !i["pk"].as_s().unwrap().contains("exec-h")),
+        "no chain head in the state table, which is deleted with the stack"
+    );
     assert_eq!(store.audit_head("exec-none").await.unwrap(), None);
+}
+
+/// Turns the first successful `TransactWriteItems` answer into an HTTP 500 after DynamoDB
+/// (moto) committed it, as a connection lost on the way back would; records each attempt's
+/// `ClientRequestToken`.
+#[derive(Debug, Default)]
+struct LoseFirstAppendAnswer {
+    tokens: Mutex<Vec<Option<String>>>,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+impl aws_sdk_dynamodb::config::Intercept for LoseFirstAppendAnswer {
+    fn name(&self) -> &'static str {
+        "LoseFirstAppendAnswer"
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let req = ctx.request();
+        if req
+            .headers()
+            .get("x-amz-target")
+            .is_some_and(|t| t.ends_with("TransactWriteItems"))
+        {
+            let body: serde_json::Value =
+                serde_json::from_slice(req.body().bytes().unwrap_or_default()).unwrap_or_default();
+            self.tokens
+                .lock()
+                .unwrap()
+                .push(body["ClientRequestToken"].as_str().map(str::to_string));
+        }
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        ctx: &mut aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextMut<'_>,
+        _rc: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let is_append = !self.tokens.lock().unwrap().is_empty();
+        let resp = ctx.response_mut();
+        if is_append
+            && resp.status().as_u16() == 200
+            && !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            *resp.status_mut() = 500u16.try_into().expect("status");
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_append_whose_answer_is_lost_is_not_appended_twice() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let plain = aws_sdk_dynamodb::Client::new(&sdk);
+    let tables = create_contract_tables(&plain, "lost").await;
+    let store = DynamoStore::new(&sdk, tables.clone());
+    store
+        .append_audit("exec-lost", entry(0, json!({"i": 0})))
+        .await
+        .unwrap();
+    let lose = Arc::new(LoseFirstAppendAnswer::default());
+    let conf = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(aws_sdk_dynamodb::config::SharedInterceptor::new(
+            ArcIntercept(lose.clone()),
+        ))
+        .build();
+    let lossy = DynamoStore::from_client(aws_sdk_dynamodb::Client::from_conf(conf), tables);
+    let record = lossy
+        .append_audit("exec-lost", entry(1, json!({"i": 1})))
+        .await
+        .expect("the append succeeds once");
+    assert!(
+        lose.lost.load(std::sync::atomic::Ordering::SeqCst),
+        "an answer was lost"
+    );
+    let tokens = lose.tokens.lock().unwrap().clone();
+    assert!(tokens.len() >= 2, "the SDK retried: {tokens:?}");
+    assert!(
+        tokens[0].is_some(),
+        "the transaction carries a ClientRequestToken"
+    );
+    assert!(
+        tokens.iter().all(|t| t == &tokens[0]),
+        "every try of one record carries one token: {tokens:?}"
+    );
+    let records = store.audit("exec-lost").await.unwrap();
+    assert_eq!(records.len(), 2, "one record per append: {records:#?}");
+    assert_eq!(records[1], record);
+    assert_eq!(verify_chain(&records), Ok(()));
+    let (seq, hash) = store.audit_head("exec-lost").await.unwrap().expect("head");
+    assert_eq!((seq, hash), (1, record.hash));
+}
+
+/// Shares one interceptor between the client and the test.
+#[derive(Debug)]
+struct ArcIntercept(Arc<LoseFirstAppendAnswer>);
+
+impl aws_sdk_dynamodb::config::Intercept for ArcIntercept {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn read_before_transmit(
+        &self,
+        ctx: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        rc: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.0.read_before_transmit(ctx, rc, cfg)
+    }
+    fn modify_before_deserialization(
+        &self,
+        ctx: &mut aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextMut<'_>,
+        rc: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.0.modify_before_deserialization(ctx, rc, cfg)
+    }
 }
 
 #[tokio::test]

@@ -200,8 +200,8 @@ fn cfn_lint_is_clean_on_the_template() {
 fn cfn_lint_fails_on_an_error_and_on_a_warning() {
     // Error: Lambda's smallest memory size is 128 MB (E3034).
     let error = MiniRepo::with_template(
-        "MemorySize: 256\n      Timeout: 30",
-        "MemorySize: 64\n      Timeout: 30",
+        "MemorySize: 256\n      Timeout: 25",
+        "MemorySize: 64\n      Timeout: 25",
     );
     let out = cfn_lint(&error.template());
     assert!(
@@ -240,13 +240,13 @@ fn sam_translator_transforms_the_template() {
     for (kind, n) in [
         ("AWS::Lambda::Function", 11),
         ("AWS::DynamoDB::Table", 3),
-        ("AWS::SQS::Queue", 4),
+        ("AWS::SQS::Queue", 5),
         ("AWS::StepFunctions::StateMachine", 1),
         ("AWS::StepFunctions::StateMachineAlias", 1),
         ("AWS::Scheduler::Schedule", 1),
         ("AWS::Lambda::EventSourceMapping", 2),
-        ("AWS::SecretsManager::Secret", 4),
-        ("AWS::CloudWatch::Alarm", 5),
+        ("AWS::SecretsManager::Secret", 5),
+        ("AWS::CloudWatch::Alarm", 6),
     ] {
         assert_eq!(
             report["by_type"][kind], n,
@@ -564,5 +564,176 @@ fn moto_inspection_fails_on_a_queue_without_its_dead_letter_queue() {
     fails(
         &["moto", &bad.template(), &moto.url()],
         "ScanQueue: RedrivePolicy",
+    );
+}
+
+// ------------------------------------------------------------------ 7. a first deploy does no harm
+
+#[test]
+fn a_first_deploy_does_no_harm() {
+    let report = passes(&["hardening", &template().display().to_string()]);
+    eprintln!("hardening:\n{report:#}");
+    // The ITSM secret goes where the ITSM port is called (the ServiceNow adapter runs).
+    let itsm: Vec<&str> = report["itsm_secret"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(itsm.contains(&"ItsmUpdateFunction"), "{itsm:?}");
+    assert!(!itsm.contains(&"RollbackFunction"), "{itsm:?}");
+}
+
+#[test]
+fn the_scan_schedule_enabled_from_the_first_deploy_fails() {
+    let bad = MiniRepo::with_template(
+        "    Default: DISABLED\n    AllowedValues: [DISABLED, ENABLED]",
+        "    Default: ENABLED\n    AllowedValues: [DISABLED, ENABLED]",
+    );
+    fails(
+        &["hardening", &bad.template()],
+        "State must come from a parameter whose default is DISABLED",
+    );
+    let bad = MiniRepo::with_template(
+        "        CERTOPS_CONFIG_ARN: !Ref ConfigurationSecret\n",
+        "        CERTOPS_CONFIG_ARN: !Ref ConfigurationSecret\n        CERTOPS_ALLOW_STAND_INS: \"1\"\n",
+    );
+    fails(&["hardening", &bad.template()], "CERTOPS_ALLOW_STAND_INS");
+}
+
+#[test]
+fn a_state_table_grant_without_leading_keys_fails() {
+    let bad = MiniRepo::with_template(
+        "                Condition:\n                  ForAllValues:StringLike:\n                    dynamodb:LeadingKeys: [\"triggers#*\"]\n",
+        "",
+    );
+    fails(
+        &["hardening", &bad.template()],
+        "IntakeRole.intake statement 3: dynamodb:getitem, dynamodb:putitem on the state table without a dynamodb:LeadingKeys condition",
+    );
+    let bad = MiniRepo::with_template(
+        "dynamodb:LeadingKeys: [\"locks#*\"]",
+        "dynamodb:LeadingKeys: [\"locks#*\", \"audit-head#*\"]",
+    );
+    fails(&["hardening", &bad.template()], "grants audit-head keys");
+    let bad = MiniRepo::with_template(
+        "Action: [dynamodb:GetItem, dynamodb:Query, dynamodb:PutItem]\n                Resource: !GetAtt AuditTable.Arn",
+        "Action: [dynamodb:GetItem, dynamodb:Query, dynamodb:PutItem, dynamodb:DeleteItem]\n                Resource: !GetAtt AuditTable.Arn",
+    );
+    fails(
+        &["hardening", &bad.template()],
+        "dynamodb:deleteitem on the audit table",
+    );
+}
+
+#[test]
+fn an_untagged_acm_import_grant_fails() {
+    let bad = MiniRepo::with_template(
+        "                Condition:\n                  StringEquals:\n                    aws:RequestTag/certops:managed: \"true\"\n",
+        "",
+    );
+    fails(
+        &["hardening", &bad.template()],
+        "without an aws:ResourceTag/certops:managed or aws:RequestTag/certops:managed condition",
+    );
+    let bad = MiniRepo::with_template(
+        "              - Effect: Allow\n                Action: acm:ListCertificates\n                Resource: \"*\"",
+        "              - Effect: Allow\n                Action: [acm:ListCertificates, acm:ImportCertificate]\n                Resource: \"*\"",
+    );
+    fails(
+        &["iam", &bad.template()],
+        "acm:importcertificate on resource '*'",
+    );
+}
+
+#[test]
+fn the_itsm_secret_where_no_itsm_call_is_made_fails() {
+    let bad = MiniRepo::with_template(
+        "          CERTOPS_KEYSTORE_PREFIX: !Ref KeystorePrefix\n\n  ScanFunction:",
+        "          CERTOPS_KEYSTORE_PREFIX: !Ref KeystorePrefix\n          CERTOPS_ITSM_SECRET_ARN: !Ref ItsmSecret\n\n  ScanFunction:",
+    );
+    // The copy has no sources; point it at the real crates so the check sees the handlers.
+    std::fs::remove_dir_all(bad.dir.path().join("functions")).expect("rm");
+    std::os::unix::fs::symlink(repo().join("functions"), bad.dir.path().join("functions"))
+        .expect("symlink");
+    fails(
+        &["hardening", &bad.template()],
+        "RollbackFunction: gets the ITSM secret, but its handler never calls the ITSM port",
+    );
+}
+
+#[test]
+fn configuration_only_changes_that_publish_no_version_fail() {
+    let bad = MiniRepo::with_template("    AutoPublishAliasAllProperties: true\n", "");
+    fails(
+        &["hardening", &bad.template()],
+        "AutoPublishAliasAllProperties must be true",
+    );
+}
+
+#[test]
+fn a_shared_unnamed_or_undead_lettered_schedule_fails() {
+    let bad = MiniRepo::with_template("            Name: !Sub ${AWS::StackName}-daily-scan\n", "");
+    fails(
+        &["hardening", &bad.template()],
+        "Name must include the stack name",
+    );
+    let bad = MiniRepo::with_template(
+        "            DeadLetterConfig:\n              Arn: !GetAtt ScanFailureQueue.Arn\n",
+        "",
+    );
+    fails(
+        &["hardening", &bad.template()],
+        "the schedule has no dead-letter queue",
+    );
+    let bad = MiniRepo::with_template(
+        "        DestinationConfig:\n          OnFailure:\n            Type: SQS\n            Destination: !GetAtt ScanFailureQueue.Arn",
+        "        MaximumEventAgeInSeconds: 3600",
+    );
+    fails(
+        &["hardening", &bad.template()],
+        "has no on-failure destination",
+    );
+}
+
+#[test]
+fn api_timeouts_receive_counts_and_redrive_allow_policies_are_checked() {
+    let bad = MiniRepo::with_template("      Timeout: 25\n", "      Timeout: 30\n");
+    fails(
+        &["hardening", &bad.template()],
+        "IntakeFunction: Timeout 30 must stay below",
+    );
+    let bad = MiniRepo::with_template(
+        "        maxReceiveCount: 5\n\n  ScanFailureQueue:",
+        "        maxReceiveCount: 3\n\n  ScanFailureQueue:",
+    );
+    fails(
+        &["hardening", &bad.template()],
+        "ScanQueue: maxReceiveCount 3 is below 5",
+    );
+    let bad = MiniRepo::with_template(
+        "      RedriveAllowPolicy:\n        redrivePermission: byQueue\n        sourceQueueArns: [!Sub \"arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-scan\"]\n",
+        "",
+    );
+    fails(
+        &["hardening", &bad.template()],
+        "ScanDeadLetterQueue: a dead-letter queue without a RedriveAllowPolicy",
+    );
+}
+
+#[test]
+fn an_unencrypted_or_unpublishable_alarm_topic_fails() {
+    let bad = MiniRepo::with_template("      KmsMasterKeyId: !Ref AlarmTopicKey\n", "");
+    fails(
+        &["hardening", &bad.template()],
+        "AlarmTopic: not encrypted with a customer-managed key",
+    );
+    let bad = MiniRepo::with_template(
+        "Principal: {Service: cloudwatch.amazonaws.com}",
+        "Principal: {Service: events.amazonaws.com}",
+    );
+    fails(
+        &["hardening", &bad.template()],
+        "its key's policy does not let CloudWatch publish",
     );
 }

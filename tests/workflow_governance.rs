@@ -66,6 +66,39 @@ async fn demo_scenarios_all_end_as_expected_with_intact_audit() {
     assert!(trail
         .iter()
         .any(|r| r.kind == certops_core::AuditKind::Outcome));
+
+    // Scenario 4 keeps serving the old certificate: verify waited and tried again on the
+    // policy's [verify] schedule (the demo's: 3 attempts, 1 s apart) before the rollback.
+    let stuck = report.scenarios[3].execution.clone().expect("execution");
+    let verifies: Vec<(u64, String)> = store
+        .audit(&stuck)
+        .await
+        .expect("trail")
+        .iter()
+        .filter(|r| r.actor == "step:verify")
+        .map(|r| {
+            (
+                r.summary["attempt"].as_u64().unwrap_or_default(),
+                r.summary["result"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verifies.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{verifies:?}"
+    );
+    assert!(
+        verifies[0].1.contains("verifying again in 1 s"),
+        "{verifies:?}"
+    );
+    assert_eq!(verifies[2].1, "NotYetServed");
+    assert!(store
+        .audit(&stuck)
+        .await
+        .expect("trail")
+        .iter()
+        .any(|r| r.actor == "step:rollback"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -499,4 +532,226 @@ fn private_keys_never_appear_in_the_logs_or_output_of_a_full_demo() {
         );
     }
     assert!(!logs.contains("PRIVATE KEY"));
+}
+
+/// A chat whose first `request_approval` fails, as a Teams or Slack outage would.
+struct FlakyChat {
+    inner: std::sync::Arc<dyn certops_core::ports::Chat>,
+    failures: std::sync::atomic::AtomicU32,
+    posted: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl certops_core::ports::Chat for FlakyChat {
+    async fn request_approval(
+        &self,
+        card: &certops_core::ports::ApprovalCard,
+    ) -> Result<(), certops_core::Error> {
+        if self
+            .failures
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+        {
+            return Err(certops_core::Error::Transient("chat unavailable".into()));
+        }
+        self.posted
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.request_approval(card).await
+    }
+    async fn notify(&self, to: &str, text: &str) -> Result<(), certops_core::Error> {
+        self.inner.notify(to, text).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_card_that_failed_to_post_is_posted_noted_and_audited_on_retry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let mut deps = w.stack.deps.clone();
+    let flaky = std::sync::Arc::new(FlakyChat {
+        inner: deps.chat.clone(),
+        failures: std::sync::atomic::AtomicU32::new(1),
+        posted: std::sync::atomic::AtomicU32::new(0),
+    });
+    deps.chat = flaky.clone();
+    let trigger = Trigger::Scan(w.finding());
+    let mut state: WorkflowState = serde_json::from_value(serde_json::json!({
+        "trigger": trigger,
+        "idempotencyKey": trigger.idempotency_key(),
+        "receivedAt": chrono::Utc::now(),
+    }))
+    .expect("state");
+    let exec = "arn:aws:states:us-east-1:123456789012:execution:cert-renewal:flaky-chat";
+    let event = |state: &WorkflowState, token: &str| certops_core::workflow::StepEvent {
+        execution: exec.into(),
+        action: None,
+        mode: None,
+        task_token: Some(token.into()),
+        state: state.clone(),
+    };
+    let validation = certops_fn_validate::handle(&deps, event(&state, "unused"))
+        .await
+        .expect("validate");
+    assert_eq!(validation.path.as_str(), "normal");
+    let ticket = validation.ticket.clone();
+    state.validation = Some(validation);
+    let first = certops_fn_approval_request::handle(&deps, event(&state, "token-1")).await;
+    assert_eq!(
+        first.unwrap_err().name(),
+        "Transient",
+        "the card did not go out"
+    );
+    let requested = certops_fn_approval_request::handle(&deps, event(&state, "token-2"))
+        .await
+        .expect("the retried step posts the card");
+    assert_eq!(flaky.posted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let notes = deps
+        .itsm
+        .get(&ticket)
+        .await
+        .expect("ticket")
+        .expect("exists")
+        .work_notes;
+    let noted = notes
+        .iter()
+        .filter(|n| n.text.contains(&requested.approval_id))
+        .count();
+    assert_eq!(noted, 1, "one ticket note of the request: {notes:#?}");
+    let audited = deps
+        .store
+        .audit(exec)
+        .await
+        .expect("audit")
+        .iter()
+        .filter(|r| r.summary["requested"] == serde_json::json!(requested.approval_id))
+        .count();
+    assert_eq!(audited, 1, "one audit record of the request");
+    // A third run (a Lambda-level retry after success) notes and audits nothing twice.
+    certops_fn_approval_request::handle(&deps, event(&state, "token-3"))
+        .await
+        .expect("idempotent");
+    let notes = deps
+        .itsm
+        .get(&ticket)
+        .await
+        .expect("ticket")
+        .expect("exists")
+        .work_notes;
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.text.contains(&requested.approval_id))
+            .count(),
+        1
+    );
+    let audited = deps
+        .store
+        .audit(exec)
+        .await
+        .expect("audit")
+        .iter()
+        .filter(|r| r.summary["requested"] == serde_json::json!(requested.approval_id))
+        .count();
+    assert_eq!(audited, 1);
+}
+
+/// A workflow port whose first task completion fails as a Step Functions throttle would.
+struct ThrottledOnce {
+    inner: std::sync::Arc<dyn certops_core::ports::Workflow>,
+    failures: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl certops_core::ports::Workflow for ThrottledOnce {
+    async fn start(
+        &self,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Result<(String, bool), certops_core::Error> {
+        self.inner.start(name, input).await
+    }
+    async fn send_success(
+        &self,
+        token: &str,
+        output: &serde_json::Value,
+    ) -> Result<(), certops_core::Error> {
+        if self
+            .failures
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+        {
+            return Err(certops_core::Error::Transient(
+                "ThrottlingException: Rate exceeded".into(),
+            ));
+        }
+        self.inner.send_success(token, output).await
+    }
+    async fn send_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), certops_core::Error> {
+        self.inner.send_failure(token, error, cause).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_whose_delivery_was_throttled_is_delivered_on_the_approvers_retry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    let mut deps = w.stack.deps.clone();
+    deps.workflow = std::sync::Arc::new(ThrottledOnce {
+        inner: deps.workflow.clone(),
+        failures: std::sync::atomic::AtomicU32::new(1),
+    });
+    let approve = || decision(&id, "cab-alice@example.com", Verdict::Approve);
+    let first = certops_fn_approval_callback::handle(&deps, approve()).await;
+    assert_eq!(
+        certops_fn_approval_callback::http_status(&first),
+        503,
+        "{first:?}"
+    );
+    let record = deps
+        .store
+        .get("approvals", &id)
+        .await
+        .expect("get")
+        .expect("record");
+    assert_eq!(record["delivery"], "pending", "decided, not yet delivered");
+    // Someone else cannot ride on the pending delivery.
+    let other = certops_fn_approval_callback::handle(
+        &deps,
+        decision(&id, "olivia@example.com", Verdict::Reject),
+    )
+    .await;
+    assert_eq!(certops_fn_approval_callback::http_status(&other), 409);
+    let again = certops_fn_approval_callback::handle(&deps, approve()).await;
+    assert_eq!(
+        certops_fn_approval_callback::http_status(&again),
+        200,
+        "{again:?}"
+    );
+    let done = w.stack.wait(&exec, WAIT).await.expect("done");
+    assert_eq!(done.status.as_str(), "SUCCEEDED", "{:?}", done.cause);
+    let record = deps
+        .store
+        .get("approvals", &id)
+        .await
+        .expect("get")
+        .expect("record");
+    assert_eq!(record["delivery"], "delivered");
+    // Once delivered, a repeat is told the approval was used.
+    let late = certops_fn_approval_callback::handle(&deps, approve()).await;
+    assert_eq!(certops_fn_approval_callback::http_status(&late), 409);
 }

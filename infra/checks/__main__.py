@@ -6,6 +6,7 @@
     python3 infra/checks iam         TEMPLATE           least privilege over the transformed template
     python3 infra/checks allowlist                      the '*'-resource allow-list against IAM data
     python3 infra/checks moto        TEMPLATE URL       create the stack in moto and inspect it
+    python3 infra/checks hardening   TEMPLATE           a first deploy does no harm (issue 11)
 
 Each prints a JSON report and exits 0, or prints one problem per line and exits 1.
 """
@@ -53,6 +54,10 @@ def main(argv):
             report = {"star_resources": stars}
         elif cmd == "allowlist":
             report = {"allow_listed_actions": iam.allow_list_is_justified()}
+        elif cmd == "hardening":
+            import hardening
+
+            report = hardening.check(args[0])
         elif cmd == "moto":
             import moto_stack
 

@@ -34,14 +34,14 @@ RESOURCE_STAR_ALLOWED = {
     "elasticloadbalancing:describelistenercertificates": "ELB Describe* has no resource type",
     "elasticloadbalancing:describetags": "ELB Describe* has no resource type",
     "acm:listcertificates": "listing certificates has no resource type",
-    "acm:importcertificate": "a new certificate has no ARN to authorise until it is imported",
     "states:sendtasksuccess": "task-token calls have no resource type (the token names the task)",
     "states:sendtaskfailure": "task-token calls have no resource type (the token names the task)",
     "states:sendtaskheartbeat": "task-token calls have no resource type (the token names the task)",
 }
 
 #: Allow-listed actions that do have a resource type but need `*` for one use (explained above).
-STAR_FOR_CREATION = {"acm:importcertificate"}
+#: None any more: a new ACM import is authorised on `certificate/*` with aws:RequestTag.
+STAR_FOR_CREATION = set()
 
 TASK_TOKEN_ACTIONS = {"states:sendtasksuccess", "states:sendtaskfailure", "states:sendtaskheartbeat"}
 

@@ -58,6 +58,11 @@ emergency_threshold_hours = 24
 [approval]
 ecab = ["erin@example.com"]
 timeouts = {{ standard_minutes = 60, normal_minutes = 5, emergency_minutes = 5 }}
+[verify]
+interval_seconds = 1
+max_attempts = 3
+backoff_percent = 100
+max_interval_seconds = 1
 [acme]
 certificates_per_registered_domain_per_week = 50
 safety_margin = 10

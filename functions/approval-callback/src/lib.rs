@@ -4,6 +4,15 @@
 //! the approval's expiry and its binding to the current plan hash, and spends
 //! the approval exactly once (conditional write) before completing the
 //! workflow's waiting task.
+//!
+//! Deciding and delivering are kept apart: the spent record carries
+//! `delivery = "pending"` and what to send, and only a delivered decision is
+//! `"delivered"`. If completing the task fails for a reason that may pass
+//! (throttling, Step Functions unreachable: `Transient`, HTTP 503), the same
+//! approver's retry re-sends the recorded decision instead of being told the
+//! approval was used; if the task is gone (`TaskTimedOut`, `InvalidToken`: a
+//! `Conflict`, HTTP 409) the delivery is `"ended"`. [`handle_http`] answers the
+//! HTTP API with 200/400/401/403/409/503, never a Lambda error (a 500).
 
 use certops_core::ports::Deps;
 use certops_core::workflow::{record_audit, ApprovalOutcome};
@@ -62,6 +71,130 @@ fn current_plan_hash(deps: &Deps, record: &Value) -> Result<String, Error> {
     Ok(plan.hash())
 }
 
+/// Completes the waiting task with the decision recorded in `spent`, then marks the
+/// delivery `delivered`; a task that no longer waits marks it `ended` (a `Conflict`); any
+/// other failure leaves it `pending` for the approver's retry.
+async fn deliver(deps: &Deps, id: &str, spent: &Value, actor: &str) -> Result<(), Error> {
+    let token = deps
+        .sealer
+        .open(spent["sealedToken"].as_str().unwrap_or_default())?;
+    let sent = if spent["status"] == "approved" {
+        deps.workflow.send_success(&token, &spent["outcome"]).await
+    } else {
+        deps.workflow
+            .send_failure(
+                &token,
+                spent["failure"]["error"]
+                    .as_str()
+                    .unwrap_or("ApprovalRejected"),
+                spent["failure"]["cause"].as_str().unwrap_or_default(),
+            )
+            .await
+    };
+    let mark = |state: &str| {
+        let mut next = spent.clone();
+        next["delivery"] = json!(state);
+        next
+    };
+    match sent {
+        Ok(()) => {
+            deps.store
+                .compare_and_swap("approvals", id, Some(spent), &mark("delivered"))
+                .await?;
+            Ok(())
+        }
+        Err(Error::Conflict(why)) => {
+            deps.store
+                .compare_and_swap("approvals", id, Some(spent), &mark("ended"))
+                .await?;
+            record_audit(
+                deps,
+                spent["execution"].as_str().unwrap_or_default(),
+                AuditKind::Approval,
+                actor,
+                json!({"approvalId": id, "delivery": "ended", "reason": why}),
+            )
+            .await?;
+            Err(Error::Conflict(format!(
+                "approval {id}: the waiting task ended before the decision reached it ({why})"
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The HTTP status a decision's outcome is answered with.
+pub fn http_status(result: &Result<Decided, Error>) -> u16 {
+    match result {
+        Ok(_) => 200,
+        Err(Error::SelfApproval { .. } | Error::NotInChangeAuthority { .. }) => 403,
+        Err(Error::Conflict(_) | Error::ApprovalExpired { .. }) => 409,
+        Err(e) if e.is_retryable() => 503,
+        Err(_) => 400,
+    }
+}
+
+/// Handles a signed callback delivered through the HTTP API (payload format 2.0): the body
+/// (base64-decoded when API Gateway encoded it) must carry a valid `x-certops-signature`
+/// (401 otherwise); the answer's status follows [`http_status`].
+pub async fn handle_http(
+    deps: &Deps,
+    secret: &[u8],
+    req: aws_lambda_events::apigw::ApiGatewayV2httpRequest,
+) -> aws_lambda_events::apigw::ApiGatewayV2httpResponse {
+    use base64::Engine as _;
+    let raw = match (&req.body, req.is_base64_encoded) {
+        (Some(b), true) => match base64::engine::general_purpose::STANDARD.decode(b) {
+            Ok(v) => v,
+            Err(_) => {
+                return response(
+                    400,
+                    json!({"error": "InvalidInput", "message": "body is not base64"}),
+                )
+            }
+        },
+        (Some(b), false) => b.clone().into_bytes(),
+        (None, _) => Vec::new(),
+    };
+    let sig = req
+        .headers
+        .get(certops_core::signature::HEADER)
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = certops_core::signature::verify(secret, &raw, sig) {
+        return response(
+            401,
+            json!({"error": "Unauthorized", "message": e.to_string()}),
+        );
+    }
+    let cb: Callback = match serde_json::from_slice(&raw) {
+        Ok(cb) => cb,
+        Err(e) => {
+            return response(
+                400,
+                json!({"error": "InvalidInput", "message": format!("callback body: {e}")}),
+            )
+        }
+    };
+    let result = handle(deps, cb).await;
+    let status = http_status(&result);
+    match result {
+        Ok(d) => response(status, serde_json::to_value(&d).unwrap_or_default()),
+        Err(e) => response(status, json!({"error": e.name(), "message": e.to_string()})),
+    }
+}
+
+fn response(status: u16, body: Value) -> aws_lambda_events::apigw::ApiGatewayV2httpResponse {
+    let mut r = aws_lambda_events::apigw::ApiGatewayV2httpResponse {
+        status_code: i64::from(status),
+        body: Some(aws_lambda_events::encodings::Body::Text(body.to_string())),
+        ..Default::default()
+    };
+    if let Ok(v) = "application/json".parse() {
+        r.headers.insert("content-type", v);
+    }
+    r
+}
+
 /// Applies a decision.
 pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
     let actor = format!("approver:{}", cb.approver.trim());
@@ -71,6 +204,25 @@ pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
         .await?
         .ok_or_else(|| Error::InvalidInput(format!("no approval {}", cb.approval_id)))?;
     let execution = record["execution"].as_str().unwrap_or_default().to_string();
+    if record["status"] != "pending"
+        && record["delivery"] == "pending"
+        && record["decision"]["approver"] == json!(cb.approver.trim())
+    {
+        // Decided, but the waiting task was never told: send the recorded decision again.
+        deliver(deps, &cb.approval_id, &record, &actor).await?;
+        return match record["status"].as_str() {
+            Some(status @ ("approved" | "rejected")) => Ok(Decided {
+                approval_id: cb.approval_id,
+                status: status.to_string(),
+                execution,
+            }),
+            other => Err(Error::Conflict(format!(
+                "approval {} ended {}",
+                cb.approval_id,
+                other.unwrap_or("?")
+            ))),
+        };
+    }
     if record["status"] != "pending" {
         return Err(Error::Conflict(format!(
             "approval {} was already used ({}); an approval is single-use",
@@ -109,10 +261,25 @@ pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
         Err(e @ Error::ApprovalExpired { .. }) => ("expired", Err(e)),
         Err(e) => ("refused", Err(e)),
     };
-    // Spend the approval exactly once.
+    // Spend the approval exactly once, with what to deliver.
     let mut spent = record.clone();
     spent["status"] = json!(status);
     spent["decision"] = summary.clone();
+    spent["delivery"] = json!("pending");
+    match &result {
+        Ok(()) => {
+            let out = ApprovalOutcome {
+                approval_id: cb.approval_id.clone(),
+                approver: decision.approver.clone(),
+                decided_at: now,
+                plan_hash: request.plan_hash.clone(),
+                comment: cb.comment.clone(),
+            };
+            spent["outcome"] =
+                serde_json::to_value(&out).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        }
+        Err(e) => spent["failure"] = json!({"error": e.name(), "cause": e.to_string()}),
+    }
     if !deps
         .store
         .compare_and_swap("approvals", &cb.approval_id, Some(&record), &spent)
@@ -123,27 +290,6 @@ pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
             cb.approval_id
         )));
     }
-    let token = deps
-        .sealer
-        .open(record["sealedToken"].as_str().unwrap_or_default())?;
-    match &result {
-        Ok(()) => {
-            let out = ApprovalOutcome {
-                approval_id: cb.approval_id.clone(),
-                approver: decision.approver.clone(),
-                decided_at: now,
-                plan_hash: request.plan_hash.clone(),
-                comment: cb.comment.clone(),
-            };
-            let v = serde_json::to_value(&out).map_err(|e| Error::InvalidInput(e.to_string()))?;
-            deps.workflow.send_success(&token, &v).await?;
-        }
-        Err(e) => {
-            deps.workflow
-                .send_failure(&token, e.name(), &e.to_string())
-                .await?
-        }
-    }
     record_audit(
         deps,
         &execution,
@@ -152,6 +298,7 @@ pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
         json!({"decision": status, "detail": summary}),
     )
     .await?;
+    deliver(deps, &cb.approval_id, &spent, &actor).await?;
     match result {
         Ok(()) | Err(Error::ApprovalRejected { .. }) => Ok(Decided {
             approval_id: cb.approval_id,

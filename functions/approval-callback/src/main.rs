@@ -17,11 +17,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     certops_lambda::run(move |deps, req: ApiGatewayV2httpRequest| {
         let secret = secret.clone();
         async move {
-            let body = req.body.unwrap_or_default();
-            let sig = req
-                .headers
-                .get("x-certops-signature")
-                .and_then(|v| v.to_str().ok());
             if !secret.is_configured() {
                 return Err(Error::InvalidInput(
                     "neither CERTOPS_WEBHOOK_SECRET_ARN nor CERTOPS_WEBHOOK_SECRET is set; \
@@ -30,10 +25,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 ));
             }
             let secret = secret.get().await?;
-            certops_core::signature::verify(&secret, body.as_bytes(), sig)?;
-            let cb: certops_fn_approval_callback::Callback = serde_json::from_str(&body)
-                .map_err(|e| Error::InvalidInput(format!("callback body: {e}")))?;
-            certops_fn_approval_callback::handle(&deps, cb).await
+            // Every outcome is an HTTP answer (401/403/409/503/...), never a Lambda error.
+            Ok(certops_fn_approval_callback::handle_http(&deps, &secret, req).await)
         }
     })
     .await

@@ -3,6 +3,12 @@
 //! posts the approval card to chat with an approval id (never the token), and
 //! notes the request in the ticket. The execution then waits until the
 //! approval callback completes the task, or its time-out fires.
+//!
+//! Being recorded and being delivered are tracked apart: the record carries
+//! `delivered = {note, audit}`, each set once that part is done, and the card is
+//! posted last, by every run of the step while the approval is pending; so a step
+//! retried after the ticket note, the audit record or the card failed does the
+//! missing parts instead of skipping them all.
 
 use certops_core::ports::{ApprovalCard, Deps, TicketUpdate};
 use certops_core::workflow::{record_audit, StepEvent};
@@ -25,6 +31,31 @@ pub fn approval_id(execution: &str, plan_hash: &str) -> String {
     let digest =
         certops_core::canonical::sha256_hex(format!("{execution}\n{plan_hash}").as_bytes());
     format!("APR-{}", &digest[..12].to_uppercase())
+}
+
+/// Sets `delivered.<part>` on the approval record (a compare-and-swap, retried when the
+/// record moved meanwhile, e.g. a token refresh or a decision).
+async fn mark_delivered(deps: &Deps, id: &str, part: &str) -> Result<(), Error> {
+    for _ in 0..8 {
+        let Some(current) = deps.store.get("approvals", id).await? else {
+            return Err(Error::InvalidInput(format!("approval {id} vanished")));
+        };
+        if current["delivered"][part] == json!(true) {
+            return Ok(());
+        }
+        let mut next = current.clone();
+        next["delivered"][part] = json!(true);
+        if deps
+            .store
+            .compare_and_swap("approvals", id, Some(&current), &next)
+            .await?
+        {
+            return Ok(());
+        }
+    }
+    Err(Error::Transient(format!(
+        "approval {id}: could not note {part} as delivered"
+    )))
 }
 
 /// Requests approval for the execution's plan (or its fallback plan).
@@ -80,10 +111,12 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Requested, Error> {
         "report": report,
         "planTicket": plan.ticket,
         "planChange": plan.change,
+        "delivered": {"note": false, "audit": false},
     });
     let fresh = deps.store.put_if_absent("approvals", &id, &record).await?;
+    let mut stored = record;
     if !fresh {
-        // A retried step: the card is out already; the new token replaces the old one.
+        // A retried step: the new token replaces the old one.
         if let Some(mut existing) = deps.store.get("approvals", &id).await? {
             if existing["status"] == "pending" {
                 let before = existing.clone();
@@ -92,8 +125,17 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Requested, Error> {
                     .compare_and_swap("approvals", &id, Some(&before), &existing)
                     .await?;
             }
+            stored = existing;
         }
     }
+    // What is still to deliver. A record from before delivery was tracked (no `delivered`)
+    // was delivered in full by the step that wrote it.
+    let pending = stored["status"] == "pending";
+    let todo = |part: &str| {
+        pending && stored.get("delivered").is_some() && stored["delivered"][part] != json!(true)
+    };
+    let (write_note, write_audit) = (todo("note"), todo("audit"));
+    let post_card = pending;
     let card = ApprovalCard {
         approval_id: id.clone(),
         ticket: v.ticket.clone(),
@@ -120,8 +162,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Requested, Error> {
         requested_by: requested_by.clone(),
         expires_at: request.expires_at,
     };
-    if fresh {
-        deps.chat.request_approval(&card).await?;
+    if write_note {
         deps.itsm
             .update(
                 &v.ticket,
@@ -139,6 +180,9 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Requested, Error> {
                 },
             )
             .await?;
+        mark_delivered(deps, &id, "note").await?;
+    }
+    if write_audit {
         record_audit(
             deps,
             &event.execution,
@@ -147,6 +191,13 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Requested, Error> {
             json!({"requested": id, "path": request.path, "planHash": hash, "approvers": request.approvers, "expiresAt": request.expires_at}),
         )
         .await?;
+        mark_delivered(deps, &id, "audit").await?;
+    }
+    // The card goes out last, so once an approver can act this step has nothing left to
+    // do (a decision may complete the task at once). While the approval is pending, every
+    // run of the step posts it: a run fails only before the card went out.
+    if post_card {
+        deps.chat.request_approval(&card).await?;
     }
     Ok(Requested { approval_id: id })
 }

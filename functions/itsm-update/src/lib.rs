@@ -2,7 +2,8 @@
 //! blocked, approved (approver and time), not approved, mitigating (CDN purge
 //! failed: notify on-call), rolled back, rollback failed, failed, and close
 //! with evidence. Terminal actions release the per-certificate lock and record
-//! the outcome in the audit trail.
+//! the outcome in the audit trail; `release-lock` (after one of those failed for
+//! good) only releases the lock and audits it.
 
 use certops_core::ports::{Attachment, Deps, TicketKind, TicketState, TicketUpdate};
 use certops_core::workflow::{record_audit, StepEvent, WorkflowState};
@@ -71,6 +72,20 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
     let action = event.action.clone().unwrap_or_default();
     let state = &event.state;
     let exec = event.execution.as_str();
+    if action == "release-lock" {
+        // A Record*/CloseTicket step failed for good: the lock must not outlive the
+        // execution. No ITSM call here: the ITSM may be what failed.
+        release_lock(deps, state, exec).await?;
+        record_audit(
+            deps,
+            exec,
+            AuditKind::Outcome,
+            ACTOR,
+            json!({"action": action, "outcome": "recording-failed", "error": state.records.as_ref().and_then(|r| r.get("recordError")).cloned()}),
+        )
+        .await?;
+        return Ok(json!({"action": action, "released": true}));
+    }
     let Some(v) = state.validation.as_ref() else {
         // Validation never produced a ticket: nothing to write to; the audit trail keeps the failure.
         record_audit(

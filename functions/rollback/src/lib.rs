@@ -2,6 +2,13 @@
 //! reload, and revalidate from outside that the old certificate is served
 //! again. Snapshots come from the deploy step's conditional writes, so a
 //! deploy that failed half-way is rolled back too.
+//!
+//! A touched target without a last-known-good (nothing certops can restore, e.g. an ACM
+//! certificate certops never imported: ACM cannot export an imported key) fails the
+//! rollback loudly ([`Error::RollbackFailed`], naming it): reporting `RolledBack` having
+//! restored nothing would hide a changed certificate. A snapshot that is a certificate ARN
+//! (a listener's original certificate) is restored by pointing the listener back at it and
+//! revalidated against the fingerprint served before the change.
 
 use certops_core::ports::Deps;
 use certops_core::workflow::{
@@ -32,11 +39,23 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RollbackOutput, Err
         else {
             continue; // never touched
         };
-        let Some(lkg) = snapshot["lastKnownGood"].as_str().map(str::to_string) else {
-            continue;
-        };
         let t: Target =
             serde_json::from_value(snapshot["target"].clone()).unwrap_or_else(|_| target.clone());
+        let Some(lkg) = snapshot["lastKnownGood"].as_str().map(str::to_string) else {
+            record_audit(
+                deps,
+                exec,
+                AuditKind::Action,
+                ACTOR,
+                json!({"action": "restore+reload", "target": t, "result": "no last-known-good"}),
+            )
+            .await?;
+            return Err(Error::RollbackFailed(format!(
+                "{}: no last-known-good to restore (certops did not know what it served \
+                 before the change); restore it by hand",
+                t.id
+            )));
+        };
         let result = async {
             deps.targets.deploy(&t, &lkg).await?;
             deps.targets.reload(&t).await
@@ -53,8 +72,20 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RollbackOutput, Err
         )
         .await?;
         result.map_err(|e| Error::RollbackFailed(format!("{}: {e}", t.id)))?;
-        let bundle = deps.keystore.get_bundle(&lkg).await?;
-        expected.push(leaf_facts(&bundle.chain_pem)?.fingerprint);
+        match deps.keystore.get_bundle(&lkg).await {
+            Ok(bundle) => expected.push(leaf_facts(&bundle.chain_pem)?.fingerprint),
+            // A certificate ARN snapshot: what was served before is what to see again.
+            Err(_) => match event.state.validation()?.fingerprint_before.clone() {
+                Some(f) => expected.push(f),
+                None => {
+                    return Err(Error::RollbackFailed(format!(
+                        "{}: restored {lkg}, but no fingerprint from before the change \
+                         to revalidate against",
+                        t.id
+                    )))
+                }
+            },
+        }
         restored.push(TargetDeployment {
             target: t,
             last_known_good: Some(lkg),

@@ -13,12 +13,28 @@ use serde_json::json;
 
 const ACTOR: &str = "step:validate";
 
-fn seconds(path: ApprovalPath, deps: &Deps) -> u64 {
-    deps.config
+/// The longest approval wait the definition can honour: its `TimeoutSeconds` (48 h).
+/// A `TimeoutSecondsPath` value outside 1..=this would raise `States.Runtime`, which no
+/// Catch can route, and leave the certificate's lock held until its TTL.
+pub const MAX_APPROVAL_SECONDS: u64 = 172_800;
+
+fn seconds(path: ApprovalPath, deps: &Deps) -> Result<u64, Error> {
+    let s = deps
+        .config
         .policy
         .approval_timeout(path)
-        .map(|d| d.num_seconds().max(1) as u64)
-        .unwrap_or(60)
+        .map(|d| d.num_seconds())
+        .unwrap_or(60);
+    u64::try_from(s)
+        .ok()
+        .filter(|s| (1..=MAX_APPROVAL_SECONDS).contains(s))
+        .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "the policy's {} approval time-out is {s} s; it must be between 1 s and the \
+                 execution's {MAX_APPROVAL_SECONDS} s",
+                path.as_str()
+            ))
+        })
 }
 
 /// Runs validation for one execution.
@@ -131,8 +147,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
         fallback_plan: None,
         fallback_plan_hash: None,
         fallback_pre_approved: false,
-        approval_timeout_seconds: seconds(path, deps),
-        fallback_approval_timeout_seconds: seconds(ApprovalPath::Emergency, deps),
+        approval_timeout_seconds: seconds(path, deps)?,
+        fallback_approval_timeout_seconds: seconds(ApprovalPath::Emergency, deps)?,
         expiry_before: facts.current_expiry,
         fingerprint_before,
     };

@@ -1,7 +1,10 @@
 //! `verify`: success means served. An outside TLS handshake on every endpoint
 //! and every address must see the new leaf (fingerprint), the new expiry and
-//! a valid chain. The old certificate still being served is `NotYetServed`
-//! (retried for propagation); anything else is `VerificationFailed`.
+//! a valid chain. The old certificate still being served is propagation in
+//! progress while the policy's `[verify]` schedule leaves time: the step returns
+//! `served: false` with the wait, and the state machine waits and verifies again.
+//! After the last attempt it is `NotYetServed`, and the change is rolled back;
+//! anything else wrong is `VerificationFailed` at once.
 
 use certops_core::ports::{Deps, Observation};
 use certops_core::workflow::{
@@ -21,6 +24,14 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<VerificationOutput,
         .as_ref()
         .ok_or_else(|| Error::InvalidInput("nothing to verify: no renewal output".into()))?;
     let observations = observe_endpoints(deps, &plan.endpoints).await?;
+    let attempt = event
+        .state
+        .verification
+        .as_ref()
+        .filter(|v| !v.served)
+        .map_or(0, |v| v.attempt)
+        + 1;
+    let schedule = &deps.config.policy.verify;
     let stale: Vec<&Observation> = observations
         .iter()
         .filter(|o| o.fingerprint != renewal.fingerprint)
@@ -44,7 +55,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<VerificationOutput,
         )))
     } else if !stale.is_empty() {
         Err(Error::NotYetServed(format!(
-            "{} address(es) still serve another certificate: {}",
+            "after {attempt} of {} verification(s), {} address(es) still serve another certificate: {}",
+            schedule.max_attempts,
             stale.len(),
             stale
                 .iter()
@@ -59,19 +71,42 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<VerificationOutput,
     } else {
         Ok(())
     };
+    // Still the old certificate, and time left: wait and verify again.
+    let wait = match &verdict {
+        Err(Error::NotYetServed(_)) => schedule.wait_after(attempt),
+        _ => None,
+    };
+    let result = match (&verdict, wait) {
+        (Ok(()), _) => "served".to_string(),
+        (Err(_), Some(w)) => format!("not yet served; verifying again in {w} s"),
+        (Err(e), None) => e.name().to_string(),
+    };
     record_audit(
         deps,
         &event.execution,
         AuditKind::Action,
         ACTOR,
-        json!({"action": "verify", "planHash": hash, "expected": {"fingerprint": renewal.fingerprint, "notAfter": renewal.not_after},
-               "observations": observations, "result": match &verdict { Ok(()) => "served".to_string(), Err(e) => e.name().to_string() }}),
+        json!({"action": "verify", "planHash": hash, "attempt": attempt, "expected": {"fingerprint": renewal.fingerprint, "notAfter": renewal.not_after},
+               "observations": observations, "result": result}),
     )
     .await?;
+    if let Some(wait_seconds) = wait {
+        return Ok(VerificationOutput {
+            observations,
+            fingerprint: renewal.fingerprint.clone(),
+            not_after: renewal.not_after,
+            served: false,
+            attempt,
+            wait_seconds,
+        });
+    }
     verdict?;
     Ok(VerificationOutput {
         observations,
         fingerprint: renewal.fingerprint.clone(),
         not_after: renewal.not_after,
+        served: true,
+        attempt,
+        wait_seconds: 0,
     })
 }

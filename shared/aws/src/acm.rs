@@ -9,6 +9,9 @@
 //! - `current` is that tag: the reference of the bundle the certificate holds.
 //! - `reload` does nothing: ACM's consumers pick the re-imported certificate up themselves
 //!   (the inventory says `reload = "none"`).
+//! - A re-import may not change the key algorithm (ACM refuses, or worse, consumers pinned
+//!   to the key type break): `deploy` compares the certificate's `KeyAlgorithm` with the
+//!   bundle's leaf key and refuses a mismatch before changing anything.
 //!
 //! Every failure of `deploy` and `reload` is [`Error::DeployFailed`] (the message says when
 //! retrying may help); `current` reports throttling and network trouble as
@@ -28,6 +31,10 @@ pub use aws_sdk_acm;
 
 /// The certificate tag holding the bundle reference a certificate was imported from.
 pub const BUNDLE_TAG: &str = "certops:bundle";
+/// The certificate tag (`true`) marking a certificate certops may re-import or tag: the
+/// operator sets it on the ACM targets of the inventory, certops on every new import. The
+/// deploy and rollback roles may touch no other certificate (infra/template.yaml).
+pub const MANAGED_TAG: &str = "certops:managed";
 
 const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 const END: &str = "-----END CERTIFICATE-----";
@@ -152,7 +159,13 @@ pub(crate) async fn import_bundle(
         .set_certificate_chain(chain.map(|c| Blob::new(c.into_bytes())));
     request = match onto {
         Some(arn) => request.certificate_arn(arn),
-        None => request.tags(tag.clone()),
+        None => request.tags(tag.clone()).tags(
+            Tag::builder()
+                .key(MANAGED_TAG)
+                .value("true")
+                .build()
+                .map_err(|e| Error::DeployFailed(format!("tag {MANAGED_TAG}: {e}")))?,
+        ),
     };
     let what = match onto {
         Some(arn) => format!("re-import of {bundle_ref} onto {arn}"),
@@ -186,6 +199,75 @@ pub(crate) async fn import_bundle(
     Ok(arn)
 }
 
+/// The ACM `KeyAlgorithm` name of a chain's leaf public key (`EC_prime256v1`,
+/// `EC_secp384r1`, `EC_secp521r1`, `RSA_2048`, ...).
+pub fn leaf_key_algorithm(chain_pem: &str) -> Result<String, String> {
+    use x509_parser::public_key::PublicKey;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(chain_pem.as_bytes())
+        .map_err(|e| format!("the chain is not PEM: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("the leaf does not parse: {e}"))?;
+    let spki = cert.public_key();
+    match spki.parsed() {
+        Ok(PublicKey::RSA(rsa)) => Ok(format!("RSA_{}", rsa.key_size())),
+        Ok(PublicKey::EC(_)) => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string())
+                .unwrap_or_default();
+            match curve.as_str() {
+                "1.2.840.10045.3.1.7" => Ok("EC_prime256v1".into()),
+                "1.3.132.0.34" => Ok("EC_secp384r1".into()),
+                "1.3.132.0.35" => Ok("EC_secp521r1".into()),
+                other => Err(format!("unsupported EC curve {other}")),
+            }
+        }
+        Ok(_) => Err("the leaf key is neither RSA nor EC".into()),
+        Err(e) => Err(format!("the leaf key does not parse: {e}")),
+    }
+}
+
+/// Refuses, before any change, a re-import that would change the certificate's key
+/// algorithm.
+async fn same_key_algorithm(
+    client: &aws_sdk_acm::Client,
+    keystore: &dyn Keystore,
+    certificate_arn: &str,
+    bundle_ref: &str,
+) -> Result<(), Error> {
+    let described = client
+        .describe_certificate()
+        .certificate_arn(certificate_arn)
+        .send()
+        .await
+        .map_err(|e| deploy_failed(&format!("describing {certificate_arn}"), &sdk_failure(&e)))?;
+    let Some(current) = described
+        .certificate()
+        .and_then(|c| c.key_algorithm())
+        .map(|k| k.as_str().to_string())
+    else {
+        return Ok(());
+    };
+    let bundle = keystore
+        .get_bundle(bundle_ref)
+        .await
+        .map_err(|e| Error::DeployFailed(format!("bundle {bundle_ref} cannot be loaded: {e}")))?;
+    let new = leaf_key_algorithm(&bundle.chain_pem)
+        .map_err(|e| Error::DeployFailed(format!("bundle {bundle_ref}: {e}")))?;
+    if new != current {
+        return Err(Error::DeployFailed(format!(
+            "{certificate_arn} holds a {current} key and the renewal a {new} key; a re-import \
+             may not change the key algorithm, so nothing was changed (renew with a {current} \
+             key, or move the consumers to a new certificate)"
+        )));
+    }
+    Ok(())
+}
+
 fn acm_only(target: &Target) -> Result<(), Error> {
     if target.kind != TargetKind::Acm {
         return Err(Error::DeployFailed(format!(
@@ -214,6 +296,7 @@ impl DeployTarget for AcmTarget {
 
     async fn deploy(&self, target: &Target, bundle_ref: &str) -> Result<(), Error> {
         acm_only(target)?;
+        same_key_algorithm(&self.client, self.keystore.as_ref(), &target.id, bundle_ref).await?;
         import_bundle(
             &self.client,
             self.keystore.as_ref(),

@@ -14,13 +14,22 @@
 //! `SqliteStore` compares parsed JSON: key order never matters, `1` and `1.0` differ.
 //! A failed condition is `Ok(false)`, never an error.
 //!
-//! Each execution's chain head (`{"seq", "hash"}` of its last record) lives in the state
-//! table under the logical table [`AUDIT_HEAD_TABLE`]. An append writes the record and moves
-//! the head in one `TransactWriteItems`, conditional on the record's slot being free and the
-//! head being the one it read: of two concurrent appends one commits and the other re-reads
-//! the new head and tries again, so the chain never forks. The head kept apart from the
-//! records also lets a reader detect a truncated chain
+//! Each execution's chain head (`{"seq", "hash"}` of its last record) lives in the audit
+//! table itself, in the execution's partition at sort key [`HEAD_SEQ`] (`-1`, before every
+//! record), in the attribute `head`: it is retained and protected exactly as the records are
+//! (the audit table outlives the stack; no role may delete from it). An append writes the
+//! record and moves the head in one `TransactWriteItems`, conditional on the record's slot
+//! being free and the head being the one it read: of two concurrent appends one commits and
+//! the other re-reads the new head and tries again, so the chain never forks. The head kept
+//! apart from the records also lets a reader detect a truncated chain
 //! ([`certops_core::verify_chain_head`], see [`DynamoStore::audit_head`]).
+//!
+//! The transaction carries a `ClientRequestToken` derived from the execution, the sequence
+//! number and the record's hash ([`append_token`]): when the SDK retries an append whose
+//! success response was lost, DynamoDB answers the retry as the original (for ten minutes)
+//! instead of running it again. Past that, or on a service that ignores the token, a
+//! retry whose record slot is taken is checked against the stored record: the same hash
+//! means this very record was committed, and it is not appended a second time.
 //!
 //! TTL is housekeeping: records get a `ttl` attribute according to their logical table's
 //! [`TtlPolicy`], and DynamoDB deletes them some time after it passes (typically within
@@ -58,8 +67,11 @@ pub const AUDIT_TABLE_ENV: &str = "CERTOPS_AUDIT_TABLE";
 
 /// The logical table routed to the approvals table; every other one goes to the state table.
 pub const APPROVALS: &str = "approvals";
-/// The logical table (in the state table) holding each execution's audit chain head.
-pub const AUDIT_HEAD_TABLE: &str = "audit-head";
+/// The sort key (`seq`) of an execution's chain head item in the audit table: below every
+/// record (records start at 0), so it never shows among them.
+pub const HEAD_SEQ: i64 = -1;
+/// The attribute of the head item holding `{"seq", "hash"}` as canonical JSON text.
+pub const HEAD: &str = "head";
 
 /// Partition key attribute of the state and approvals tables.
 pub const PK: &str = "pk";
@@ -68,9 +80,17 @@ pub const VALUE: &str = "value";
 /// TTL attribute (epoch seconds) of the state and approvals tables.
 pub const TTL: &str = "ttl";
 
-/// How long an idempotency key (`triggers`) is kept by default: duplicates of a trigger
-/// arrive within minutes or days, never a month later.
-pub const DEFAULT_TRIGGER_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long Step Functions refuses to reuse the name of a closed STANDARD execution.
+pub const EXECUTION_NAME_REUSE: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The renewal definition's `TimeoutSeconds` (48 h): an execution closes at the latest
+/// this long after it started.
+pub const EXECUTION_TIMEOUT: Duration = Duration::from_secs(48 * 3600);
+/// How long an idempotency key (`triggers`) is kept by default: as long as Step Functions
+/// may still refuse its execution name (90 days after the execution closed, which is at
+/// most the execution time-out after the start). Dropped earlier, an identical trigger
+/// would be started again and meet `ExecutionAlreadyExists` instead of the recorded one.
+pub const DEFAULT_TRIGGER_RETENTION: Duration =
+    Duration::from_secs(EXECUTION_NAME_REUSE.as_secs() + EXECUTION_TIMEOUT.as_secs());
 /// How long a renewal lock (`locks`) is kept by default. Locks are released by the final
 /// ITSM step; one older than this belongs to an execution that died without releasing it,
 /// and expiring it lets the next renewal of that certificate run.
@@ -219,6 +239,16 @@ impl DynamoStore {
     pub fn new(sdk: &aws_config::SdkConfig, tables: Tables) -> DynamoStore {
         DynamoStore {
             client: Client::new(sdk),
+            tables,
+            ttl: default_ttl_policies(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// A store on `tables` through an existing client (for example one with interceptors).
+    pub fn from_client(client: Client, tables: Tables) -> DynamoStore {
+        DynamoStore {
+            client,
             tables,
             ttl: default_ttl_policies(),
             clock: Arc::new(SystemClock),
@@ -388,14 +418,28 @@ impl DynamoStore {
 
     /// The head of `execution`'s chain: `(seq, hash, stored text)`.
     async fn read_head(&self, execution: &str) -> Result<Option<(u64, String, String)>, Error> {
-        let Some(text) = self.read_text(AUDIT_HEAD_TABLE, execution).await? else {
+        let audit = self.audit_table()?;
+        let out = self
+            .client
+            .get_item()
+            .table_name(audit)
+            .key("execution", AttributeValue::S(execution.to_string()))
+            .key("seq", AttributeValue::N(HEAD_SEQ.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DynamoDB GetItem", audit, e))?;
+        let Some(item) = out.item() else {
             return Ok(None);
         };
-        let head: Value = serde_json::from_str(&text).map_err(|_| {
+        let text = string_attr(item, HEAD).ok_or_else(|| {
+            Error::InvalidInput(format!("audit head of {execution} has no {HEAD} text"))
+        })?;
+        let head: Value = serde_json::from_str(text).map_err(|_| {
             Error::InvalidInput(format!("audit head of {execution} does not parse"))
         })?;
         match (head["seq"].as_u64(), head["hash"].as_str()) {
-            (Some(seq), Some(hash)) => Ok(Some((seq, hash.to_string(), text.clone()))),
+            (Some(seq), Some(hash)) => Ok(Some((seq, hash.to_string(), text.to_string()))),
             _ => Err(Error::InvalidInput(format!(
                 "audit head of {execution} lacks seq or hash"
             ))),
@@ -425,9 +469,11 @@ impl DynamoStore {
             .client
             .query()
             .table_name(audit)
-            .key_condition_expression("#e = :e")
+            .key_condition_expression("#e = :e AND #s >= :first")
             .expression_attribute_names("#e", "execution")
+            .expression_attribute_names("#s", "seq")
             .expression_attribute_values(":e", AttributeValue::S(execution.to_string()))
+            .expression_attribute_values(":first", AttributeValue::N("0".into()))
             .scan_index_forward(false)
             .limit(1)
             .consistent_read(true)
@@ -480,20 +526,19 @@ impl DynamoStore {
             .expression_attribute_names("#e", "execution")
             .build()
             .map_err(|e| Error::InvalidInput(format!("audit record write: {e}")))?;
-        let (physical, pk) = self.location(AUDIT_HEAD_TABLE, &record.execution)?;
         let new_head = json!({"seq": record.seq, "hash": record.hash});
-        let head_put = Put::builder().table_name(physical).set_item(Some(self.item(
-            AUDIT_HEAD_TABLE,
-            pk,
-            &new_head,
-        )));
+        let head_put = Put::builder()
+            .table_name(self.audit_table()?)
+            .item("execution", AttributeValue::S(record.execution.clone()))
+            .item("seq", AttributeValue::N(HEAD_SEQ.to_string()))
+            .item(HEAD, AttributeValue::S(to_canonical_string(&new_head)));
         let head_put = match head {
             None => head_put
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", PK),
+                .condition_expression("attribute_not_exists(#e)")
+                .expression_attribute_names("#e", "execution"),
             Some(old) => head_put
-                .condition_expression("#v = :old")
-                .expression_attribute_names("#v", VALUE)
+                .condition_expression("#h = :old")
+                .expression_attribute_names("#h", HEAD)
                 .expression_attribute_values(":old", AttributeValue::S(old.to_string())),
         }
         .build()
@@ -503,6 +548,7 @@ impl DynamoStore {
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put_record).build())
             .transact_items(TransactWriteItem::builder().put(head_put).build())
+            .client_request_token(append_token(&record.execution, record.seq, &record.hash))
             .send()
             .await;
         match result {
@@ -520,8 +566,10 @@ impl DynamoStore {
                         .all(|c| matches!(*c, "ConditionalCheckFailed" | "TransactionConflict"))
                         && !codes.is_empty()
                     {
-                        // Another append moved the head (or was mid-flight): re-read and retry.
-                        Ok(false)
+                        // Either another append moved the head (or was mid-flight): re-read
+                        // and retry; or this very record was committed by an earlier try
+                        // whose answer was lost: then it is done, not to be appended again.
+                        Ok(self.committed(record).await?)
                     } else if codes
                         .iter()
                         .any(|c| matches!(*c, "ThrottlingError" | "ProvisionedThroughputExceeded"))
@@ -539,6 +587,11 @@ impl DynamoStore {
                         )))
                     }
                 }
+                Some(TransactWriteItemsError::IdempotentParameterMismatchException(_)) => {
+                    // The token names this record (execution, seq, hash): a mismatch means a
+                    // different request reused it, i.e. the slot went to another record.
+                    Ok(self.committed(record).await?)
+                }
                 _ => Err(sdk_error(
                     "DynamoDB TransactWriteItems",
                     &self.tables.audit,
@@ -547,6 +600,24 @@ impl DynamoStore {
             },
         }
     }
+
+    /// Whether `record` itself (same hash) is stored at its position.
+    async fn committed(&self, record: &AuditRecord) -> Result<bool, Error> {
+        Ok(self
+            .read_record(&record.execution, record.seq)
+            .await?
+            .is_some_and(|stored| stored.hash == record.hash))
+    }
+}
+
+/// The `ClientRequestToken` of the transaction appending a record: 32 hex digits of SHA-256
+/// over the execution, the sequence number and the record's hash. The same record always
+/// gets the same token (so a retried request is recognised), a different record at the same
+/// position a different one.
+pub fn append_token(execution: &str, seq: u64, hash: &str) -> String {
+    let digest =
+        certops_core::canonical::sha256_hex(format!("{execution}\n{seq}\n{hash}").as_bytes());
+    digest[..32].to_string()
 }
 
 fn check_names(table: &str, key: &str) -> Result<(), Error> {
@@ -683,9 +754,11 @@ impl Store for DynamoStore {
                 .client
                 .query()
                 .table_name(audit)
-                .key_condition_expression("#e = :e")
+                .key_condition_expression("#e = :e AND #s >= :first")
                 .expression_attribute_names("#e", "execution")
+                .expression_attribute_names("#s", "seq")
                 .expression_attribute_values(":e", AttributeValue::S(execution.to_string()))
+                .expression_attribute_values(":first", AttributeValue::N("0".into()))
                 .scan_index_forward(true)
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
@@ -855,6 +928,37 @@ mod tests {
         );
         assert_eq!(p.expiry(&json!({"status": "pending"}), now()), None);
         assert_eq!(p.expiry(&json!({"expires_at": "soon"}), now()), None);
+    }
+
+    #[test]
+    fn triggers_outlive_the_execution_name_reuse_window() {
+        // Step Functions refuses a closed execution's name for 90 days; an execution closes
+        // at most 48 h after it started.
+        let TtlPolicy::Retention(kept) = default_ttl_policies()["triggers"].clone() else {
+            panic!("triggers expire by retention");
+        };
+        assert!(
+            kept >= Duration::from_secs((90 * 24 + 48) * 3600),
+            "{kept:?}"
+        );
+    }
+
+    #[test]
+    fn the_append_token_names_the_record_and_fits_dynamodb() {
+        let t = append_token("exec-1", 3, "aa11");
+        assert_eq!(
+            t,
+            append_token("exec-1", 3, "aa11"),
+            "a retried request, the same token"
+        );
+        assert_ne!(
+            t,
+            append_token("exec-1", 3, "bb22"),
+            "another record, another token"
+        );
+        assert_ne!(t, append_token("exec-1", 4, "aa11"));
+        assert_ne!(t, append_token("exec-2", 3, "aa11"));
+        assert!((1..=36).contains(&t.len()) && t.chars().all(|c| c.is_ascii_hexdigit()));
     }
 
     #[test]

@@ -9,7 +9,12 @@
 //! - `reload` (`reload = "listener-update"`) reads that tag and calls `ModifyListener`, so
 //!   the listener's default certificate becomes the imported one. Repeating it is harmless.
 //! - `current` is the `certops:bundle` tag of the listener's default certificate, i.e. what
-//!   the listener serves now (`None` for a certificate certops did not import).
+//!   the listener serves now; for a certificate certops did not import (the first renewal)
+//!   it is that certificate's ARN, so the deploy step's snapshot can restore it.
+//! - `deploy` of a certificate ARN (ACM or IAM, as `current` returns it) imports nothing:
+//!   it prepares the listener to be pointed back at that certificate (a rollback). A renewal
+//!   is always imported under a new ARN and the listener re-pointed, so the certificate it
+//!   served before stays untouched and restorable.
 //!
 //! Reuse looks first at the certificates the listener already names (its pending and its
 //! default certificate), then at every imported ACM certificate's tags (one
@@ -183,6 +188,20 @@ impl ElbTarget {
     }
 }
 
+/// Whether `reference` is an ACM or IAM certificate ARN (a listener snapshot) rather than
+/// a keystore reference.
+pub fn is_certificate_arn(reference: &str) -> bool {
+    let mut parts = reference.splitn(6, ':');
+    let (arn, _partition, service) = (parts.next(), parts.next(), parts.next());
+    let resource = reference.rsplit(':').next().unwrap_or_default();
+    arn == Some("arn")
+        && match service {
+            Some("acm") => resource.starts_with("certificate/"),
+            Some("iam") => resource.starts_with("server-certificate/"),
+            _ => false,
+        }
+}
+
 /// A listener read that failed while deploying is the deploy's failure; a transient one
 /// says retrying may help.
 fn deploy_failure(e: Error) -> Error {
@@ -202,9 +221,13 @@ impl DeployTarget for ElbTarget {
             return Ok(None);
         };
         match bundle_tag(&self.acm, &arn).await {
-            Ok(tag) => Ok(tag),
+            Ok(Some(tag)) => Ok(Some(tag)),
+            // Not imported by certops: the certificate itself is what to restore.
+            Ok(None) => Ok(Some(arn)),
             // Not an ACM certificate certops can read (e.g. an IAM server certificate).
-            Err(f) if f.is("ResourceNotFoundException") || f.is("InvalidArnException") => Ok(None),
+            Err(f) if f.is("ResourceNotFoundException") || f.is("InvalidArnException") => {
+                Ok(Some(arn))
+            }
             Err(f) => Err(read_failed(&format!("tags of {arn}"), &f)),
         }
     }
@@ -221,9 +244,14 @@ impl DeployTarget for ElbTarget {
             .pending_certificate(listener)
             .await
             .map_err(deploy_failure)?;
-        let certificate = match self.imported_for(bundle_ref, &[pending, default]).await? {
-            Some(arn) => arn,
-            None => import_bundle(&self.acm, self.keystore.as_ref(), bundle_ref, None).await?,
+        let certificate = if is_certificate_arn(bundle_ref) {
+            // A snapshot of what the listener served: point back at it, import nothing.
+            bundle_ref.to_string()
+        } else {
+            match self.imported_for(bundle_ref, &[pending, default]).await? {
+                Some(arn) => arn,
+                None => import_bundle(&self.acm, self.keystore.as_ref(), bundle_ref, None).await?,
+            }
         };
         self.elb
             .add_tags()
@@ -283,5 +311,19 @@ mod tests {
         t.reload = ReloadMethod::ListenerUpdate;
         t.kind = TargetKind::Acm;
         assert_eq!(elb_only(&t).unwrap_err().name(), "DeployFailed");
+    }
+
+    #[test]
+    fn certificate_arns_are_told_from_keystore_references() {
+        assert!(is_certificate_arn(
+            "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d"
+        ));
+        assert!(is_certificate_arn(
+            "arn:aws:iam::123456789012:server-certificate/shop-2025"
+        ));
+        assert!(!is_certificate_arn(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:certops/bundles/shop-AbCdEf"
+        ));
+        assert!(!is_certificate_arn("keystore:shop/v1"));
     }
 }

@@ -31,6 +31,80 @@ pub struct Policy {
     pub standard_changes: Vec<StandardChange>,
     /// ACME rate-limit budget.
     pub acme: AcmeBudget,
+    /// How long verification gives a change to propagate (`[verify]`; defaults when absent).
+    #[serde(default)]
+    pub verify: VerifySchedule,
+}
+
+/// The longest approval time-out, minutes: the renewal definition's 48 h `TimeoutSeconds`.
+pub const MAX_APPROVAL_MINUTES: u32 = 48 * 60;
+
+/// How long verification gives a deployed certificate to propagate before the old one
+/// still being served means the change failed: a first wait of `interval_seconds`, each
+/// next one `backoff_percent`/100 times longer up to `max_interval_seconds`, and at most
+/// `max_attempts` verifications in all. The defaults (30 s, 10 attempts, ×1.5, 300 s cap)
+/// give a load balancer or CDN about 25 minutes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySchedule {
+    /// The first wait, seconds.
+    #[serde(default = "default_verify_interval")]
+    pub interval_seconds: u64,
+    /// Verifications in all (the first included).
+    #[serde(default = "default_verify_attempts")]
+    pub max_attempts: u32,
+    /// Growth of each wait over the previous one, in percent (100: constant).
+    #[serde(default = "default_verify_backoff")]
+    pub backoff_percent: u32,
+    /// The longest single wait, seconds.
+    #[serde(default = "default_verify_max_interval")]
+    pub max_interval_seconds: u64,
+}
+
+fn default_verify_interval() -> u64 {
+    30
+}
+fn default_verify_attempts() -> u32 {
+    10
+}
+fn default_verify_backoff() -> u32 {
+    150
+}
+fn default_verify_max_interval() -> u64 {
+    300
+}
+
+impl Default for VerifySchedule {
+    fn default() -> Self {
+        VerifySchedule {
+            interval_seconds: default_verify_interval(),
+            max_attempts: default_verify_attempts(),
+            backoff_percent: default_verify_backoff(),
+            max_interval_seconds: default_verify_max_interval(),
+        }
+    }
+}
+
+impl VerifySchedule {
+    /// The wait before verification number `attempt + 1`, after `attempt` (1-based) saw the
+    /// old certificate; `None` when that was the last attempt.
+    pub fn wait_after(&self, attempt: u32) -> Option<u64> {
+        if attempt == 0 || attempt >= self.max_attempts {
+            return None;
+        }
+        let mut wait = self.interval_seconds as f64;
+        for _ in 1..attempt {
+            wait *= f64::from(self.backoff_percent) / 100.0;
+        }
+        Some((wait.round() as u64).min(self.max_interval_seconds).max(1))
+    }
+
+    /// The total time given to propagation, seconds.
+    pub fn total_seconds(&self) -> u64 {
+        (1..self.max_attempts)
+            .filter_map(|a| self.wait_after(a))
+            .sum()
+    }
 }
 
 /// When a certificate is due for renewal, and when renewal is an emergency.
@@ -240,6 +314,25 @@ impl Policy {
         let t = &policy.approval.timeouts;
         if t.standard_minutes == 0 || t.normal_minutes == 0 || t.emergency_minutes == 0 {
             return Err(invalid("fields `approval.timeouts.*` must be > 0".into()));
+        }
+        // An approval wait longer than the definition's 48 h execution time-out would be a
+        // TimeoutSecondsPath value Step Functions refuses with an uncatchable States.Runtime.
+        if [t.standard_minutes, t.normal_minutes, t.emergency_minutes]
+            .iter()
+            .any(|m| *m > MAX_APPROVAL_MINUTES)
+        {
+            return Err(invalid(format!(
+                "fields `approval.timeouts.*` must be at most {MAX_APPROVAL_MINUTES} minutes (the \
+                 execution's 48 h limit)"
+            )));
+        }
+        let v = &policy.verify;
+        if v.interval_seconds == 0 || v.max_attempts == 0 || v.backoff_percent < 100 {
+            return Err(invalid(
+                "fields `verify.interval_seconds` and `verify.max_attempts` must be > 0 and \
+                 `verify.backoff_percent` at least 100"
+                    .into(),
+            ));
         }
         if policy.acme.usable() == 0 {
             return Err(invalid(
@@ -481,5 +574,39 @@ safety_margin = 10
         let text = POLICY.replace("methods = [\"acme\"]", "methods = [\"vendor-managed\"]");
         let err = Policy::from_toml_str(&text).unwrap_err().to_string();
         assert!(err.contains("vendor-managed"), "{err}");
+    }
+
+    #[test]
+    fn verification_gives_propagation_minutes_by_default() {
+        let v = VerifySchedule::default();
+        assert_eq!(v.wait_after(1), Some(30));
+        assert_eq!(v.wait_after(2), Some(45));
+        assert_eq!(v.wait_after(9), Some(300), "capped");
+        assert_eq!(v.wait_after(10), None, "the tenth attempt is the last");
+        assert!(v.total_seconds() >= 10 * 60, "{} s", v.total_seconds());
+        let quick = VerifySchedule {
+            interval_seconds: 1,
+            max_attempts: 3,
+            backoff_percent: 100,
+            max_interval_seconds: 1,
+        };
+        assert_eq!(
+            (
+                quick.wait_after(1),
+                quick.wait_after(2),
+                quick.wait_after(3)
+            ),
+            (Some(1), Some(1), None)
+        );
+    }
+
+    #[test]
+    fn an_approval_time_out_beyond_the_execution_limit_is_refused() {
+        let text = include_str!("../../../runbooks/policy.toml");
+        assert!(Policy::from_toml_str(text).is_ok());
+        let bad = text.replacen("normal_minutes = 1440", "normal_minutes = 4320", 1);
+        assert_ne!(bad, text);
+        let e = Policy::from_toml_str(&bad).unwrap_err();
+        assert!(e.to_string().contains("at most 2880 minutes"), "{e}");
     }
 }

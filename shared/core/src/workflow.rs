@@ -229,6 +229,20 @@ pub struct VerificationOutput {
     pub fingerprint: String,
     /// The expiry they served.
     pub not_after: DateTime<Utc>,
+    /// Whether every address served the new leaf. `false` while propagation time remains:
+    /// the state machine waits `wait_seconds` and verifies again (the policy's `[verify]`).
+    #[serde(default = "served_by_default")]
+    pub served: bool,
+    /// Which verification this was (1-based).
+    #[serde(default)]
+    pub attempt: u32,
+    /// The wait before the next verification, seconds (when not yet served).
+    #[serde(default)]
+    pub wait_seconds: u64,
+}
+
+fn served_by_default() -> bool {
+    true
 }
 
 /// What `rollback` restored and saw.

@@ -199,6 +199,14 @@ end = "23:59"
 ecab = ["erin@example.com", "frank@example.com"]
 timeouts = { standard_minutes = 60, normal_minutes = 1440, emergency_minutes = 30 }
 
+# The demo's endpoints switch certificates at once: a short propagation schedule keeps the
+# rollback scenario quick (production policies give minutes; runbooks/policy.toml).
+[verify]
+interval_seconds = 1
+max_attempts = 3
+backoff_percent = 100
+max_interval_seconds = 1
+
 [[standard_changes]]
 name = "STD-CERT-NONPROD: certificate renewal outside production"
 environments = ["staging", "dev"]

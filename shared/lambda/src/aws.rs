@@ -5,22 +5,23 @@
 //! the token-sealing key is read from Secrets Manager only by the functions
 //! given `CERTOPS_SEALING_KEY_ARN` (approval-request and approval-callback).
 //!
-//! ITSM is ServiceNow when `[servicenow]` is configured (credentials by Secrets Manager
-//! ARN), else the embedded ticket book under `CERTOPS_DATA_DIR` (a Lambda's `/tmp`). The
-//! issuer is the
-//! router of `certops-issuers` (`[issuers.<name>]`: ACME, Vault/OpenBao PKI, AWS
-//! Private CA), over the local CA for unconfigured names; ACME accounts live in
-//! the Secrets Manager keystore.
+//! ITSM, chat and the issuer are built from the configuration's integrations; a port
+//! without one gets a refusing stand-in and no renewal starts ([`crate::stand_in`]).
 
+use crate::stand_in::{NotConfigured, RefusingStart, ALLOW_STAND_INS_ENV};
 use crate::EnvSecret;
 use certops_adapters::{AesGcmSealer, Embedded, TlsProber};
 use certops_aws::cloudfront::CloudFrontPurger;
 use certops_aws::dynamo::DynamoStore;
+use certops_aws::secret_resolver::AwsSecrets;
 use certops_aws::secrets::SecretsKeystore;
 use certops_aws::sfn::SfnWorkflow;
 use certops_aws::sqs::SqsQueue;
 use certops_aws::targets::AwsTargets;
-use certops_core::ports::{Clock, Config, Deps, Keystore, TokenSealer};
+use certops_core::ports::{
+    Chat, Clock, Config, Deps, Issuer, Itsm, Keystore, TokenSealer, Workflow,
+};
+use certops_core::integrations::SecretResolver;
 use certops_core::Error;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,54 @@ fn unsealed() -> Error {
     )
 }
 
+/// The real ITSM adapter the integrations name (`[servicenow]`), if any.
+async fn itsm_adapter(
+    config: &Config,
+    secrets: &dyn SecretResolver,
+) -> Result<Option<Arc<dyn Itsm>>, Error> {
+    certops_servicenow::from_integrations(&config.integrations, secrets).await
+}
+
+/// The real chat adapter the integrations name (`[teams]`, `[slack]`), if any.
+fn chat_adapter(_config: &Config) -> Result<Option<Arc<dyn Chat>>, Error> {
+    Ok(None)
+}
+
+/// The real issuer adapter the integrations name (`[issuers.<name>]`), if any.
+/// Names without a table of their own fall to the local CA only when stand-ins are allowed;
+/// otherwise to a refusing stand-in, so nothing is ever issued by a sandbox-local CA.
+async fn issuer_adapter(
+    config: &Config,
+    embedded: &Embedded,
+    keystore: &Arc<dyn Keystore>,
+    secrets: &Arc<dyn SecretResolver>,
+    sdk: &aws_config::SdkConfig,
+    allow_stand_ins: bool,
+) -> Result<Option<Arc<dyn Issuer>>, Error> {
+    if !config.integrations.has("issuers") {
+        return Ok(None);
+    }
+    let default: Arc<dyn Issuer> = if allow_stand_ins {
+        embedded.ca.clone()
+    } else {
+        Arc::new(NotConfigured {
+            port: "issuer",
+            tables: "[issuers.<name>]",
+        })
+    };
+    let router = certops_issuers::build(
+        config,
+        certops_issuers::RouterParts {
+            default,
+            keystore: keystore.clone(),
+            secrets: secrets.clone(),
+            aws: Some(sdk.clone()),
+        },
+    )
+    .await?;
+    Ok(Some(router))
+}
+
 pub(crate) async fn deps(
     config: Config,
     clock: Arc<dyn Clock>,
@@ -60,31 +109,70 @@ pub(crate) async fn deps(
     } else {
         Arc::new(NoSealer)
     };
-    // [servicenow] in integrations.toml: ServiceNow, its credentials from Secrets Manager
-    // (or the function's environment); otherwise the ticket book under CERTOPS_DATA_DIR.
-    let secrets = Arc::new(certops_aws::secret_resolver::AwsSecrets::new(
+    // A port without a real adapter: the embedded one only when explicitly allowed
+    // (emulator tests), else a refusing stand-in, and no renewal may start.
+    let allow = std::env::var(ALLOW_STAND_INS_ENV).is_ok_and(|v| v == "1");
+    let mut stand_ins = Vec::new();
+    let secrets: Arc<dyn SecretResolver> = Arc::new(AwsSecrets::new(
         certops_aws::secrets::aws_sdk_secretsmanager::Client::new(sdk),
     ));
-    let itsm = certops_servicenow::from_integrations(&config.integrations, secrets.as_ref())
-        .await?
-        .unwrap_or_else(|| embedded.tickets.clone());
-    let issuer = certops_issuers::build(
-        &config,
-        certops_issuers::RouterParts {
-            default: embedded.ca.clone(),
-            keystore: keystore.clone(),
-            secrets: secrets.clone(),
-            aws: Some(sdk.clone()),
-        },
-    )
-    .await?;
+    let itsm: Arc<dyn Itsm> = match itsm_adapter(&config, secrets.as_ref()).await? {
+        Some(a) => a,
+        None if allow => embedded.tickets.clone(),
+        None => {
+            stand_ins.push("ITSM");
+            Arc::new(NotConfigured {
+                port: "ITSM",
+                tables: "[servicenow]",
+            })
+        }
+    };
+    let chat: Arc<dyn Chat> = match chat_adapter(&config)? {
+        Some(a) => a,
+        None if allow => embedded.chat.clone(),
+        None => {
+            stand_ins.push("chat");
+            Arc::new(NotConfigured {
+                port: "chat",
+                tables: "[teams] or [slack]",
+            })
+        }
+    };
+    let issuer: Arc<dyn Issuer> = match issuer_adapter(&config, embedded, &keystore, &secrets, sdk, allow).await? {
+        Some(a) => a,
+        None if allow => embedded.ca.clone(),
+        None => {
+            stand_ins.push("issuer");
+            Arc::new(NotConfigured {
+                port: "issuer",
+                tables: "[issuers.<name>]",
+            })
+        }
+    };
+    // Only intake starts executions; the others complete tasks and need no ARN.
+    let sfn: Arc<dyn Workflow> = Arc::new(SfnWorkflow::new(
+        aws_sdk_sfn::Client::new(sdk),
+        std::env::var("CERTOPS_STATE_MACHINE_ARN").unwrap_or_default(),
+    ));
+    let workflow: Arc<dyn Workflow> = if stand_ins.is_empty() {
+        sfn
+    } else {
+        tracing::warn!(
+            ?stand_ins,
+            "ports without a real adapter: renewals will not start"
+        );
+        Arc::new(RefusingStart {
+            inner: sfn,
+            stand_ins,
+        })
+    };
     Ok(Deps {
         config: Arc::new(config),
         clock: clock.clone(),
         store: Arc::new(DynamoStore::from_env(sdk)?.with_clock(clock.clone())),
         queue: Arc::new(SqsQueue::from_env(sdk)),
         itsm,
-        chat: embedded.chat.clone(),
+        chat,
         issuer,
         keystore: keystore.clone(),
         targets: Arc::new(AwsTargets::new(sdk, keystore)),
@@ -93,11 +181,7 @@ pub(crate) async fn deps(
             clock,
         )),
         prober: Arc::new(TlsProber::new(Duration::from_secs(5))?),
-        // Only intake starts executions; the others complete tasks and need no ARN.
-        workflow: Arc::new(SfnWorkflow::new(
-            aws_sdk_sfn::Client::new(sdk),
-            std::env::var("CERTOPS_STATE_MACHINE_ARN").unwrap_or_default(),
-        )),
+        workflow,
         sealer,
     })
 }

@@ -5,10 +5,11 @@
 //! Environment:
 //! - `CERTOPS_STATE_MACHINE_ARN` — the renewal state machine (intake starts it).
 //! - `CERTOPS_DATA_DIR` — where the embedded adapters keep state (default `/tmp/certops`).
-//! - `CERTOPS_CONFIG_DIR` — inventory.toml, policy.toml, cert-renewal.runbook.toml
-//!   (default: the example files compiled in).
-//! - `CERTOPS_INTEGRATIONS` — the text of integrations.toml when `CERTOPS_CONFIG_DIR` is
-//!   unset (the SAM template's `Integrations` parameter; `[servicenow]` selects ServiceNow).
+//! - `CERTOPS_CONFIG_DIR` — inventory.toml, policy.toml, cert-renewal.runbook.toml;
+//!   `CERTOPS_CONFIG_ARN` — the configuration secret (AWS); see [`config_source`]. The
+//!   example files compiled in are used on the embedded backend only.
+//! - `CERTOPS_ALLOW_STAND_INS` — see [`stand_in`]: on the AWS backend a port without a
+//!   real adapter refuses, and no renewal starts, unless this is `1` (emulator tests).
 //! - `CERTOPS_BACKEND` — `aws` for the AWS adapters (DynamoDB, SQS, Secrets
 //!   Manager, ACM/ELBv2, CloudFront; see the environment contract in
 //!   `infra/template.yaml`), `embedded` (default) for the embedded ones.
@@ -16,58 +17,22 @@
 //!   client, so the same binary drives AWS, an emulator or `certops serve`.
 
 mod aws;
+pub mod config_source;
 mod secret;
+pub mod stand_in;
 
 pub use certops_aws::sfn::SfnWorkflow;
 pub use secret::EnvSecret;
 
 use certops_adapters::{Embedded, TlsProber};
-use certops_core::integrations::Integrations;
-use certops_core::ports::{Clock, Config, Deps, SystemClock};
-use certops_core::{Error, Inventory, Policy, Runbook};
+use certops_core::ports::{Clock, Deps, SystemClock};
+use certops_core::Error;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn load_config() -> Result<Config, Error> {
-    let (inventory, policy, runbook, integrations) = match std::env::var_os("CERTOPS_CONFIG_DIR") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            let read = |name: &str| {
-                std::fs::read_to_string(dir.join(name)).map_err(|e| {
-                    Error::InvalidInput(format!("reading {}: {e}", dir.join(name).display()))
-                })
-            };
-            (
-                read("inventory.toml")?,
-                read("policy.toml")?,
-                read("cert-renewal.runbook.toml")?,
-                certops_adapters::read_integrations(&dir.join("integrations.toml"))?,
-            )
-        }
-        None => (
-            include_str!("../../../runbooks/inventory.toml").to_string(),
-            include_str!("../../../runbooks/policy.toml").to_string(),
-            include_str!("../../../runbooks/cert-renewal.runbook.toml").to_string(),
-            // The SAM template passes integrations.toml's text (references, never secrets).
-            match std::env::var("CERTOPS_INTEGRATIONS") {
-                Ok(text) if !text.trim().is_empty() => Integrations::from_toml_str(&text)?,
-                _ => Integrations::none(),
-            },
-        ),
-    };
-    Ok(Config {
-        inventory: Inventory::from_toml_str(&inventory)?,
-        policy: Policy::from_toml_str(&policy)?,
-        runbook: Runbook::from_toml_str(&runbook)?,
-        default_oncall: std::env::var("CERTOPS_DEFAULT_ONCALL")
-            .unwrap_or_else(|_| "oncall-certops@example.com".into()),
-        integrations,
-    })
-}
 
 /// The process's one AWS SDK configuration (region, credentials, endpoint, HTTP client),
 /// loaded on first use and shared by every client and secret read, so its work (provider
@@ -111,8 +76,9 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new("/tmp/certops").to_path_buf());
     let adapters = Embedded::open(&dir, clock.clone())?;
-    let config = load_config()?;
-    if Backend::from_env()? == Backend::Aws {
+    let backend = Backend::from_env()?;
+    let config = config_source::load(backend).await?;
+    if backend == Backend::Aws {
         return aws::deps(config, clock, &adapters).await;
     }
     let state_machine = std::env::var("CERTOPS_STATE_MACHINE_ARN").unwrap_or_default();

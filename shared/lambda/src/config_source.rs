@@ -1,0 +1,161 @@
+//! Where a function's inventory and policy come from.
+//!
+//! - `CERTOPS_CONFIG_DIR`: a directory with `inventory.toml`, `policy.toml`,
+//!   `cert-renewal.runbook.toml` and optionally `integrations.toml` (local runs).
+//! - `CERTOPS_CONFIG_ARN` (the AWS backend; the SAM template sets it to the stack's
+//!   configuration secret): a Secrets Manager secret whose text is the JSON
+//!   [`ConfigDocument`], read once at init. Its `VersionId` is appended to the policy
+//!   version (`<policy version>+config.<VersionId>`), so every validation report, plan and
+//!   plan hash names the exact configuration version it was made under.
+//! - Neither: the example files compiled into the binary — on the embedded backend only.
+//!   The AWS backend refuses to start without a configuration rather than act on the
+//!   example inventory.
+
+use certops_core::integrations::Integrations;
+use certops_core::ports::Config;
+use certops_core::{Error, Inventory, Policy, Runbook};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The variable naming the configuration secret (AWS backend).
+pub const CONFIG_ARN_ENV: &str = "CERTOPS_CONFIG_ARN";
+/// The variable naming a configuration directory.
+pub const CONFIG_DIR_ENV: &str = "CERTOPS_CONFIG_DIR";
+
+/// The configuration secret's JSON text: each field holds one file's TOML text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigDocument {
+    /// `inventory.toml`.
+    pub inventory: String,
+    /// `policy.toml`.
+    pub policy: String,
+    /// `cert-renewal.runbook.toml`; the runbook compiled into the binary when absent.
+    #[serde(default)]
+    pub runbook: Option<String>,
+    /// `integrations.toml`; none when absent.
+    #[serde(default)]
+    pub integrations: Option<String>,
+}
+
+/// The four files' texts.
+struct Texts {
+    inventory: String,
+    policy: String,
+    runbook: String,
+    integrations: Integrations,
+}
+
+fn compiled_runbook() -> String {
+    include_str!("../../../runbooks/cert-renewal.runbook.toml").to_string()
+}
+
+fn from_dir(dir: PathBuf) -> Result<Texts, Error> {
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .map_err(|e| Error::InvalidInput(format!("reading {}: {e}", dir.join(name).display())))
+    };
+    Ok(Texts {
+        inventory: read("inventory.toml")?,
+        policy: read("policy.toml")?,
+        runbook: read("cert-renewal.runbook.toml")?,
+        integrations: certops_adapters::read_integrations(&dir.join("integrations.toml"))?,
+    })
+}
+
+/// Parses the configuration secret's text (`arn` only names it in errors).
+pub fn parse_document(arn: &str, text: &str) -> Result<ConfigDocument, Error> {
+    serde_json::from_str(text).map_err(|e| {
+        Error::InvalidInput(format!(
+            "the configuration secret {arn} does not hold the configuration yet ({e}); put \
+             {{\"inventory\": <inventory.toml text>, \"policy\": <policy.toml text>}} into it \
+             (README, \"Deploy to AWS\")"
+        ))
+    })
+}
+
+async fn from_secret(arn: &str) -> Result<(Texts, String), Error> {
+    let client = aws_sdk_secretsmanager::Client::new(crate::sdk_config().await);
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            Error::Transient(format!(
+                "reading the configuration {arn}: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    let text = out.secret_string().unwrap_or_default();
+    let doc = parse_document(arn, text)?;
+    let version = out
+        .version_id()
+        .ok_or_else(|| Error::InvalidInput(format!("the configuration {arn} has no version id")))?
+        .to_string();
+    Ok((
+        Texts {
+            inventory: doc.inventory,
+            policy: doc.policy,
+            runbook: doc.runbook.unwrap_or_else(compiled_runbook),
+            integrations: match doc.integrations {
+                Some(t) => Integrations::from_toml_str(&t)?,
+                None => Integrations::none(),
+            },
+        },
+        version,
+    ))
+}
+
+/// Loads the configuration for `backend` (see the module docs).
+pub async fn load(backend: crate::Backend) -> Result<Config, Error> {
+    let non_empty = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let (texts, version) = if let Some(dir) = non_empty(CONFIG_DIR_ENV) {
+        (from_dir(PathBuf::from(dir))?, None)
+    } else if let Some(arn) = non_empty(CONFIG_ARN_ENV) {
+        let (t, v) = from_secret(&arn).await?;
+        (t, Some(v))
+    } else if backend == crate::Backend::Aws {
+        return Err(Error::InvalidInput(format!(
+            "the AWS backend needs its inventory and policy: set {CONFIG_ARN_ENV} (the SAM \
+             template does) or {CONFIG_DIR_ENV}; the example inventory compiled into the \
+             binary is never used against a real account"
+        )));
+    } else {
+        (
+            Texts {
+                inventory: include_str!("../../../runbooks/inventory.toml").to_string(),
+                policy: include_str!("../../../runbooks/policy.toml").to_string(),
+                runbook: compiled_runbook(),
+                integrations: Integrations::none(),
+            },
+            None,
+        )
+    };
+    let mut policy = Policy::from_toml_str(&texts.policy)?;
+    if let Some(v) = version {
+        policy.version = format!("{}+config.{v}", policy.version);
+    }
+    Ok(Config {
+        inventory: Inventory::from_toml_str(&texts.inventory)?,
+        policy,
+        runbook: Runbook::from_toml_str(&texts.runbook)?,
+        default_oncall: std::env::var("CERTOPS_DEFAULT_ONCALL")
+            .unwrap_or_else(|_| "oncall-certops@example.com".into()),
+        integrations: texts.integrations,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stack_placeholder_is_refused_naming_what_to_put() {
+        let e = parse_document("arn:cfg", r#"{"configured": false}"#).unwrap_err();
+        assert_eq!(e.name(), "InvalidInput");
+        assert!(e.to_string().contains("\"inventory\""), "{e}");
+        let doc = parse_document("arn:cfg", r#"{"inventory": "a", "policy": "b"}"#).unwrap();
+        assert_eq!((doc.inventory.as_str(), doc.runbook), ("a", None));
+    }
+}
