@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use certops_asl::api::{self, ApiError};
 use certops_embedded::Stack;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -38,20 +38,34 @@ pub struct ServeArgs {
 
 const JSON_10: &str = "application/x-amz-json-1.0";
 
+/// The secrets inbound messages are signed with; one per sender, so the
+/// ServiceNow key cannot sign an approval.
+pub(crate) struct Secrets {
+    /// ServiceNow webhooks.
+    pub webhook: Vec<u8>,
+    /// Approval callbacks (Teams/Slack relay, local approvers).
+    pub approval: Vec<u8>,
+}
+
 struct AppState {
     stack: Arc<Stack>,
-    secret: Vec<u8>,
+    secrets: Secrets,
 }
 
 /// The HTTP app over a stack: `POST /` (Step Functions API), `POST
 /// /webhooks/servicenow`, `POST /approvals/{id}`, `GET /health`.
-fn app(stack: Arc<Stack>, secret: Vec<u8>) -> Router {
+fn app(stack: Arc<Stack>, secrets: Secrets) -> Router {
+    routes().with_state(Arc::new(AppState { stack, secrets }))
+}
+
+/// Every route. Each authenticates its own callers: the Step Functions API by
+/// SigV4, webhooks and callbacks by their signatures.
+fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", post(sfn))
         .route("/webhooks/servicenow", post(servicenow))
         .route("/approvals/{id}", post(approval))
         .route("/health", get(|| async { "ok" }))
-        .with_state(Arc::new(AppState { stack, secret }))
 }
 
 async fn sfn(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -89,10 +103,8 @@ async fn sfn(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) 
     }
 }
 
-fn signature(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(certops_fn_intake::SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
@@ -105,16 +117,24 @@ fn json_response(status: StatusCode, body: Value) -> Response {
 }
 
 /// ServiceNow business-rule webhook: the same intake handler Lambda runs,
-/// behind the same HMAC signature check.
+/// behind the same timestamped HMAC check over the exact body bytes.
 async fn servicenow(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    use base64::Engine as _;
+    // Base64 carries the exact bytes through the API Gateway event shape.
     let mut req = aws_lambda_events::apigw::ApiGatewayV2httpRequest {
-        body: Some(String::from_utf8_lossy(&body).into_owned()),
+        body: Some(base64::engine::general_purpose::STANDARD.encode(&body)),
+        is_base64_encoded: true,
         ..Default::default()
     };
-    if let Some(sig) = signature(&headers).and_then(|s| s.parse().ok()) {
-        req.headers.insert(certops_fn_intake::SIGNATURE_HEADER, sig);
+    for name in [
+        certops_fn_intake::SIGNATURE_HEADER,
+        certops_fn_intake::TIMESTAMP_HEADER,
+    ] {
+        if let Some(v) = headers.get(name) {
+            req.headers.insert(name, v.clone());
+        }
     }
-    let resp = certops_fn_intake::handle_webhook(&app.stack.deps, &app.secret, req).await;
+    let resp = certops_fn_intake::handle_webhook(&app.stack.deps, &app.secrets.webhook, req).await;
     let status =
         StatusCode::from_u16(resp.status_code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let text = match resp.body {
@@ -124,71 +144,39 @@ async fn servicenow(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
     (status, [("content-type", "application/json")], text).into_response()
 }
 
-/// The approval callback (the Teams/Slack card's action, locally): a signed
-/// JSON body `{"approver", "verdict": "approve"|"reject", "comment"?}`.
+/// The approval callback (the Teams/Slack card's action, locally): a JSON body
+/// `{"approver", "verdict": "approve"|"reject", "comment"?}` signed with the
+/// approval-callback secret over `"{timestamp}.{id}.{body}"`.
 async fn approval(
     State(app): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = certops_fn_intake::verify_signature(&app.secret, &body, signature(&headers)) {
-        return json_response(
-            StatusCode::UNAUTHORIZED,
-            json!({"error": "Unauthorized", "message": e.to_string()}),
-        );
-    }
-    let parsed: Result<Value, _> = serde_json::from_slice(&body);
-    let Ok(v) = parsed else {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "InvalidInput", "message": "body is not JSON"}),
-        );
-    };
-    let verdict = match v["verdict"].as_str() {
-        Some("approve") => certops_core::Verdict::Approve,
-        Some("reject") => certops_core::Verdict::Reject,
-        _ => {
-            return json_response(
-                StatusCode::BAD_REQUEST,
-                json!({"error": "InvalidInput", "message": "verdict must be \"approve\" or \"reject\""}),
-            )
-        }
-    };
-    let Some(approver) = v["approver"].as_str().filter(|a| !a.trim().is_empty()) else {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "InvalidInput", "message": "approver is required"}),
-        );
-    };
-    let cb = certops_fn_approval_callback::Callback {
-        approval_id: id,
-        approver: approver.to_string(),
-        verdict,
-        comment: v["comment"].as_str().map(str::to_string),
-    };
-    match app.stack.decide(cb).await {
-        Ok(d) => json_response(StatusCode::OK, serde_json::to_value(d).unwrap_or_default()),
-        Err(e) => {
-            let status = match e.name() {
-                "SelfApproval" | "NotInChangeAuthority" => StatusCode::FORBIDDEN,
-                "Conflict" | "ApprovalExpired" | "PlanDrift" => StatusCode::CONFLICT,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            json_response(status, json!({"error": e.name(), "message": e.to_string()}))
-        }
-    }
+    let (status, answer) = certops_fn_approval_callback::handle_http(
+        &app.stack.deps,
+        &app.secrets.approval,
+        Some(&id),
+        header(&headers, certops_core::signature::TIMESTAMP_HEADER),
+        header(&headers, certops_core::signature::HEADER),
+        &body,
+    )
+    .await;
+    json_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        answer,
+    )
 }
 
-/// The webhook signing secret: `CERTOPS_WEBHOOK_SECRET`, else a random secret
-/// kept in `<data-dir>/webhook.secret` (0600), created on first use.
-fn webhook_secret(dir: &Path) -> Result<Vec<u8>> {
-    if let Ok(s) = std::env::var("CERTOPS_WEBHOOK_SECRET") {
+/// A signing secret: the environment variable `env`, else a random secret
+/// kept in `<data-dir>/<file>` (0600), created on first use.
+pub(crate) fn secret_from(dir: &Path, env: &str, file: &str) -> Result<Vec<u8>> {
+    if let Ok(s) = std::env::var(env) {
         if !s.is_empty() {
             return Ok(s.into_bytes());
         }
     }
-    let path = dir.join("webhook.secret");
+    let path = dir.join(file);
     if let Ok(existing) = std::fs::read(&path) {
         return Ok(existing);
     }
@@ -209,10 +197,26 @@ fn webhook_secret(dir: &Path) -> Result<Vec<u8>> {
     Ok(secret.into_bytes())
 }
 
+/// The ServiceNow webhook secret (`CERTOPS_WEBHOOK_SECRET` or `webhook.secret`) and
+/// the approval-callback secret (`CERTOPS_APPROVAL_SECRET` or `approval.secret`).
+pub(crate) fn secrets(dir: &Path) -> Result<Secrets> {
+    let s = Secrets {
+        webhook: secret_from(dir, "CERTOPS_WEBHOOK_SECRET", "webhook.secret")?,
+        approval: secret_from(dir, "CERTOPS_APPROVAL_SECRET", "approval.secret")?,
+    };
+    if s.webhook == s.approval {
+        anyhow::bail!(
+            "the ServiceNow webhook secret and the approval-callback secret are the same; \
+             set CERTOPS_APPROVAL_SECRET to a different value"
+        );
+    }
+    Ok(s)
+}
+
 /// Runs the server until Ctrl-C.
 pub async fn run(dir: &Path, args: ServeArgs) -> Result<u8> {
     let _lock = data_dir::lock(dir)?;
-    let secret = webhook_secret(dir)?;
+    let secrets = secrets(dir)?;
     let stack = Arc::new(open_stack(dir, &args.config).await?);
     let addr = SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -221,13 +225,14 @@ pub async fn run(dir: &Path, args: ServeArgs) -> Result<u8> {
     let resumed = stack.engine.running_count();
     eprintln!(
         "certops serve on http://{addr}: Step Functions API at /, ServiceNow webhook at /webhooks/servicenow, approvals at /approvals/<id>\n  \
-         data in {}; {resumed} running execution(s) resumed; webhook secret in {} (or CERTOPS_WEBHOOK_SECRET); scan every {}",
+         data in {}; {resumed} running execution(s) resumed; ServiceNow webhook secret in {} (or CERTOPS_WEBHOOK_SECRET), approval-callback secret in {} (or CERTOPS_APPROVAL_SECRET); scan every {}",
         dir.display(),
         dir.join("webhook.secret").display(),
+        dir.join("approval.secret").display(),
         if args.scan_every.is_zero() { "never".to_string() } else { humantime::format_duration(args.scan_every).to_string() }
     );
     let scheduler = crate::schedule::start(stack.clone(), args.scan_every);
-    let served = axum::serve(listener, app(stack, secret))
+    let served = axum::serve(listener, app(stack, secrets))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -4,6 +4,12 @@
 //! the approval's expiry and its binding to the current plan hash, and spends
 //! the approval exactly once (conditional write) before completing the
 //! workflow's waiting task.
+//!
+//! Over HTTP ([`handle_http`], used by the Lambda and by `certops serve`) the
+//! callback must be signed with the approval-callback secret (separate from the
+//! ServiceNow webhook's) over `"{timestamp}.{approvalId}.{body}"`; the approval
+//! id in the path (or the body) is what is signed, and a body naming another
+//! approval is refused.
 
 use certops_core::ports::Deps;
 use certops_core::workflow::{record_audit, ApprovalOutcome};
@@ -60,6 +66,91 @@ fn current_plan_hash(deps: &Deps, record: &Value) -> Result<String, Error> {
         record["planChange"].as_str(),
     )?;
     Ok(plan.hash())
+}
+
+/// An HTTP answer: status code and JSON body.
+pub type HttpAnswer = (u16, Value);
+
+/// The status an error is answered with.
+pub fn status_for(e: &Error) -> u16 {
+    match e.name() {
+        "SelfApproval" | "NotInChangeAuthority" => 403,
+        "Conflict" | "ApprovalExpired" | "PlanDrift" => 409,
+        _ => 400,
+    }
+}
+
+/// Handles a signed callback as it arrives over HTTP. `path_id` is the approval
+/// id from the URL (`/approvals/{id}`), `None` where the route carries it only in
+/// the body (`/approvals/teams`); `timestamp` and `signature` are the
+/// `x-certops-timestamp` and `x-certops-signature` header values; `body` the exact bytes.
+pub async fn handle_http(
+    deps: &Deps,
+    secret: &[u8],
+    path_id: Option<&str>,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+) -> HttpAnswer {
+    let refuse = |status: u16, error: &str, message: String| {
+        (status, json!({"error": error, "message": message}))
+    };
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let body_id = parsed
+        .as_ref()
+        .and_then(|v| v.get("approvalId"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let id = match (path_id, body_id.as_deref()) {
+        (Some(p), Some(b)) if p != b => {
+            return refuse(
+                400,
+                "InvalidInput",
+                format!("the path names approval {p} but the body names {b}; refusing"),
+            )
+        }
+        (Some(p), _) => p,
+        (None, Some(b)) => b,
+        (None, None) => return refuse(400, "InvalidInput", "no approval id".into()),
+    }
+    .to_string();
+    let id = id.as_str();
+    let now = deps.clock.now().timestamp();
+    if let Err(e) =
+        certops_core::signature::verify_approval(secret, id, body, timestamp, signature, now)
+    {
+        return refuse(401, "Unauthorized", e.to_string());
+    }
+    let Some(v) = parsed else {
+        return refuse(400, "InvalidInput", "body is not JSON".into());
+    };
+    let verdict = match v["verdict"].as_str() {
+        Some("approve") => Verdict::Approve,
+        Some("reject") => Verdict::Reject,
+        _ => {
+            return refuse(
+                400,
+                "InvalidInput",
+                "verdict must be \"approve\" or \"reject\"".into(),
+            )
+        }
+    };
+    let Some(approver) = v["approver"].as_str().filter(|a| !a.trim().is_empty()) else {
+        return refuse(400, "InvalidInput", "approver is required".into());
+    };
+    let cb = Callback {
+        approval_id: id.to_string(),
+        approver: approver.to_string(),
+        verdict,
+        comment: v["comment"].as_str().map(str::to_string),
+    };
+    match handle(deps, cb).await {
+        Ok(d) => (200, serde_json::to_value(d).unwrap_or_default()),
+        Err(e) => (
+            status_for(&e),
+            json!({"error": e.name(), "message": e.to_string()}),
+        ),
+    }
 }
 
 /// Applies a decision.
