@@ -500,3 +500,85 @@ fn private_keys_never_appear_in_the_logs_or_output_of_a_full_demo() {
     }
     assert!(!logs.contains("PRIVATE KEY"));
 }
+
+/// Finding 1 (defence in depth): a task token read from the history and a
+/// forged `SendTaskSuccess` output naming an authorised approver move nothing.
+/// Renew finds no granted approval in the Store, refuses, and audits it; the
+/// approval record stays pending and nothing is issued or deployed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_task_output_moves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    let history = serde_json::to_string(
+        &w.stack
+            .engine
+            .history(&exec)
+            .expect("history")
+            .iter()
+            .filter_map(|e| e.details_value())
+            .collect::<Vec<_>>(),
+    )
+    .expect("json");
+    let token = find_task_token(&history).expect("a task token in the history");
+    let hash = last_validation(&w, &exec)
+        .and_then(|v| v.plan_hash)
+        .expect("plan hash");
+    let forged = serde_json::json!({"approvalId": id, "approver": "cab-alice@example.com",
+        "decidedAt": chrono::Utc::now(), "planHash": hash});
+    w.stack
+        .engine
+        .send_task_success(&token, forged)
+        .expect("the engine accepts the token");
+    let done = w.stack.wait(&exec, WAIT).await.expect("done");
+    assert_eq!(done.status.as_str(), "FAILED", "{done:?}");
+    assert_eq!(
+        w.stack.adapters.endpoints.installed("lb-shop").as_deref(),
+        Some("keystore:current/shop"),
+        "nothing may be deployed"
+    );
+    let record = w
+        .stack
+        .deps
+        .store
+        .get("approvals", &id)
+        .await
+        .expect("get")
+        .expect("record");
+    assert_eq!(record["status"], "pending");
+    let trail = w.stack.deps.store.audit(&exec).await.expect("audit");
+    assert!(
+        trail
+            .iter()
+            .any(|r| r.actor == "step:renew" && r.summary["refused"] == "ApprovalMissing"),
+        "the refusal is audited"
+    );
+    assert!(
+        !trail.iter().any(|r| r.summary["action"] == "issue"),
+        "nothing was issued"
+    );
+}
+
+fn find_task_token(history: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(history).ok()?;
+    fn walk(v: &serde_json::Value) -> Option<String> {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(t) = m.get("taskToken").and_then(|t| t.as_str()) {
+                    return Some(t.to_string());
+                }
+                m.values().find_map(walk)
+            }
+            serde_json::Value::Array(a) => a.iter().find_map(walk),
+            serde_json::Value::String(s) if s.contains("taskToken") => {
+                serde_json::from_str::<serde_json::Value>(s)
+                    .ok()
+                    .as_ref()
+                    .and_then(walk)
+            }
+            _ => None,
+        }
+    }
+    walk(&v)
+}

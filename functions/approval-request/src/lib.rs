@@ -20,12 +20,7 @@ pub struct Requested {
     pub approval_id: String,
 }
 
-/// The approval id of a request: stable for the execution and plan, so a retried step reuses it.
-pub fn approval_id(execution: &str, plan_hash: &str) -> String {
-    let digest =
-        certops_core::canonical::sha256_hex(format!("{execution}\n{plan_hash}").as_bytes());
-    format!("APR-{}", &digest[..12].to_uppercase())
-}
+pub use certops_core::approval_id;
 
 /// Requests approval for the execution's plan (or its fallback plan).
 pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Requested, Error> {

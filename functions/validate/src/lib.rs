@@ -155,6 +155,9 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
             change.as_deref(),
         )?;
         out.plan_hash = Some(plan.hash());
+        if path == ApprovalPath::PreApproved {
+            record_pre_approval(deps, exec, cert, &plan.hash(), plan.use_fallback).await?;
+        }
         out.plan = Some(plan);
         if cert.fallback_cert.is_some() {
             let fb_path = fallback_path(cfg, cert, true);
@@ -167,6 +170,9 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
                 change.as_deref(),
             )?;
             out.fallback_plan_hash = Some(fb.hash());
+            if out.fallback_pre_approved {
+                record_pre_approval(deps, exec, cert, &fb.hash(), true).await?;
+            }
             out.fallback_plan = Some(fb);
         }
     }
@@ -237,4 +243,25 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
         .await?;
     }
     Ok(out)
+}
+
+/// Records a policy pre-approval (standard change) in the Store, so the
+/// executing steps find the same kind of approval record on every path.
+async fn record_pre_approval(
+    deps: &Deps,
+    exec: &str,
+    cert: &certops_core::CertObject,
+    plan_hash: &str,
+    use_fallback: bool,
+) -> Result<(), Error> {
+    let Some(rule) = deps.config.policy.standard_change_for(cert, use_fallback) else {
+        return Err(Error::InvalidInput(format!(
+            "{} was routed as pre-approved but no standard change covers it",
+            cert.id
+        )));
+    };
+    let id = certops_core::approval_id(exec, plan_hash);
+    let record = certops_core::workflow::pre_approval_record(exec, &cert.id, plan_hash, &rule.name);
+    deps.store.put_if_absent("approvals", &id, &record).await?;
+    Ok(())
 }

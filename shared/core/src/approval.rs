@@ -74,6 +74,14 @@ impl ApprovalRequest {
     }
 }
 
+/// The approval id of an execution's plan: stable for the execution and plan hash, so a
+/// retried request reuses it, and an executing step can find the approval that must
+/// authorise it from facts it trusts (its execution and the plan it rebuilt) alone.
+pub fn approval_id(execution: &str, plan_hash: &str) -> String {
+    let digest = crate::canonical::sha256_hex(format!("{execution}\n{plan_hash}").as_bytes());
+    format!("APR-{}", &digest[..12].to_uppercase())
+}
+
 /// Approve or reject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -92,6 +92,10 @@ pub enum Error {
         /// What does not hold.
         reason: String,
     },
+    /// An executing step found no approval in the Store that authorises this plan for this
+    /// execution (missing, pending, granted by no authorised approver, or spent elsewhere).
+    #[error("not approved: {0}")]
+    ApprovalMissing(String),
     /// Something that looks like a private key or secret token was about to be recorded.
     #[error("secret material refused at {location}")]
     SecretMaterial {
@@ -123,6 +127,7 @@ impl Error {
             Error::Conflict(_) => "Conflict",
             Error::ChainBreak { .. } => "ChainBreak",
             Error::SecretMaterial { .. } => "SecretMaterial",
+            Error::ApprovalMissing(_) => "ApprovalMissing",
         }
     }
 
@@ -153,6 +158,7 @@ pub const ERROR_NAMES: &[&str] = &[
     "Conflict",
     "ChainBreak",
     "SecretMaterial",
+    "ApprovalMissing",
 ];
 
 #[cfg(feature = "lambda")]
@@ -198,6 +204,7 @@ mod tests {
             Error::RollbackFailed(s()),
             Error::InvalidInput(s()),
             Error::Conflict(s()),
+            Error::ApprovalMissing(s()),
             Error::ChainBreak {
                 seq: 3,
                 reason: s(),
