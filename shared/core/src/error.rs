@@ -204,12 +204,12 @@ mod tests {
             Error::RollbackFailed(s()),
             Error::InvalidInput(s()),
             Error::Conflict(s()),
-            Error::ApprovalMissing(s()),
             Error::ChainBreak {
                 seq: 3,
                 reason: s(),
             },
             Error::SecretMaterial { location: s() },
+            Error::ApprovalMissing(s()),
         ]
     }
 
