@@ -582,3 +582,35 @@ fn find_task_token(history: &str) -> Option<String> {
     }
     walk(&v)
 }
+
+/// Finding 3: secret-looking text in a comment never breaks the audit. A
+/// refused self-approval still leaves its record, a granted approval answers
+/// success with its decision recorded, and neither record holds the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_looking_comments_are_redacted_and_every_decision_is_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    let key_id = ["AKIA", "IOSFODNN7EXAMPLE"].concat();
+    let mut own = decision(&id, "certops-scanner", Verdict::Approve);
+    own.comment = Some(key_id.clone());
+    let refused = w.stack.decide(own).await.expect_err("self-approval");
+    assert_eq!(refused.name(), "SelfApproval");
+    let mut ok = decision(&id, "cab-alice@example.com", Verdict::Approve);
+    ok.comment = Some(format!("ship it {key_id}"));
+    w.stack
+        .decide(ok)
+        .await
+        .expect("approval succeeds despite the comment");
+    let done = w.stack.wait(&exec, WAIT).await.expect("done");
+    assert_eq!(done.status.as_str(), "SUCCEEDED", "{:?}", done.cause);
+    let trail = w.stack.deps.store.audit(&exec).await.expect("audit");
+    let text = serde_json::to_string(&trail).expect("json");
+    assert!(!text.contains(&key_id), "the secret reached the audit");
+    assert!(trail.iter().any(|r| r.summary["refused"] == "SelfApproval"));
+    assert!(trail.iter().any(
+        |r| r.summary["decision"] == "approved" && r.actor == "approver:cab-alice@example.com"
+    ));
+    certops_core::verify_chain(&trail).expect("chain intact");
+}

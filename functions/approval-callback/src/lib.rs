@@ -154,7 +154,14 @@ pub async fn handle_http(
 }
 
 /// Applies a decision.
-pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
+pub async fn handle(deps: &Deps, mut cb: Callback) -> Result<Decided, Error> {
+    // A comment is recorded in the audit and the ticket: never a secret.
+    cb.comment = cb
+        .comment
+        .map(|c| match certops_core::redact(&Value::String(c)) {
+            Value::String(s) => s,
+            _ => certops_core::audit::REDACTED.to_string(),
+        });
     let actor = format!("approver:{}", cb.approver.trim());
     let record = deps
         .store
@@ -163,11 +170,20 @@ pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
         .ok_or_else(|| Error::InvalidInput(format!("no approval {}", cb.approval_id)))?;
     let execution = record["execution"].as_str().unwrap_or_default().to_string();
     if record["status"] != "pending" {
-        return Err(Error::Conflict(format!(
+        let e = Error::Conflict(format!(
             "approval {} was already used ({}); an approval is single-use",
             cb.approval_id,
             record["status"].as_str().unwrap_or("?")
-        )));
+        ));
+        record_audit(
+            deps,
+            &execution,
+            AuditKind::Approval,
+            &actor,
+            json!({"refused": e.name(), "reason": e.to_string(), "attempt": {"approvalId": cb.approval_id, "approver": cb.approver, "verdict": cb.verdict, "comment": cb.comment}}),
+        )
+        .await?;
+        return Err(e);
     }
     let request: ApprovalRequest = serde_json::from_value(record["request"].clone())
         .map_err(|e| Error::InvalidInput(format!("approval record is unreadable: {e}")))?;
@@ -200,6 +216,10 @@ pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
         Err(e @ Error::ApprovalExpired { .. }) => ("expired", Err(e)),
         Err(e) => ("refused", Err(e)),
     };
+    // Everything that can fail is checked before the approval is spent.
+    let token = deps
+        .sealer
+        .open(record["sealedToken"].as_str().unwrap_or_default())?;
     // Spend the approval exactly once.
     let mut spent = record.clone();
     spent["status"] = json!(status);
@@ -214,9 +234,6 @@ pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
             cb.approval_id
         )));
     }
-    let token = deps
-        .sealer
-        .open(record["sealedToken"].as_str().unwrap_or_default())?;
     match &result {
         Ok(()) => {
             let out = ApprovalOutcome {

@@ -477,7 +477,8 @@ pub async fn require_approval(
 }
 
 /// Appends an audit record for `execution` through the store port, stamped
-/// with the clock and the running runbook's version.
+/// with the clock and the running runbook's version. Anything that looks like a
+/// secret is replaced by `[REDACTED]` first (see [`crate::redact`]).
 pub async fn record_audit(
     deps: &crate::ports::Deps,
     execution: &str,
@@ -485,11 +486,19 @@ pub async fn record_audit(
     actor: &str,
     summary: Value,
 ) -> Result<crate::AuditRecord, Error> {
+    // Secret-looking text (a token pasted into a comment, a key in a response) is
+    // redacted on the way in, so recording never fails on content and a refusal
+    // always leaves its trace.
+    let actor = if crate::audit::find_secret(actor).is_some() {
+        crate::audit::REDACTED.to_string()
+    } else {
+        actor.to_string()
+    };
     let entry = crate::AuditEntry {
         at: deps.clock.now(),
         kind,
-        actor: actor.to_string(),
-        summary,
+        actor,
+        summary: crate::redact(&summary),
         runbook_version: deps.config.runbook.reference().version,
     };
     deps.store.append_audit(execution, entry).await
