@@ -614,3 +614,46 @@ async fn secret_looking_comments_are_redacted_and_every_decision_is_recorded() {
     ));
     certops_core::verify_chain(&trail).expect("chain intact");
 }
+
+/// Finding 9: the approval expires before its task times out, so a late click
+/// is answered `ApprovalExpired` and audited, even after the task itself has
+/// timed out (never "task token not recognised" with no trace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_after_the_task_timed_out_gets_a_clear_answer_and_an_audit_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    let v = last_validation(&w, &exec).expect("validation");
+    // The task waits longer than the approval lives.
+    assert_eq!(
+        v.approval_timeout_seconds,
+        5 * 60 + certops_core::approval::TASK_TIMEOUT_GRACE_SECONDS
+    );
+    // Past the approval (5 min) and its task (10 min). The engine's timers run on
+    // the wall clock, so the task's end is brought about directly: its token is gone.
+    w.clock.advance(TimeDelta::minutes(11));
+    w.stack
+        .engine
+        .stop_execution(
+            &exec,
+            Some("States.Timeout".into()),
+            Some("task timed out".into()),
+        )
+        .expect("end the waiting task");
+    assert_eq!(w.stack.engine.live_tokens(), 0);
+    let late = w
+        .stack
+        .decide(decision(&id, "cab-alice@example.com", Verdict::Approve))
+        .await
+        .expect_err("late approval");
+    assert_eq!(late.name(), "ApprovalExpired", "{late}");
+    let trail = w.stack.deps.store.audit(&exec).await.expect("audit");
+    assert!(
+        trail
+            .iter()
+            .any(|r| r.actor == "approver:cab-alice@example.com"
+                && r.summary["decision"] == "expired"),
+        "the late click is audited"
+    );
+}

@@ -247,9 +247,15 @@ pub async fn handle(deps: &Deps, mut cb: Callback) -> Result<Decided, Error> {
             deps.workflow.send_success(&token, &v).await?;
         }
         Err(e) => {
-            deps.workflow
+            let sent = deps
+                .workflow
                 .send_failure(&token, e.name(), &e.to_string())
-                .await?
+                .await;
+            // After the task itself timed out the token is gone; the late
+            // decision is still answered and audited below.
+            if let (Err(send), false) = (&sent, matches!(e, Error::ApprovalExpired { .. })) {
+                return Err(send.clone());
+            }
         }
     }
     record_audit(

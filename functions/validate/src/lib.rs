@@ -13,12 +13,17 @@ use serde_json::json;
 
 const ACTOR: &str = "step:validate";
 
+/// The approval task's time-out: the approval's own expiry plus a grace
+/// period, so the approval always expires first and a late click meets a
+/// waiting task that is failed with `ApprovalExpired` (answered and audited),
+/// not a token that is already gone.
 fn seconds(path: ApprovalPath, deps: &Deps) -> u64 {
     deps.config
         .policy
         .approval_timeout(path)
         .map(|d| d.num_seconds().max(1) as u64)
         .unwrap_or(60)
+        + certops_core::approval::TASK_TIMEOUT_GRACE_SECONDS
 }
 
 /// Runs validation for one execution.

@@ -12,6 +12,11 @@ use crate::policy::Policy;
 use crate::validation::ApprovalPath;
 use crate::Error;
 
+/// How much longer than the approval's own expiry its waiting task lives, so
+/// `ApprovalExpired` is reachable: a decision after the expiry is refused with a
+/// clear answer and an audit record while the task still waits.
+pub const TASK_TIMEOUT_GRACE_SECONDS: u64 = 300;
+
 /// A request for approval of one plan, fixed when it is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
