@@ -1,20 +1,30 @@
-//! `certops serve` accepts a ServiceNow webhook only with a valid signature,
-//! turns it into exactly one execution (a redelivery is a duplicate, not a
-//! second execution), and refuses unsigned approval callbacks.
+//! `certops serve` accepts a ServiceNow webhook only with a valid, fresh,
+//! timestamped signature over the exact body, turns it into exactly one
+//! execution (a redelivery is a duplicate, not a second execution; a different
+//! ticket under the same key is a conflict), refuses non-certificate tickets
+//! with a clear answer, and accepts approval callbacks only when signed with the
+//! approval-callback secret over the approval id, a timestamp and the body.
 
+use certops_core::signature::{sign_approval, sign_webhook};
 use certops_tests::process::{free_port, start_serve_with};
 use std::io::{Read, Write};
 
-fn post(port: u16, path: &str, body: &str, signature: Option<&str>) -> (u16, String) {
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn post_raw(port: u16, path: &str, body: &[u8], headers: &[(&str, String)]) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let sig = signature
-        .map(|v| format!("x-certops-signature: {v}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{sig}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    s.write_all(req.as_bytes()).expect("write");
+    s.write_all(head.as_bytes()).expect("write");
+    s.write_all(body).expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     let status = out
@@ -26,42 +36,160 @@ fn post(port: u16, path: &str, body: &str, signature: Option<&str>) -> (u16, Str
     (status, body)
 }
 
+fn signed(ts: i64, sig: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-certops-timestamp", ts.to_string()),
+        ("x-certops-signature", sig),
+    ]
+}
+
+const WEBHOOK_SECRET: &str = "test-secret-for-webhooks";
+const APPROVAL_SECRET: &str = "test-secret-for-approvals";
+
+fn record(number: &str, sys_id: &str, category: &str) -> String {
+    format!(
+        r#"{{"record": {{"number": "{number}", "sys_id": "{sys_id}", "sys_class_name": "incident", "category": "{category}",
+        "cmdb_ci": {{"display_value": "shop-web-prod"}}, "u_environment": "prod", "opened_by": {{"display_value": "sam@example.com"}}, "priority": "1"}}}}"#
+    )
+}
+
 #[test]
-fn webhooks_need_a_valid_signature_and_start_one_execution_per_ticket() {
+fn webhooks_and_callbacks_need_fresh_signatures_over_what_they_authorise() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let secret = "test-secret-for-webhooks";
     let port = free_port();
-    let _server = start_serve_with(dir.path(), port, &[("CERTOPS_WEBHOOK_SECRET", secret)]);
-    let body = r#"{"record": {"number": "INC0099001", "sys_id": "abc123", "sys_class_name": "incident", "category": "Certificate",
-        "cmdb_ci": {"display_value": "shop-web-prod"}, "u_environment": "prod", "opened_by": {"display_value": "sam@example.com"}, "priority": "1"}}"#;
-
-    let (status, _) = post(port, "/webhooks/servicenow", body, None);
-    assert_eq!(status, 401, "unsigned webhook must be refused");
-    let forged = certops_core::signature::sign(b"wrong-secret", body.as_bytes());
-    let (status, _) = post(port, "/webhooks/servicenow", body, Some(&forged));
-    assert_eq!(status, 401, "badly signed webhook must be refused");
-    let tampered = certops_core::signature::sign(
-        secret.as_bytes(),
-        body.replace("INC0099001", "INC0099002").as_bytes(),
+    let _server = start_serve_with(
+        dir.path(),
+        port,
+        &[
+            ("CERTOPS_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("CERTOPS_APPROVAL_SECRET", APPROVAL_SECRET),
+        ],
     );
-    let (status, _) = post(port, "/webhooks/servicenow", body, Some(&tampered));
-    assert_eq!(status, 401, "a signature over another body must be refused");
+    let body = record("INC0099001", "abc123", "Certificate");
+    let post =
+        |path: &str, body: &str, h: &[(&str, String)]| post_raw(port, path, body.as_bytes(), h);
 
-    let good = certops_core::signature::sign(secret.as_bytes(), body.as_bytes());
-    let (first, b1) = post(port, "/webhooks/servicenow", body, Some(&good));
+    let (status, _) = post("/webhooks/servicenow", &body, &[]);
+    assert_eq!(status, 401, "unsigned webhook must be refused");
+    let forged = sign_webhook(b"wrong-secret", now(), body.as_bytes());
+    let (status, _) = post("/webhooks/servicenow", &body, &signed(now(), forged));
+    assert_eq!(status, 401, "badly signed webhook must be refused");
+    let other = body.replace("INC0099001", "INC0099002");
+    let tampered = sign_webhook(WEBHOOK_SECRET.as_bytes(), now(), other.as_bytes());
+    let (status, _) = post("/webhooks/servicenow", &body, &signed(now(), tampered));
+    assert_eq!(status, 401, "a signature over another body must be refused");
+    let stale_ts = now() - 600;
+    let stale = sign_webhook(WEBHOOK_SECRET.as_bytes(), stale_ts, body.as_bytes());
+    let (status, msg) = post("/webhooks/servicenow", &body, &signed(stale_ts, stale));
+    assert_eq!(
+        status, 401,
+        "a replay older than 300 s must be refused: {msg}"
+    );
+    // The old scheme (a MAC over the body alone, no timestamp) no longer verifies.
+    let (status, _) = post(
+        "/webhooks/servicenow",
+        &body,
+        &[(
+            "x-certops-signature",
+            format!(
+                "sha256={}",
+                hmac_hex(WEBHOOK_SECRET.as_bytes(), body.as_bytes())
+            ),
+        )],
+    );
+    assert_eq!(status, 401);
+    // The approval secret cannot sign webhooks.
+    let wrong_key = sign_webhook(APPROVAL_SECRET.as_bytes(), now(), body.as_bytes());
+    let (status, _) = post("/webhooks/servicenow", &body, &signed(now(), wrong_key));
+    assert_eq!(status, 401);
+
+    let ts = now();
+    let good = sign_webhook(WEBHOOK_SECRET.as_bytes(), ts, body.as_bytes());
+    let (first, b1) = post("/webhooks/servicenow", &body, &signed(ts, good.clone()));
     assert_eq!(first, 202, "{b1}");
-    let (second, b2) = post(port, "/webhooks/servicenow", body, Some(&good));
+    let (second, b2) = post("/webhooks/servicenow", &body, &signed(ts, good));
     assert_eq!(second, 200, "{b2}");
     let v1: serde_json::Value = serde_json::from_str(&b1).expect("json");
     let v2: serde_json::Value = serde_json::from_str(&b2).expect("json");
     assert_eq!(v1["execution"], v2["execution"]);
     assert_eq!(v2["duplicate"], true);
 
+    // Numbers that used to collapse into one key are separate tickets now.
+    for (i, number) in ["INC/0090201", "INC.0090201", "INC 0090201", "INC:0090201"]
+        .iter()
+        .enumerate()
+    {
+        let b = record(number, &format!("sys{i}"), "Certificate");
+        let ts = now();
+        let sig = sign_webhook(WEBHOOK_SECRET.as_bytes(), ts, b.as_bytes());
+        let (status, msg) = post("/webhooks/servicenow", &b, &signed(ts, sig));
+        assert_eq!(status, 202, "{number}: {msg}");
+    }
+    // The same sys_id with a materially different payload is a conflict, not a silent drop.
+    let changed =
+        record("INC0099001", "abc123", "Certificate").replace("shop-web-prod", "shop-api-prod");
+    let ts = now();
+    let sig = sign_webhook(WEBHOOK_SECRET.as_bytes(), ts, changed.as_bytes());
+    let (status, msg) = post("/webhooks/servicenow", &changed, &signed(ts, sig));
+    assert_eq!(status, 409, "{msg}");
+    assert!(msg.contains("different trigger"), "{msg}");
+
+    // A ticket in another category is refused with a clear answer, nothing started.
+    let network = record("INC0099009", "net1", "Network");
+    let ts = now();
+    let sig = sign_webhook(WEBHOOK_SECRET.as_bytes(), ts, network.as_bytes());
+    let (status, msg) = post("/webhooks/servicenow", &network, &signed(ts, sig));
+    assert_eq!(status, 422, "{msg}");
+    assert!(
+        msg.contains("NotCertificate") && msg.contains("Network"),
+        "{msg}"
+    );
+
+    // Approval callbacks.
+    let id = "APR-000000000000";
+    let path = format!("/approvals/{id}");
     let decision = r#"{"approver": "cab-alice@example.com", "verdict": "approve"}"#;
-    let (status, _) = post(port, "/approvals/APR-000000000000", decision, None);
+    let (status, _) = post(&path, decision, &[]);
     assert_eq!(status, 401, "unsigned approval callback must be refused");
-    let signed = certops_core::signature::sign(secret.as_bytes(), decision.as_bytes());
-    let (status, msg) = post(port, "/approvals/APR-000000000000", decision, Some(&signed));
+    let ts = now();
+    let by_webhook_key = sign_approval(WEBHOOK_SECRET.as_bytes(), ts, id, decision.as_bytes());
+    let (status, _) = post(&path, decision, &signed(ts, by_webhook_key));
+    assert_eq!(status, 401, "the ServiceNow secret must not sign approvals");
+    let for_other = sign_approval(
+        APPROVAL_SECRET.as_bytes(),
+        ts,
+        "APR-111111111111",
+        decision.as_bytes(),
+    );
+    let (status, _) = post(&path, decision, &signed(ts, for_other));
+    assert_eq!(
+        status, 401,
+        "a callback signed for another approval must be refused"
+    );
+    let stale_ts = now() - 400;
+    let stale = sign_approval(
+        APPROVAL_SECRET.as_bytes(),
+        stale_ts,
+        id,
+        decision.as_bytes(),
+    );
+    let (status, _) = post(&path, decision, &signed(stale_ts, stale));
+    assert_eq!(status, 401, "a stale callback must be refused");
+    let mismatched = r#"{"approvalId": "APR-111111111111", "approver": "cab-alice@example.com", "verdict": "approve"}"#;
+    let ts = now();
+    let sig = sign_approval(APPROVAL_SECRET.as_bytes(), ts, id, mismatched.as_bytes());
+    let (status, msg) = post(&path, mismatched, &signed(ts, sig));
+    assert_eq!(status, 400, "path/body mismatch must be refused: {msg}");
+    let ts = now();
+    let sig = sign_approval(APPROVAL_SECRET.as_bytes(), ts, id, decision.as_bytes());
+    let (status, msg) = post(&path, decision, &signed(ts, sig));
     assert_eq!(status, 400, "{msg}");
     assert!(msg.contains("no approval"), "{msg}");
+}
+
+fn hmac_hex(key: &[u8], body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("key");
+    m.update(body);
+    hex::encode(m.finalize().into_bytes())
 }

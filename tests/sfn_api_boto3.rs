@@ -1,7 +1,7 @@
 //! The local Step Functions API driven by Python's boto3 (installed by the
 //! README's test command). A missing python3 or boto3 fails this test.
 
-use certops_tests::process::start_serve;
+use certops_tests::process::{api_credentials, start_serve};
 use std::path::Path;
 use std::process::Command;
 
@@ -10,9 +10,12 @@ fn boto3_drives_the_local_api() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start_serve(dir.path());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sfn_boto3_check.py");
+    let (akid, secret) = api_credentials(dir.path(), "operator");
     let out = Command::new("python3")
         .arg(&script)
         .arg(server.url())
+        .env("CERTOPS_API_ACCESS_KEY_ID", akid)
+        .env("CERTOPS_API_SECRET_ACCESS_KEY", secret)
         .output()
         .expect("python3 must be installed (the README's test command installs boto3 with pip)");
     let stdout = String::from_utf8_lossy(&out.stdout);

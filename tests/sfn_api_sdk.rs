@@ -358,9 +358,19 @@ async fn sdk_drives_state_machines_and_callbacks() {
         .expect_err("bad output");
     assert_eq!(bad_output.code(), Some("InvalidOutput"));
 
-    // A malformed body: a clear 400, and the server keeps serving.
+    // A malformed body: refused unsigned; signed, a clear 400, and the server keeps serving.
     let raw = reqwest_free_post(server.port, "AWSStepFunctions.StartExecution", b"{oops").await;
-    assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+    assert!(raw.starts_with("HTTP/1.1 403"), "{raw}");
+    let (akid, secret) = certops_tests::process::operator_credentials(server.port);
+    let (status, raw) = certops_tests::process::sigv4_post(
+        server.port,
+        &akid,
+        &secret,
+        chrono::Utc::now(),
+        "AWSStepFunctions.StartExecution",
+        "{oops",
+    );
+    assert_eq!(status, 400, "{raw}");
     assert!(raw.contains("SerializationException"), "{raw}");
     c.list_state_machines().send().await.expect("still serving");
 

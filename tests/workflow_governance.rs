@@ -755,3 +755,160 @@ async fn an_approval_whose_delivery_was_throttled_is_delivered_on_the_approvers_
     let late = certops_fn_approval_callback::handle(&deps, approve()).await;
     assert_eq!(certops_fn_approval_callback::http_status(&late), 409);
 }
+
+/// Finding 1 (defence in depth): a task token read from the history and a
+/// forged `SendTaskSuccess` output naming an authorised approver move nothing.
+/// Renew finds no granted approval in the Store, refuses, and audits it; the
+/// approval record stays pending and nothing is issued or deployed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_task_output_moves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    let history = serde_json::to_string(
+        &w.stack
+            .engine
+            .history(&exec)
+            .expect("history")
+            .iter()
+            .filter_map(|e| e.details_value())
+            .collect::<Vec<_>>(),
+    )
+    .expect("json");
+    let token = find_task_token(&history).expect("a task token in the history");
+    let hash = last_validation(&w, &exec)
+        .and_then(|v| v.plan_hash)
+        .expect("plan hash");
+    let forged = serde_json::json!({"approvalId": id, "approver": "cab-alice@example.com",
+        "decidedAt": chrono::Utc::now(), "planHash": hash});
+    w.stack
+        .engine
+        .send_task_success(&token, forged)
+        .expect("the engine accepts the token");
+    let done = w.stack.wait(&exec, WAIT).await.expect("done");
+    assert_eq!(done.status.as_str(), "FAILED", "{done:?}");
+    assert_eq!(
+        w.stack.adapters.endpoints.installed("lb-shop").as_deref(),
+        Some("keystore:current/shop"),
+        "nothing may be deployed"
+    );
+    let record = w
+        .stack
+        .deps
+        .store
+        .get("approvals", &id)
+        .await
+        .expect("get")
+        .expect("record");
+    assert_eq!(record["status"], "pending");
+    let trail = w.stack.deps.store.audit(&exec).await.expect("audit");
+    assert!(
+        trail
+            .iter()
+            .any(|r| r.actor == "step:renew" && r.summary["refused"] == "ApprovalMissing"),
+        "the refusal is audited"
+    );
+    assert!(
+        !trail.iter().any(|r| r.summary["action"] == "issue"),
+        "nothing was issued"
+    );
+}
+
+fn find_task_token(history: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(history).ok()?;
+    fn walk(v: &serde_json::Value) -> Option<String> {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(t) = m.get("taskToken").and_then(|t| t.as_str()) {
+                    return Some(t.to_string());
+                }
+                m.values().find_map(walk)
+            }
+            serde_json::Value::Array(a) => a.iter().find_map(walk),
+            serde_json::Value::String(s) if s.contains("taskToken") => {
+                serde_json::from_str::<serde_json::Value>(s)
+                    .ok()
+                    .as_ref()
+                    .and_then(walk)
+            }
+            _ => None,
+        }
+    }
+    walk(&v)
+}
+
+/// Finding 3: secret-looking text in a comment never breaks the audit. A
+/// refused self-approval still leaves its record, a granted approval answers
+/// success with its decision recorded, and neither record holds the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_looking_comments_are_redacted_and_every_decision_is_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    let key_id = ["AKIA", "IOSFODNN7EXAMPLE"].concat();
+    let mut own = decision(&id, "certops-scanner", Verdict::Approve);
+    own.comment = Some(key_id.clone());
+    let refused = w.stack.decide(own).await.expect_err("self-approval");
+    assert_eq!(refused.name(), "SelfApproval");
+    let mut ok = decision(&id, "cab-alice@example.com", Verdict::Approve);
+    ok.comment = Some(format!("ship it {key_id}"));
+    w.stack
+        .decide(ok)
+        .await
+        .expect("approval succeeds despite the comment");
+    let done = w.stack.wait(&exec, WAIT).await.expect("done");
+    assert_eq!(done.status.as_str(), "SUCCEEDED", "{:?}", done.cause);
+    let trail = w.stack.deps.store.audit(&exec).await.expect("audit");
+    let text = serde_json::to_string(&trail).expect("json");
+    assert!(!text.contains(&key_id), "the secret reached the audit");
+    assert!(trail.iter().any(|r| r.summary["refused"] == "SelfApproval"));
+    assert!(trail.iter().any(
+        |r| r.summary["decision"] == "approved" && r.actor == "approver:cab-alice@example.com"
+    ));
+    certops_core::verify_chain(&trail).expect("chain intact");
+}
+
+/// Finding 9: the approval expires before its task times out, so a late click
+/// is answered `ApprovalExpired` and audited, even after the task itself has
+/// timed out (never "task token not recognised" with no trace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_after_the_task_timed_out_gets_a_clear_answer_and_an_audit_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    let v = last_validation(&w, &exec).expect("validation");
+    // The task waits longer than the approval lives.
+    assert_eq!(
+        v.approval_timeout_seconds,
+        5 * 60 + certops_core::approval::TASK_TIMEOUT_GRACE_SECONDS
+    );
+    // Past the approval (5 min) and its task (10 min). The engine's timers run on
+    // the wall clock, so the task's end is brought about directly: its token is gone.
+    w.clock.advance(TimeDelta::minutes(11));
+    w.stack
+        .engine
+        .stop_execution(
+            &exec,
+            Some("States.Timeout".into()),
+            Some("task timed out".into()),
+        )
+        .expect("end the waiting task");
+    assert_eq!(w.stack.engine.live_tokens(), 0);
+    let late = w
+        .stack
+        .decide(decision(&id, "cab-alice@example.com", Verdict::Approve))
+        .await
+        .expect_err("late approval");
+    assert_eq!(late.name(), "ApprovalExpired", "{late}");
+    let trail = w.stack.deps.store.audit(&exec).await.expect("audit");
+    assert!(
+        trail
+            .iter()
+            .any(|r| r.actor == "approver:cab-alice@example.com"
+                && r.summary["decision"] == "expired"),
+        "the late click is audited"
+    );
+}

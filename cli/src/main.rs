@@ -21,6 +21,7 @@ macro_rules! outln {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod api_auth;
 mod data_dir;
 mod history;
 mod run;
@@ -84,6 +85,17 @@ enum Command {
     Reject(workflow::DecideArgs),
     /// Check the audit trail's hash chain (`audit verify`) or print it (`audit show`).
     Audit(workflow::AuditArgs),
+    /// Print the local Step Functions API's SigV4 credentials as an AWS CLI
+    /// profile (generated on first use in <data-dir>/api-credentials.json, 0600).
+    Credentials(CredentialsArgs),
+}
+
+/// Options of `certops credentials`.
+#[derive(clap::Args, Debug)]
+struct CredentialsArgs {
+    /// The principal: `operator` (default) or `approval-callback`.
+    #[arg(long, default_value = api_auth::OPERATOR)]
+    principal: String,
 }
 
 /// Options of `certops plan`.
@@ -132,6 +144,7 @@ fn main() -> ExitCode {
                 workflow::decide(&cli.data_dir, a, certops_core::Verdict::Reject).await
             }
             Command::Audit(a) => workflow::audit(&cli.data_dir, a).await,
+            Command::Credentials(a) => api_auth::print(&cli.data_dir, &a.principal),
         }
     });
     match result {

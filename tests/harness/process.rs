@@ -14,9 +14,12 @@ pub fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
-/// The `certops` binary of this build: beside the test executable's `deps/`
-/// directory (build it first with `cargo build -p certops-cli`).
+/// The `certops` binary of this build: `CERTOPS_BIN` when set, else beside the
+/// test executable's `deps/` directory (build it first with `cargo build -p certops-cli`).
 pub fn certops_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("CERTOPS_BIN").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().unwrap_or_default();
     let profile_dir = exe
         .parent()
@@ -31,6 +34,30 @@ pub fn certops_bin() -> PathBuf {
     );
     bin
 }
+
+/// The SigV4 credentials (access key id, secret) of a principal of the local
+/// Step Functions API, as `certops serve` generated them in `data_dir`.
+pub fn api_credentials(data_dir: &Path, principal: &str) -> (String, String) {
+    let path = data_dir.join("api-credentials.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{} is unreadable: {e}", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("credentials json");
+    let p = v["principals"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == principal))
+        .unwrap_or_else(|| panic!("no principal {principal} in {}", path.display()));
+    (
+        p["accessKeyId"].as_str().unwrap_or_default().to_string(),
+        p["secretAccessKey"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+/// Operator credentials of each started server, by port, for [`sfn_client`].
+static CREDENTIALS: std::sync::Mutex<Vec<(u16, (String, String))>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// A child process killed on drop.
 pub struct Running {
@@ -90,6 +117,11 @@ pub fn start_serve_with(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Run
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let creds = api_credentials(data_dir, "operator");
+            if let Ok(mut all) = CREDENTIALS.lock() {
+                all.retain(|(p, _)| *p != port);
+                all.push((port, creds));
+            }
             return running;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -97,15 +129,97 @@ pub fn start_serve_with(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Run
     panic!("certops serve did not start listening on 127.0.0.1:{port} within 30 s");
 }
 
-/// An `aws-sdk-sfn` client for a local endpoint (dummy credentials, us-east-1).
+/// The operator's SigV4 credentials of the `certops serve` this harness started on `port`.
+pub fn operator_credentials(port: u16) -> (String, String) {
+    CREDENTIALS
+        .lock()
+        .ok()
+        .and_then(|all| all.iter().find(|(p, _)| *p == port).map(|(_, c)| c.clone()))
+        .unwrap_or_else(|| ("unknown".into(), "unknown".into()))
+}
+
+/// An `aws-sdk-sfn` client for a local endpoint started by this harness, signing
+/// (SigV4) with that server's operator credentials, us-east-1.
 pub fn sfn_client(url: &str) -> aws_sdk_sfn::Client {
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or(0);
+    let (akid, secret) = operator_credentials(port);
+    sfn_client_as(url, &akid, &secret)
+}
+
+/// An `aws-sdk-sfn` client for a local endpoint signing with the given credentials.
+pub fn sfn_client_as(url: &str, access_key_id: &str, secret: &str) -> aws_sdk_sfn::Client {
     let conf = aws_sdk_sfn::Config::builder()
         .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
         .region(aws_sdk_sfn::config::Region::new("us-east-1"))
         .endpoint_url(url)
         .credentials_provider(aws_sdk_sfn::config::Credentials::new(
-            "test", "test", None, None, "static",
+            access_key_id,
+            secret,
+            None,
+            None,
+            "static",
         ))
         .build();
     aws_sdk_sfn::Client::from_conf(conf)
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    use hmac::Mac;
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("key");
+    m.update(data);
+    m.finalize().into_bytes().to_vec()
+}
+
+/// POSTs `body` to the local Step Functions API at `127.0.0.1:port`, signed with
+/// SigV4 (the steps written here from AWS's documentation) as of `at`; returns the
+/// status and the whole response. For malformed or stale requests the SDKs will not send.
+pub fn sigv4_post(
+    port: u16,
+    akid: &str,
+    secret: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    target: &str,
+    body: &str,
+) -> (u16, String) {
+    use sha2::Digest;
+    use std::io::{Read, Write};
+    let amz_date = at.format("%Y%m%dT%H%M%SZ").to_string();
+    let date = &amz_date[..8];
+    let host = format!("127.0.0.1:{port}");
+    let canonical = format!(
+        "POST\n/\n\ncontent-type:application/x-amz-json-1.0\nhost:{host}\nx-amz-date:{amz_date}\nx-amz-target:{target}\n\ncontent-type;host;x-amz-date;x-amz-target\n{}",
+        hex::encode(sha2::Sha256::digest(body.as_bytes()))
+    );
+    let scope = format!("{date}/us-east-1/states/aws4_request");
+    let sts = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex::encode(sha2::Sha256::digest(canonical.as_bytes()))
+    );
+    let key = [date.as_bytes(), b"us-east-1", b"states", b"aws4_request"]
+        .iter()
+        .fold(format!("AWS4{secret}").into_bytes(), |k, part| {
+            hmac(&k, part)
+        });
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential={akid}/{scope}, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={}",
+        hex::encode(hmac(&key, sts.as_bytes()))
+    );
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Date: {amz_date}\r\nX-Amz-Target: {target}\r\nAuthorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out)
 }

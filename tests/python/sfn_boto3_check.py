@@ -3,6 +3,7 @@ on AWS, with only endpoint_url changed. Run by tests/sfn_api_boto3.rs, which
 starts the server and passes its URL as the first argument."""
 
 import json
+import os
 import sys
 import time
 
@@ -25,8 +26,8 @@ def main(url):
         "stepfunctions",
         endpoint_url=url,
         region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+        aws_access_key_id=os.environ["CERTOPS_API_ACCESS_KEY_ID"],
+        aws_secret_access_key=os.environ["CERTOPS_API_SECRET_ACCESS_KEY"],
     )
     definition = json.dumps({
         "StartAt": "Approve",

@@ -240,10 +240,16 @@ impl Bench {
                 format!("http://{}", self.api.authority()),
             ),
         ]);
-        if matches!(name, "intake" | "approval-callback") {
+        if name == "intake" {
             env.push((
                 "CERTOPS_WEBHOOK_SECRET".to_string(),
                 world::WEBHOOK_SECRET.to_string(),
+            ));
+        }
+        if name == "approval-callback" {
+            env.push((
+                "CERTOPS_APPROVAL_SECRET".to_string(),
+                world::APPROVAL_SECRET.to_string(),
             ));
         }
         for kv in &self.args.env {

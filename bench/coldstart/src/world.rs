@@ -22,6 +22,8 @@ pub const CERT_ID: &str = "api-internal-staging";
 pub const APPROVER: &str = "paula@example.com";
 /// The webhook secret the bench signs callbacks with.
 pub const WEBHOOK_SECRET: &str = "coldstart-bench-webhook-secret";
+/// The approval-callback signing key (separate from the ServiceNow webhook's).
+pub const APPROVAL_SECRET: &str = "coldstart-bench-approval-secret";
 /// The account and region of every ARN.
 pub const ACCOUNT: &str = "123456789012";
 /// Region.
@@ -197,7 +199,13 @@ pub fn callback_event(approval_id: &str) -> Value {
         "comment": "coldstart bench"
     })
     .to_string();
-    let signature = certops_core::signature::sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes());
+    let ts = chrono::Utc::now().timestamp();
+    let signature = certops_core::signature::sign_approval(
+        APPROVAL_SECRET.as_bytes(),
+        ts,
+        approval_id,
+        body.as_bytes(),
+    );
     json!({
         "version": "2.0",
         "routeKey": "POST /approvals/callback",
@@ -206,6 +214,7 @@ pub fn callback_event(approval_id: &str) -> Value {
         "headers": {
             "content-type": "application/json",
             "x-certops-signature": signature,
+            "x-certops-timestamp": ts.to_string(),
             "user-agent": "Teams/1.0"
         },
         "requestContext": {

@@ -5,14 +5,20 @@
 //! the approval exactly once (conditional write) before completing the
 //! workflow's waiting task.
 //!
+//! Over HTTP ([`handle_http`], used by the Lambda and by `certops serve`) the
+//! callback must be signed with the approval-callback secret (separate from the
+//! ServiceNow webhook's) over `"{timestamp}.{approvalId}.{body}"`; the approval
+//! id in the path (or the body) is what is signed, and a body naming another
+//! approval is refused.
+//!
 //! Deciding and delivering are kept apart: the spent record carries
 //! `delivery = "pending"` and what to send, and only a delivered decision is
 //! `"delivered"`. If completing the task fails for a reason that may pass
 //! (throttling, Step Functions unreachable: `Transient`, HTTP 503), the same
 //! approver's retry re-sends the recorded decision instead of being told the
 //! approval was used; if the task is gone (`TaskTimedOut`, `InvalidToken`: a
-//! `Conflict`, HTTP 409) the delivery is `"ended"`. [`handle_http`] answers the
-//! HTTP API with 200/400/401/403/409/503, never a Lambda error (a 500).
+//! `Conflict`, HTTP 409) the delivery is `"ended"`. [`handle_http`] answers
+//! with 200/400/401/403/409/503, never a Lambda error (a 500).
 
 use certops_core::ports::Deps;
 use certops_core::workflow::{record_audit, ApprovalOutcome};
@@ -123,80 +129,110 @@ async fn deliver(deps: &Deps, id: &str, spent: &Value, actor: &str) -> Result<()
     }
 }
 
+/// An HTTP answer: status code and JSON body.
+pub type HttpAnswer = (u16, Value);
+
+/// The status an error is answered with: 503 for what a retry may fix (the decision
+/// is then re-sent, see [`handle`]).
+pub fn status_for(e: &Error) -> u16 {
+    match e {
+        Error::SelfApproval { .. } | Error::NotInChangeAuthority { .. } => 403,
+        Error::Conflict(_) | Error::ApprovalExpired { .. } | Error::PlanDrift { .. } => 409,
+        e if e.is_retryable() => 503,
+        _ => 400,
+    }
+}
+
 /// The HTTP status a decision's outcome is answered with.
 pub fn http_status(result: &Result<Decided, Error>) -> u16 {
     match result {
         Ok(_) => 200,
-        Err(Error::SelfApproval { .. } | Error::NotInChangeAuthority { .. }) => 403,
-        Err(Error::Conflict(_) | Error::ApprovalExpired { .. }) => 409,
-        Err(e) if e.is_retryable() => 503,
-        Err(_) => 400,
+        Err(e) => status_for(e),
     }
 }
 
-/// Handles a signed callback delivered through the HTTP API (payload format 2.0): the body
-/// (base64-decoded when API Gateway encoded it) must carry a valid `x-certops-signature`
-/// (401 otherwise); the answer's status follows [`http_status`].
+/// Handles a signed callback as it arrives over HTTP. `path_id` is the approval
+/// id from the URL (`/approvals/{id}`), `None` where the route carries it only in
+/// the body (`/approvals/teams`); `timestamp` and `signature` are the
+/// `x-certops-timestamp` and `x-certops-signature` header values; `body` the exact bytes.
 pub async fn handle_http(
     deps: &Deps,
     secret: &[u8],
-    req: aws_lambda_events::apigw::ApiGatewayV2httpRequest,
-) -> aws_lambda_events::apigw::ApiGatewayV2httpResponse {
-    use base64::Engine as _;
-    let raw = match (&req.body, req.is_base64_encoded) {
-        (Some(b), true) => match base64::engine::general_purpose::STANDARD.decode(b) {
-            Ok(v) => v,
-            Err(_) => {
-                return response(
-                    400,
-                    json!({"error": "InvalidInput", "message": "body is not base64"}),
-                )
-            }
-        },
-        (Some(b), false) => b.clone().into_bytes(),
-        (None, _) => Vec::new(),
+    path_id: Option<&str>,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+) -> HttpAnswer {
+    let refuse = |status: u16, error: &str, message: String| {
+        (status, json!({"error": error, "message": message}))
     };
-    let sig = req
-        .headers
-        .get(certops_core::signature::HEADER)
-        .and_then(|v| v.to_str().ok());
-    if let Err(e) = certops_core::signature::verify(secret, &raw, sig) {
-        return response(
-            401,
-            json!({"error": "Unauthorized", "message": e.to_string()}),
-        );
-    }
-    let cb: Callback = match serde_json::from_slice(&raw) {
-        Ok(cb) => cb,
-        Err(e) => {
-            return response(
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let body_id = parsed
+        .as_ref()
+        .and_then(|v| v.get("approvalId"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let id = match (path_id, body_id.as_deref()) {
+        (Some(p), Some(b)) if p != b => {
+            return refuse(
                 400,
-                json!({"error": "InvalidInput", "message": format!("callback body: {e}")}),
+                "InvalidInput",
+                format!("the path names approval {p} but the body names {b}; refusing"),
+            )
+        }
+        (Some(p), _) => p,
+        (None, Some(b)) => b,
+        (None, None) => return refuse(400, "InvalidInput", "no approval id".into()),
+    }
+    .to_string();
+    let id = id.as_str();
+    let now = deps.clock.now().timestamp();
+    if let Err(e) =
+        certops_core::signature::verify_approval(secret, id, body, timestamp, signature, now)
+    {
+        return refuse(401, "Unauthorized", e.to_string());
+    }
+    let Some(v) = parsed else {
+        return refuse(400, "InvalidInput", "body is not JSON".into());
+    };
+    let verdict = match v["verdict"].as_str() {
+        Some("approve") => Verdict::Approve,
+        Some("reject") => Verdict::Reject,
+        _ => {
+            return refuse(
+                400,
+                "InvalidInput",
+                "verdict must be \"approve\" or \"reject\"".into(),
             )
         }
     };
-    let result = handle(deps, cb).await;
-    let status = http_status(&result);
-    match result {
-        Ok(d) => response(status, serde_json::to_value(&d).unwrap_or_default()),
-        Err(e) => response(status, json!({"error": e.name(), "message": e.to_string()})),
-    }
-}
-
-fn response(status: u16, body: Value) -> aws_lambda_events::apigw::ApiGatewayV2httpResponse {
-    let mut r = aws_lambda_events::apigw::ApiGatewayV2httpResponse {
-        status_code: i64::from(status),
-        body: Some(aws_lambda_events::encodings::Body::Text(body.to_string())),
-        ..Default::default()
+    let Some(approver) = v["approver"].as_str().filter(|a| !a.trim().is_empty()) else {
+        return refuse(400, "InvalidInput", "approver is required".into());
     };
-    if let Ok(v) = "application/json".parse() {
-        r.headers.insert("content-type", v);
+    let cb = Callback {
+        approval_id: id.to_string(),
+        approver: approver.to_string(),
+        verdict,
+        comment: v["comment"].as_str().map(str::to_string),
+    };
+    match handle(deps, cb).await {
+        Ok(d) => (200, serde_json::to_value(d).unwrap_or_default()),
+        Err(e) => (
+            status_for(&e),
+            json!({"error": e.name(), "message": e.to_string()}),
+        ),
     }
-    r
 }
 
 /// Applies a decision.
-pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
+pub async fn handle(deps: &Deps, mut cb: Callback) -> Result<Decided, Error> {
+    // A comment is recorded in the audit and the ticket: never a secret.
+    cb.comment = cb
+        .comment
+        .map(|c| match certops_core::redact(&Value::String(c)) {
+            Value::String(s) => s,
+            _ => certops_core::audit::REDACTED.to_string(),
+        });
     let actor = format!("approver:{}", cb.approver.trim());
     let record = deps
         .store
@@ -224,11 +260,20 @@ pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
         };
     }
     if record["status"] != "pending" {
-        return Err(Error::Conflict(format!(
+        let e = Error::Conflict(format!(
             "approval {} was already used ({}); an approval is single-use",
             cb.approval_id,
             record["status"].as_str().unwrap_or("?")
-        )));
+        ));
+        record_audit(
+            deps,
+            &execution,
+            AuditKind::Approval,
+            &actor,
+            json!({"refused": e.name(), "reason": e.to_string(), "attempt": {"approvalId": cb.approval_id, "approver": cb.approver, "verdict": cb.verdict, "comment": cb.comment}}),
+        )
+        .await?;
+        return Err(e);
     }
     let request: ApprovalRequest = serde_json::from_value(record["request"].clone())
         .map_err(|e| Error::InvalidInput(format!("approval record is unreadable: {e}")))?;
@@ -261,6 +306,9 @@ pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
         Err(e @ Error::ApprovalExpired { .. }) => ("expired", Err(e)),
         Err(e) => ("refused", Err(e)),
     };
+    // Everything that can fail is checked before the approval is spent.
+    deps.sealer
+        .open(record["sealedToken"].as_str().unwrap_or_default())?;
     // Spend the approval exactly once, with what to deliver.
     let mut spent = record.clone();
     spent["status"] = json!(status);
@@ -298,7 +346,13 @@ pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
         json!({"decision": status, "detail": summary}),
     )
     .await?;
-    deliver(deps, &cb.approval_id, &spent, &actor).await?;
+    match deliver(deps, &cb.approval_id, &spent, &actor).await {
+        Ok(()) => {}
+        // After the task itself timed out the token is gone; the late decision is
+        // still answered (ApprovalExpired) and audited above.
+        Err(Error::Conflict(_)) if status == "expired" => {}
+        Err(e) => return Err(e),
+    }
     match result {
         Ok(()) | Err(Error::ApprovalRejected { .. }) => Ok(Decided {
             approval_id: cb.approval_id,

@@ -1,32 +1,68 @@
 //! Lambda entry point of `approval-callback`: the Teams/Slack card action
-//! through API Gateway, its body signed with the webhook secret
-//! (`x-certops-signature: sha256=<hex>`), JSON
-//! `{"approvalId", "approver", "verdict": "approve"|"reject", "comment"?}`.
+//! through API Gateway, JSON `{"approvalId", "approver", "verdict":
+//! "approve"|"reject", "comment"?}`, signed with the approval-callback secret
+//! (separate from the ServiceNow webhook's): `x-certops-timestamp: <unix s>` and
+//! `x-certops-signature: sha256=<hex HMAC-SHA256(key, "{ts}.{approvalId}.{body}")>`.
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use certops_core::signature::{HEADER, TIMESTAMP_HEADER};
 use certops_core::Error;
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    // The Teams/Slack signing key: CERTOPS_WEBHOOK_SECRET_ARN on AWS (fetched on
-    // the first callback), CERTOPS_WEBHOOK_SECRET locally.
-    let secret = Arc::new(certops_lambda::EnvSecret::from_env(
-        "CERTOPS_WEBHOOK_SECRET",
-    ));
+    // The Teams/Slack relay's signing key: CERTOPS_APPROVAL_SECRET_ARN (or, as
+    // deployed before, CERTOPS_WEBHOOK_SECRET_ARN pointing at the approval-callback
+    // secret) on AWS, CERTOPS_APPROVAL_SECRET locally.
+    let secret = certops_lambda::EnvSecret::from_env("CERTOPS_APPROVAL_SECRET");
+    // Only the deployed ARN is accepted under the old name: locally
+    // CERTOPS_WEBHOOK_SECRET is the ServiceNow key, which must not sign approvals.
+    let legacy_arn = std::env::var("CERTOPS_WEBHOOK_SECRET_ARN").is_ok_and(|v| !v.is_empty());
+    let secret = Arc::new(if secret.is_configured() || !legacy_arn {
+        secret
+    } else {
+        certops_lambda::EnvSecret::from_env("CERTOPS_WEBHOOK_SECRET")
+    });
     certops_lambda::run(move |deps, req: ApiGatewayV2httpRequest| {
         let secret = secret.clone();
         async move {
             if !secret.is_configured() {
                 return Err(Error::InvalidInput(
-                    "neither CERTOPS_WEBHOOK_SECRET_ARN nor CERTOPS_WEBHOOK_SECRET is set; \
-                     refusing unsigned callbacks"
-                        .into(),
+                    "CERTOPS_APPROVAL_SECRET(_ARN) is not set; refusing unsigned callbacks".into(),
                 ));
             }
             let secret = secret.get().await?;
-            // Every outcome is an HTTP answer (401/403/409/503/...), never a Lambda error.
-            Ok(certops_fn_approval_callback::handle_http(&deps, &secret, req).await)
+            let raw = match (&req.body, req.is_base64_encoded) {
+                (Some(b), true) => {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .map_err(|_| Error::InvalidInput("body is not base64".into()))?
+                }
+                (Some(b), false) => b.clone().into_bytes(),
+                (None, _) => Vec::new(),
+            };
+            let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+            let path_id = req.path_parameters.get("id").map(String::as_str);
+            let (status, body) = certops_fn_approval_callback::handle_http(
+                &deps,
+                &secret,
+                path_id,
+                header(TIMESTAMP_HEADER),
+                header(HEADER),
+                &raw,
+            )
+            .await;
+            let mut out = ApiGatewayV2httpResponse {
+                status_code: i64::from(status),
+                body: Some(Body::Text(body.to_string())),
+                ..Default::default()
+            };
+            if let Ok(v) = "application/json".parse() {
+                out.headers.insert("content-type", v);
+            }
+            Ok::<_, Error>(out)
         }
     })
     .await

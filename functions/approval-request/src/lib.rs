@@ -26,12 +26,7 @@ pub struct Requested {
     pub approval_id: String,
 }
 
-/// The approval id of a request: stable for the execution and plan, so a retried step reuses it.
-pub fn approval_id(execution: &str, plan_hash: &str) -> String {
-    let digest =
-        certops_core::canonical::sha256_hex(format!("{execution}\n{plan_hash}").as_bytes());
-    format!("APR-{}", &digest[..12].to_uppercase())
-}
+pub use certops_core::approval_id;
 
 /// Sets `delivered.<part>` on the approval record (a compare-and-swap, retried when the
 /// record moved meanwhile, e.g. a token refresh or a decision).

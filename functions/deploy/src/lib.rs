@@ -4,7 +4,8 @@
 
 use certops_core::ports::{Deps, TicketUpdate};
 use certops_core::workflow::{
-    plan_in_force, record_audit, snapshot_key, DeploymentOutput, StepEvent, TargetDeployment,
+    plan_in_force, record_audit, require_approval, snapshot_key, DeploymentOutput, StepEvent,
+    TargetDeployment,
 };
 use certops_core::{AuditKind, Error};
 use serde_json::json;
@@ -14,6 +15,17 @@ const ACTOR: &str = "step:deploy";
 /// Deploys the renewed bundle to every target.
 pub async fn handle(deps: &Deps, event: StepEvent) -> Result<DeploymentOutput, Error> {
     let (plan, hash) = plan_in_force(&deps.config, &event.state, event.state.on_fallback_path())?;
+    if let Err(e) = require_approval(deps, &event.execution, &hash).await {
+        record_audit(
+            deps,
+            &event.execution,
+            AuditKind::Action,
+            ACTOR,
+            json!({"refused": e.name(), "reason": e.to_string(), "planHash": hash}),
+        )
+        .await?;
+        return Err(e);
+    }
     let renewal = event
         .state
         .renewal

@@ -1,8 +1,11 @@
 //! `intake`: the front door. Turns a signed ServiceNow webhook (API Gateway
 //! HTTP API) or an expiry-scan finding (SQS) into exactly one workflow
 //! execution: the trigger's idempotency key is the execution name, so the
-//! same trigger twice yields one execution and one ticket. Unsigned or badly
-//! signed webhooks are refused before anything is parsed.
+//! same trigger twice yields one execution and one ticket. Unsigned, badly
+//! signed or stale webhooks (see [`certops_core::signature`]) are refused before
+//! anything is parsed; a ticket whose category is not "Certificate" is refused
+//! with a clear answer instead of being started and then blocked; the same
+//! key with a materially different trigger is a 409 and an audited conflict.
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
@@ -13,7 +16,12 @@ use certops_core::{Error, ScanFinding, TicketTrigger, TicketType, Trigger};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub use certops_core::signature::{sign, verify as verify_signature, HEADER as SIGNATURE_HEADER};
+pub use certops_core::signature::{
+    sign_webhook, verify_webhook, HEADER as SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
+
+/// The ticket category certops acts on; any other category is refused at intake.
+pub const CERTIFICATE_CATEGORY: &str = "Certificate";
 
 /// The result of an intake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +143,27 @@ pub async fn start(deps: &Deps, trigger: Trigger) -> Result<Started, Error> {
     deps.store.put_if_absent("triggers", &key, &first).await?;
     let stored = deps.store.get("triggers", &key).await?.unwrap_or(first);
     let (execution, duplicate) = deps.workflow.start(&key, &stored["input"]).await?;
+    // The same key must mean the same trigger: a redelivery is a duplicate, a
+    // different payload under the same key is a conflict, never silently dropped.
+    if stored["input"]["trigger"] != input["trigger"] {
+        let summary = json!({
+            "refused": "Conflict",
+            "idempotencyKey": key,
+            "stored": certops_core::redact(&stored["input"]["trigger"]),
+            "received": certops_core::redact(&input["trigger"]),
+        });
+        certops_core::workflow::record_audit(
+            deps,
+            &execution,
+            certops_core::AuditKind::Trigger,
+            "step:intake",
+            summary,
+        )
+        .await?;
+        return Err(Error::Conflict(format!(
+            "idempotency key {key} already names execution {execution} for a different trigger; refusing to drop or merge this one"
+        )));
+    }
     Ok(Started {
         execution,
         idempotency_key: key,
@@ -154,7 +183,9 @@ fn response(status: i64, body: Value) -> ApiGatewayV2httpResponse {
     r
 }
 
-/// Handles a ServiceNow webhook delivered through API Gateway.
+/// Handles a ServiceNow webhook delivered through API Gateway: the
+/// `x-certops-timestamp` and `x-certops-signature` headers must sign
+/// `"{timestamp}.{body}"` with the ServiceNow webhook secret.
 pub async fn handle_webhook(
     deps: &Deps,
     secret: &[u8],
@@ -173,11 +204,15 @@ pub async fn handle_webhook(
         (Some(b), false) => b.clone().into_bytes(),
         (None, _) => Vec::new(),
     };
-    let sig = req
-        .headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok());
-    if let Err(e) = verify_signature(secret, &raw, sig) {
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let now = deps.clock.now().timestamp();
+    if let Err(e) = verify_webhook(
+        secret,
+        &raw,
+        header(TIMESTAMP_HEADER),
+        header(SIGNATURE_HEADER),
+        now,
+    ) {
         return response(
             401,
             json!({"error": "Unauthorized", "message": e.to_string()}),
@@ -210,6 +245,17 @@ pub async fn handle_webhook(
         Ok(t) => t,
         Err(e) => return response(400, json!({"error": e.name(), "message": e.to_string()})),
     };
+    if let Trigger::Ticket(t) = &trigger {
+        if !t.category.trim().eq_ignore_ascii_case(CERTIFICATE_CATEGORY) {
+            return response(
+                422,
+                json!({"error": "NotCertificate", "message": format!(
+                    "ticket {} has category '{}', not '{CERTIFICATE_CATEGORY}'; certops only acts on certificate tickets, nothing was started",
+                    t.number, t.category
+                )}),
+            );
+        }
+    }
     match start(deps, trigger).await {
         Ok(s) => response(
             if s.duplicate { 200 } else { 202 },

@@ -4,7 +4,9 @@
 //! path, select the pre-provisioned fallback certificate instead.
 
 use certops_core::ports::{Bundle, Deps, IssueRequest, SecretPem, TicketUpdate};
-use certops_core::workflow::{leaf_facts, plan_in_force, record_audit, RenewalOutput, StepEvent};
+use certops_core::workflow::{
+    leaf_facts, plan_in_force, record_audit, require_approval, RenewalOutput, StepEvent,
+};
 use certops_core::{AuditKind, Error};
 use serde_json::json;
 
@@ -17,6 +19,18 @@ const ACTOR: &str = "step:renew";
 /// Renews (or selects the fallback) for one execution.
 pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RenewalOutput, Error> {
     let (plan, hash) = plan_in_force(&deps.config, &event.state, event.is_fallback())?;
+    // The state says it was approved; the Store must agree before anything is issued.
+    if let Err(e) = require_approval(deps, &event.execution, &hash).await {
+        record_audit(
+            deps,
+            &event.execution,
+            AuditKind::Action,
+            ACTOR,
+            json!({"refused": e.name(), "reason": e.to_string(), "planHash": hash}),
+        )
+        .await?;
+        return Err(e);
+    }
     // The fallback certificate is used when renewal failed at run time (mode) or when
     // validation already planned for it (ACME budget at risk).
     let fallback = event.is_fallback() || plan.use_fallback;

@@ -18,6 +18,9 @@ const ACTOR: &str = "step:validate";
 /// Catch can route, and leave the certificate's lock held until its TTL.
 pub const MAX_APPROVAL_SECONDS: u64 = 172_800;
 
+/// The approval task's time-out: the approval's own expiry plus a grace period, so the
+/// approval always expires first and a late click meets a waiting task that is failed
+/// with `ApprovalExpired` (answered and audited), not a token that is already gone.
 fn seconds(path: ApprovalPath, deps: &Deps) -> Result<u64, Error> {
     let s = deps
         .config
@@ -25,13 +28,15 @@ fn seconds(path: ApprovalPath, deps: &Deps) -> Result<u64, Error> {
         .approval_timeout(path)
         .map(|d| d.num_seconds())
         .unwrap_or(60);
+    let grace = certops_core::approval::TASK_TIMEOUT_GRACE_SECONDS;
     u64::try_from(s)
         .ok()
-        .filter(|s| (1..=MAX_APPROVAL_SECONDS).contains(s))
+        .map(|s| s + grace)
+        .filter(|t| (1 + grace..=MAX_APPROVAL_SECONDS).contains(t))
         .ok_or_else(|| {
             Error::InvalidInput(format!(
-                "the policy's {} approval time-out is {s} s; it must be between 1 s and the \
-                 execution's {MAX_APPROVAL_SECONDS} s",
+                "the policy's {} approval time-out is {s} s; with the {grace} s grace it must \
+                 be between 1 s and the execution's {MAX_APPROVAL_SECONDS} s",
                 path.as_str()
             ))
         })
@@ -174,6 +179,9 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
             change.as_deref(),
         )?;
         out.plan_hash = Some(plan.hash());
+        if path == ApprovalPath::PreApproved {
+            record_pre_approval(deps, exec, cert, &plan.hash(), plan.use_fallback).await?;
+        }
         out.plan = Some(plan);
         if cert.fallback_cert.is_some() {
             let fb_path = fallback_path(cfg, cert, true);
@@ -186,6 +194,9 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
                 change.as_deref(),
             )?;
             out.fallback_plan_hash = Some(fb.hash());
+            if out.fallback_pre_approved {
+                record_pre_approval(deps, exec, cert, &fb.hash(), true).await?;
+            }
             out.fallback_plan = Some(fb);
         }
     }
@@ -270,4 +281,25 @@ async fn acme_ledger_usage(
     names.extend(cert.sans.iter().cloned());
     certops_core::acme_ledger::usage(deps.store.as_ref(), domain, &cert.issuer.name, &names, now)
         .await
+}
+
+/// Records a policy pre-approval (standard change) in the Store, so the
+/// executing steps find the same kind of approval record on every path.
+async fn record_pre_approval(
+    deps: &Deps,
+    exec: &str,
+    cert: &certops_core::CertObject,
+    plan_hash: &str,
+    use_fallback: bool,
+) -> Result<(), Error> {
+    let Some(rule) = deps.config.policy.standard_change_for(cert, use_fallback) else {
+        return Err(Error::InvalidInput(format!(
+            "{} was routed as pre-approved but no standard change covers it",
+            cert.id
+        )));
+    };
+    let id = certops_core::approval_id(exec, plan_hash);
+    let record = certops_core::workflow::pre_approval_record(exec, &cert.id, plan_hash, &rule.name);
+    deps.store.put_if_absent("approvals", &id, &record).await?;
+    Ok(())
 }

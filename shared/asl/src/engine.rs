@@ -763,6 +763,14 @@ impl Engine {
         res.map_err(|_| EngineError::TaskTimedOut)
     }
 
+    /// The execution a live task token belongs to (for the API's policy), if any.
+    pub fn token_execution(&self, token: &str) -> Option<String> {
+        self.lock()
+            .tokens
+            .get(token)
+            .map(|(arn, _, _)| arn.to_string())
+    }
+
     /// `SendTaskSuccess`.
     pub fn send_task_success(&self, token: &str, output: Value) -> Result<(), EngineError> {
         let r = self.callback(token, |exec, def, frame, seq, env| {

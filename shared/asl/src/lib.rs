@@ -36,6 +36,7 @@ pub mod history;
 pub mod intrinsics;
 pub mod machine;
 pub mod path;
+pub mod sigv4;
 pub mod store;
 
 pub use clock::{Clock, TokioClock};

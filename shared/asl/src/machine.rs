@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, VecDeque};
 
+/// AWS Step Functions' quota on events in one execution's history.
+pub const MAX_HISTORY_EVENTS: u64 = 25_000;
+
 /// AWS's default Task timeout when none is given.
 const DEFAULT_TASK_TIMEOUT_SECS: u64 = 99_999_999;
 
@@ -713,7 +716,8 @@ impl Execution {
         id
     }
 
-    /// Advances every ready frame until each is blocked or finished.
+    /// Advances every ready frame until each is blocked or finished (or the
+    /// history quota ends the execution).
     pub fn run(&mut self, def: &StateMachine, env: &mut Env) {
         while let Some(fid) = self.runnable.pop_front() {
             if self.status != ExecutionStatus::Running {
@@ -730,9 +734,39 @@ impl Execution {
         }
     }
 
+    /// Fails the whole execution (no Catch applies), as AWS does when a quota is hit.
+    fn fail_execution(&mut self, error: &str, cause: String, env: &mut Env) {
+        let prev = self.last_event;
+        self.emit_raw(
+            env,
+            EventType::ExecutionFailed,
+            prev,
+            Some(json!({"error": error, "cause": cause})),
+        );
+        self.status = ExecutionStatus::Failed;
+        self.error = Some(error.to_string());
+        self.cause = Some(cause);
+        self.stop_ms = Some(env.now_ms);
+        self.frames.clear();
+        self.runnable.clear();
+    }
+
     /// Advances one frame; returns whether the frame still exists.
     fn advance(&mut self, def: &StateMachine, fid: u32, f: &mut Frame, env: &mut Env) -> bool {
         loop {
+            // AWS's quota: an execution's history holds at most 25,000 events, and
+            // the execution fails when it would exceed them. This also bounds a
+            // runaway loop (Pass → Choice → back) that never blocks.
+            if matches!(f.phase, Phase::Enter) && self.next_event >= MAX_HISTORY_EVENTS {
+                self.fail_execution(
+                    "States.Runtime",
+                    format!(
+                        "the execution history reached the limit of {MAX_HISTORY_EVENTS} events"
+                    ),
+                    env,
+                );
+                return false;
+            }
             let Some(branch) = def.branch(&f.branch) else {
                 self.fail_frame(
                     def,

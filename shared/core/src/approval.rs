@@ -12,6 +12,11 @@ use crate::policy::Policy;
 use crate::validation::ApprovalPath;
 use crate::Error;
 
+/// How much longer than the approval's own expiry its waiting task lives, so
+/// `ApprovalExpired` is reachable: a decision after the expiry is refused with a
+/// clear answer and an audit record while the task still waits.
+pub const TASK_TIMEOUT_GRACE_SECONDS: u64 = 300;
+
 /// A request for approval of one plan, fixed when it is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +77,14 @@ impl ApprovalRequest {
             approvers: policy.approvers(cert, path),
         })
     }
+}
+
+/// The approval id of an execution's plan: stable for the execution and plan hash, so a
+/// retried request reuses it, and an executing step can find the approval that must
+/// authorise it from facts it trusts (its execution and the plan it rebuilt) alone.
+pub fn approval_id(execution: &str, plan_hash: &str) -> String {
+    let digest = crate::canonical::sha256_hex(format!("{execution}\n{plan_hash}").as_bytes());
+    format!("APR-{}", &digest[..12].to_uppercase())
 }
 
 /// Approve or reject.

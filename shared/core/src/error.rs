@@ -92,6 +92,10 @@ pub enum Error {
         /// What does not hold.
         reason: String,
     },
+    /// An executing step found no approval in the Store that authorises this plan for this
+    /// execution (missing, pending, granted by no authorised approver, or spent elsewhere).
+    #[error("not approved: {0}")]
+    ApprovalMissing(String),
     /// Something that looks like a private key or secret token was about to be recorded.
     #[error("secret material refused at {location}")]
     SecretMaterial {
@@ -138,6 +142,8 @@ impl Error {
             Error::AccessDenied(_) => "AccessDenied",
             Error::NotFound(_) => "NotFound",
             Error::IssuanceFailed(_) => "IssuanceFailed",
+
+            Error::ApprovalMissing(_) => "ApprovalMissing",
         }
     }
 
@@ -171,6 +177,8 @@ pub const ERROR_NAMES: &[&str] = &[
     "AccessDenied",
     "NotFound",
     "IssuanceFailed",
+
+    "ApprovalMissing",
 ];
 
 #[cfg(feature = "lambda")]
@@ -224,6 +232,8 @@ mod tests {
             Error::AccessDenied(s()),
             Error::NotFound(s()),
             Error::IssuanceFailed(s()),
+
+            Error::ApprovalMissing(s()),
         ]
     }
 

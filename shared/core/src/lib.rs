@@ -67,7 +67,7 @@ pub mod signature;
 pub mod validation;
 pub mod workflow;
 
-pub use approval::{check_decision, ApprovalDecision, ApprovalRequest, Verdict};
+pub use approval::{approval_id, check_decision, ApprovalDecision, ApprovalRequest, Verdict};
 pub use audit::{
     check_no_secrets, redact, verify_chain, verify_chain_head, AuditChain, AuditEntry, AuditKind,
     AuditRecord, GENESIS_HASH,

@@ -50,11 +50,31 @@ impl Trigger {
     }
 
     /// The idempotency key, usable as a Step Functions execution name (at most 80 characters
-    /// of `[A-Za-z0-9_-]`). The same ticket always gives the same key (`ticket-<number>`), and
-    /// so does the same scan observation of a CI (CI plus observed expiry and fingerprint).
+    /// of `[A-Za-z0-9_-]`), derived losslessly: different tickets never share a key.
+    ///
+    /// A ticket's identity in ServiceNow is its table and `sys_id` (numbers are display
+    /// values: `INC/0090201` and `INC.0090201` are different tickets). The key is
+    /// `ticket-<inc|chg>-<sys_id>` when the `sys_id` is plain ASCII alphanumerics short enough
+    /// to fit, else `ticket-<inc|chg>_<SHA-256 of the sys_id, 60 hex>` (the `_` keeps the two
+    /// forms apart). The same scan observation of a CI (CI plus observed expiry and
+    /// fingerprint) gives the same `scan-…` key.
     pub fn idempotency_key(&self) -> String {
         match self {
-            Trigger::Ticket(t) => format!("ticket-{}", execution_safe(&t.number, 72)),
+            Trigger::Ticket(t) => {
+                let table = match t.ticket_type {
+                    TicketType::Incident => "inc",
+                    TicketType::Change => "chg",
+                };
+                let plain = !t.sys_id.is_empty()
+                    && t.sys_id.len() <= 69
+                    && t.sys_id.chars().all(|c| c.is_ascii_alphanumeric());
+                if plain {
+                    format!("ticket-{table}-{}", t.sys_id)
+                } else {
+                    let digest = sha256_hex(t.sys_id.as_bytes());
+                    format!("ticket-{table}_{}", &digest[..60])
+                }
+            }
             Trigger::Scan(s) => {
                 let identity = format!(
                     "{}\n{}\n{}",
@@ -1167,7 +1187,10 @@ mod tests {
     #[test]
     fn idempotency_key_is_stable_per_trigger_and_execution_name_safe() {
         let t = ticket("shop-web-prod", "prod");
-        assert_eq!(t.idempotency_key(), "ticket-INC0012345");
+        assert_eq!(
+            t.idempotency_key(),
+            "ticket-inc-46d44a23a9fe1981014de1c831fbcf6d"
+        );
         let a = scan("shop web/prod", TimeDelta::days(20), tuesday());
         let b = scan("shop web/prod", TimeDelta::days(20), tuesday());
         let later = scan("shop web/prod", TimeDelta::days(21), tuesday());
@@ -1182,6 +1205,54 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         }
+    }
+
+    #[test]
+    fn ticket_keys_are_lossless_over_table_and_sys_id() {
+        let with = |number: &str, sys_id: &str, ty: TicketType| {
+            let Trigger::Ticket(mut t) = ticket("shop-web-prod", "prod") else {
+                unreachable!()
+            };
+            t.number = number.into();
+            t.sys_id = sys_id.into();
+            t.ticket_type = ty;
+            Trigger::Ticket(t).idempotency_key()
+        };
+        // Numbers that a character substitution would merge are distinct tickets.
+        let keys: BTreeSet<String> = [
+            ("INC/0090201", "a1"),
+            ("INC.0090201", "a2"),
+            ("INC 0090201", "a3"),
+            ("INC:0090201", "a4"),
+        ]
+        .iter()
+        .map(|(n, s)| with(n, s, TicketType::Incident))
+        .collect();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        // sys_ids that differ only past 72 characters, or only in unsafe characters.
+        let long_a = format!("{}a", "x".repeat(100));
+        let long_b = format!("{}b", "x".repeat(100));
+        let distinct = [
+            with("INC1", &long_a, TicketType::Incident),
+            with("INC1", &long_b, TicketType::Incident),
+            with("INC1", "ab/c", TicketType::Incident),
+            with("INC1", "ab.c", TicketType::Incident),
+            with("INC1", "abc", TicketType::Incident),
+            with("INC1", "abc", TicketType::Change),
+        ];
+        let set: BTreeSet<&String> = distinct.iter().collect();
+        assert_eq!(set.len(), distinct.len(), "{distinct:?}");
+        for key in &distinct {
+            assert!(key.len() <= 80, "{key}");
+            assert!(key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        }
+        // The same ticket always gets the same key, whatever its number says.
+        assert_eq!(
+            with("INC1", "abc", TicketType::Incident),
+            with("INC2", "abc", TicketType::Incident)
+        );
     }
 
     #[test]

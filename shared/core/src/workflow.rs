@@ -381,8 +381,118 @@ pub fn fallback_path(
     })
 }
 
+/// The Store record of a policy pre-approval (a standard change): written by
+/// `validate` from the policy it trusts, so the executing steps check every
+/// path the same way, whether a person or a standard change approved it.
+pub fn pre_approval_record(
+    execution: &str,
+    cert_id: &str,
+    plan_hash: &str,
+    standard_change: &str,
+) -> Value {
+    serde_json::json!({
+        "execution": execution,
+        "status": "approved",
+        "preApproved": true,
+        "standardChange": standard_change,
+        "request": {"certId": cert_id, "planHash": plan_hash},
+        "decision": {"approver": format!("policy:{standard_change}"), "verdict": "approve"},
+    })
+}
+
+/// Defence in depth for every executing step (renew, deploy, the fallback
+/// path): the Store must hold an approval of `plan_hash` for `execution`,
+/// granted by an authorised approver other than the requester (or recorded as a
+/// policy pre-approval by `validate`), and it must be spent by this execution
+/// (marked on first use with a conditional write; a retry of the same execution
+/// passes, any other is refused). The execution's state (task outputs) is not
+/// trusted: a forged `SendTaskSuccess` output alone moves nothing.
+pub async fn require_approval(
+    deps: &crate::ports::Deps,
+    execution: &str,
+    plan_hash: &str,
+) -> Result<(), Error> {
+    let id = crate::approval_id(execution, plan_hash);
+    let refuse = |why: String| Err(Error::ApprovalMissing(format!("approval {id}: {why}")));
+    for _ in 0..5 {
+        let Some(record) = deps.store.get("approvals", &id).await? else {
+            return refuse(format!(
+                "none recorded for plan {plan_hash} in this execution; refusing to execute"
+            ));
+        };
+        if record["execution"].as_str() != Some(execution) {
+            return refuse("belongs to another execution".into());
+        }
+        if record["status"] != "approved" {
+            return refuse(format!(
+                "is {}, not approved",
+                record["status"].as_str().unwrap_or("unreadable")
+            ));
+        }
+        let approver = record["decision"]["approver"].as_str().unwrap_or_default();
+        if record["preApproved"] == true {
+            let Some(std_change) = record["standardChange"].as_str() else {
+                return refuse("pre-approval names no standard change".into());
+            };
+            if record["request"]["planHash"].as_str() != Some(plan_hash) {
+                return refuse("pre-approval is for another plan".into());
+            }
+            let cert_id = record["request"]["certId"].as_str().unwrap_or_default();
+            let cert = deps.config.inventory.get(cert_id);
+            let covered = cert.is_some_and(|c| {
+                [false, true].iter().any(|fb| {
+                    deps.config
+                        .policy
+                        .standard_change_for(c, *fb)
+                        .is_some_and(|r| r.name == std_change)
+                })
+            });
+            if !covered {
+                return refuse(format!(
+                    "standard change {std_change} no longer covers {cert_id}"
+                ));
+            }
+        } else {
+            let request: crate::ApprovalRequest = serde_json::from_value(record["request"].clone())
+                .map_err(|e| Error::ApprovalMissing(format!("approval {id} is unreadable: {e}")))?;
+            if !request.plan_hash.eq_ignore_ascii_case(plan_hash) {
+                return refuse("approves another plan".into());
+            }
+            if record["decision"]["verdict"] != "approve" {
+                return refuse("was not an approval".into());
+            }
+            let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+            if approver.trim().is_empty() || same(approver, &request.requested_by) {
+                return refuse(format!("granted by the requester ({approver})"));
+            }
+            if !request.approvers.iter().any(|a| same(a, approver)) {
+                return refuse(format!("{approver} is not an authorised approver"));
+            }
+        }
+        match record["spentBy"].as_str() {
+            Some(e) if e == execution => return Ok(()),
+            Some(other) => return refuse(format!("already spent by {other}")),
+            None => {
+                let mut spent = record.clone();
+                spent["spentBy"] = Value::String(execution.to_string());
+                if deps
+                    .store
+                    .compare_and_swap("approvals", &id, Some(&record), &spent)
+                    .await?
+                {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Err(Error::Transient(format!(
+        "approval {id} changed concurrently while being spent"
+    )))
+}
+
 /// Appends an audit record for `execution` through the store port, stamped
-/// with the clock and the running runbook's version.
+/// with the clock and the running runbook's version. Anything that looks like a
+/// secret is replaced by `[REDACTED]` first (see [`crate::redact`]).
 pub async fn record_audit(
     deps: &crate::ports::Deps,
     execution: &str,
@@ -390,11 +500,19 @@ pub async fn record_audit(
     actor: &str,
     summary: Value,
 ) -> Result<crate::AuditRecord, Error> {
+    // Secret-looking text (a token pasted into a comment, a key in a response) is
+    // redacted on the way in, so recording never fails on content and a refusal
+    // always leaves its trace.
+    let actor = if crate::audit::find_secret(actor).is_some() {
+        crate::audit::REDACTED.to_string()
+    } else {
+        actor.to_string()
+    };
     let entry = crate::AuditEntry {
         at: deps.clock.now(),
         kind,
-        actor: actor.to_string(),
-        summary,
+        actor,
+        summary: crate::redact(&summary),
         runbook_version: deps.config.runbook.reference().version,
     };
     deps.store.append_audit(execution, entry).await
