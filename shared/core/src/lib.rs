@@ -77,7 +77,7 @@ pub use inventory::{
     RenewalMethod, Target, TargetKind,
 };
 pub use plan::{verify_plan_hash, Plan};
-pub use policy::Policy;
+pub use policy::{ChatPlatform, DirectoryEntry, Policy};
 pub use runbook::{Runbook, RunbookRef, StepAction};
 pub use validation::{
     validate, ApprovalPath, Check, CheckName, CheckStatus, Facts, ScanFinding, TicketTrigger,
