@@ -21,6 +21,7 @@ macro_rules! outln {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod chat_routes;
 mod data_dir;
 mod history;
 mod run;

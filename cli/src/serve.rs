@@ -46,12 +46,14 @@ struct AppState {
 /// The HTTP app over a stack: `POST /` (Step Functions API), `POST
 /// /webhooks/servicenow`, `POST /approvals/{id}`, `GET /health`.
 fn app(stack: Arc<Stack>, secret: Vec<u8>) -> Router {
+    let chat = crate::chat_routes::router(&stack);
     Router::new()
         .route("/", post(sfn))
         .route("/webhooks/servicenow", post(servicenow))
         .route("/approvals/{id}", post(approval))
         .route("/health", get(|| async { "ok" }))
         .with_state(Arc::new(AppState { stack, secret }))
+        .merge(chat)
 }
 
 async fn sfn(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {

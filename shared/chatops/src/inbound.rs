@@ -6,10 +6,14 @@
 //! `from.aadObjectId`, the signed interaction's `user.id` — mapped through the policy's
 //! approver directory; a user the directory does not list acts as `teams:<id>` /
 //! `slack:<id>`, which no change authority contains. The decision then goes through
-//! approval-callback's own path ([`certops_fn_approval_callback::handle`]): separation of
-//! duties, change authority, expiry, plan hash and single use are checked there, once.
+//! approval-callback's own path (`certops_fn_approval_callback::handle`, injected as a
+//! [`DecisionPath`] because the Lambda wiring that selects these adapters sits below that
+//! crate): separation of duties, change authority, expiry, plan hash and single use are
+//! checked there, once.
 //! Who, where and when go to the audit trail and the ticket.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +21,6 @@ use certops_core::integrations::SecretResolver;
 use certops_core::ports::{ApprovalCard, Clock, Deps, SystemClock, TicketUpdate};
 use certops_core::workflow::record_audit;
 use certops_core::{AuditKind, ChatPlatform, Error, Verdict};
-use certops_fn_approval_callback::Callback;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -54,9 +57,29 @@ impl Reply {
     }
 }
 
+/// A decision as the platform established it: the approval, the approver's directory
+/// identity (or `teams:<id>`/`slack:<id>` for an unlisted user), and the verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatDecision {
+    /// The approval id from the card.
+    pub approval_id: String,
+    /// Who decided.
+    pub approver: String,
+    /// Approve or reject.
+    pub verdict: Verdict,
+}
+
+/// Future returned by a [`DecisionPath`].
+pub type DecisionFuture = Pin<Box<dyn Future<Output = Result<String, Error>> + Send>>;
+
+/// approval-callback's decision path: applies a [`ChatDecision`] with every check and
+/// returns the approval's new status (`approved`, `rejected`), or the refusal.
+pub type DecisionPath = Arc<dyn Fn(Deps, ChatDecision) -> DecisionFuture + Send + Sync>;
+
 /// The inbound side of both platforms over one set of ports.
 pub struct ChatApprovals {
     deps: Deps,
+    decide: DecisionPath,
     teams: Option<(Arc<TeamsChat>, BotAuthenticator)>,
     slack: Option<Arc<SlackChat>>,
     wall_clock: Arc<dyn Clock>,
@@ -110,13 +133,22 @@ struct Outcome {
 
 impl ChatApprovals {
     /// The endpoints for the platforms `deps.config.integrations` configures.
-    pub fn new(deps: Deps, secrets: Arc<dyn SecretResolver>) -> Result<ChatApprovals, Error> {
+    /// Decisions go through `decide`.
+    pub fn new(
+        deps: Deps,
+        secrets: Arc<dyn SecretResolver>,
+        decide: DecisionPath,
+    ) -> Result<ChatApprovals, Error> {
         let adapters = ChatAdapters::from_config(&deps.config, deps.store.clone(), secrets)?;
-        Ok(Self::with_adapters(deps, adapters))
+        Ok(Self::with_adapters(deps, adapters, decide))
     }
 
     /// The endpoints over adapters already built.
-    pub fn with_adapters(deps: Deps, adapters: ChatAdapters) -> ChatApprovals {
+    pub fn with_adapters(
+        deps: Deps,
+        adapters: ChatAdapters,
+        decide: DecisionPath,
+    ) -> ChatApprovals {
         let teams = adapters.teams.map(|t| {
             let cfg = t.config();
             let keys = OpenIdKeys::new(
@@ -130,6 +162,7 @@ impl ChatApprovals {
         });
         ChatApprovals {
             deps,
+            decide,
             teams,
             slack: adapters.slack,
             wall_clock: Arc::new(SystemClock),
@@ -341,30 +374,29 @@ impl ChatApprovals {
             .identity_for(platform, user)
             .map(str::to_string)
             .unwrap_or_else(|| format!("{prefix}:{user}"));
-        let cb = Callback {
+        let decision = ChatDecision {
             approval_id: approval_id.to_string(),
             approver: identity.clone(),
             verdict,
-            comment: None,
         };
         let now = deps.clock.now();
         let attempt = json!({"platform": prefix, "platformUser": user, "identity": identity, "approvalId": approval_id, "verdict": verdict, "at": now});
-        let result = certops_fn_approval_callback::handle(deps, cb).await;
+        let result = (self.decide)(deps.clone(), decision).await;
         let outcome = match result {
-            Ok(decided) => {
+            Ok(status) => {
                 let at = now;
                 let _ = record_audit(
                     deps,
                     &execution,
                     AuditKind::Approval,
                     &format!("chat:{prefix}"),
-                    json!({"decided": decided.status, "attempt": attempt}),
+                    json!({"decided": status, "attempt": attempt}),
                 )
                 .await
                 .map_err(|e| tracing::error!("audit of a chat decision failed: {e}"));
                 let note = format!(
                     "Approval {approval_id} {} in {platform_name} by {identity} ({platform_name} user {user}) at {}.",
-                    decided.status,
+                    status,
                     at.to_rfc3339()
                 );
                 if !ticket.is_empty() {
@@ -385,7 +417,7 @@ impl ChatApprovals {
                 }
                 Outcome {
                     status: CardStatus::Decided {
-                        verdict: decided.status,
+                        verdict: status,
                         by: identity,
                         at,
                         platform: platform_name.into(),

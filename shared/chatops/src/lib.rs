@@ -7,7 +7,8 @@
 //! - [`teams_auth`] validates the Bot Connector's JWT on every activity; [`slack_signature`]
 //!   checks Slack's `v0` request signature.
 //! - [`inbound`] turns a verified Teams invoke or Slack interaction into a decision through
-//!   approval-callback's own decision path ([`certops_fn_approval_callback::handle`]), and
+//!   approval-callback's own decision path (`certops_fn_approval_callback::handle`, passed
+//!   in as an [`inbound::DecisionPath`]), and
 //!   [`routes`] mounts `POST /teams/messages` and `POST /slack/interactions`.
 //! - [`config`] reads `[teams]` and `[slack]` from `integrations.toml`.
 //!

@@ -214,13 +214,21 @@ impl Stack {
             }
         }
         let prober = crate::prober::TlsProber::new(probe_timeout)?;
+        let config = Arc::new(config);
+        // `[teams]` / `[slack]` in integrations.toml replace the local chat inbox.
+        let chat = certops_chatops::config::chat_port(
+            &config,
+            adapters.store.clone(),
+            Arc::new(certops_adapters::LocalSecrets),
+        )?
+        .unwrap_or_else(|| adapters.chat.clone());
         let deps = Deps {
-            config: Arc::new(config),
+            config,
             clock,
             store: adapters.store.clone(),
             queue: adapters.queue.clone(),
             itsm: adapters.tickets.clone(),
-            chat: adapters.chat.clone(),
+            chat,
             issuer: adapters.ca.clone(),
             keystore: adapters.keystore.clone(),
             targets: adapters.endpoints.clone(),
