@@ -336,44 +336,44 @@ fn authorised(s: &Inner, headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
-fn check_activity(activity: &Value) -> Result<(), Response> {
+fn check_activity(activity: &Value) -> Result<(), Box<Response>> {
     if activity["type"] != "message" {
-        return Err(connector_error(
+        return Err(Box::new(connector_error(
             StatusCode::BAD_REQUEST,
             "BadArgument",
             "Activity type must be message",
-        ));
+        )));
     }
     let attachments = activity["attachments"]
         .as_array()
         .cloned()
         .unwrap_or_default();
     if attachments.is_empty() && !activity["text"].is_string() {
-        return Err(connector_error(
+        return Err(Box::new(connector_error(
             StatusCode::BAD_REQUEST,
             "BadArgument",
             "Activity has neither text nor attachments",
-        ));
+        )));
     }
     for a in attachments {
         if a["contentType"] == "application/vnd.microsoft.card.adaptive"
             && (a["content"]["type"] != "AdaptiveCard"
                 || a["content"]["version"].as_str().is_none())
         {
-            return Err(connector_error(
+            return Err(Box::new(connector_error(
                 StatusCode::BAD_REQUEST,
                 "BadArgument",
                 "Adaptive card content is malformed",
-            ));
+            )));
         }
     }
     // Teams limits a message to about 28 KB.
     if activity.to_string().len() > 28 * 1024 {
-        return Err(connector_error(
+        return Err(Box::new(connector_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "MessageSizeTooBig",
             "Message size too large",
-        ));
+        )));
     }
     Ok(())
 }
@@ -399,7 +399,7 @@ async fn send_activity(
         );
     }
     if let Err(r) = check_activity(&activity) {
-        return r;
+        return *r;
     }
     let mut rec = s.rec.lock().expect("lock");
     rec.next += 1;
@@ -435,7 +435,7 @@ async fn update_activity(
         );
     }
     if let Err(r) = check_activity(&activity) {
-        return r;
+        return *r;
     }
     let mut rec = s.rec.lock().expect("lock");
     if !rec.activities.contains_key(&id) {
