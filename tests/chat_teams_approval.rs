@@ -340,3 +340,76 @@ async fn the_requester_cannot_approve_in_teams_under_another_id_form() {
         done.cause
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_are_updated_when_decided_elsewhere_or_expired() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cw = chat_world(dir.path()).await;
+    let (exec, id) = pending(&cw).await;
+    // Nothing to update while the request is open.
+    assert_eq!(cw.approvals.sync_cards().await.expect("sync"), 0);
+    assert!(cw.bot.calls().iter().all(|c| c.method != "PUT"));
+    // Decided through `certops approve` (the embedded decision path), not in chat.
+    cw.world
+        .stack
+        .decide(certops_fn_approval_callback::Callback {
+            approval_id: id.clone(),
+            approver: "cab-alice@example.com".into(),
+            verdict: certops_core::Verdict::Approve,
+            comment: None,
+        })
+        .await
+        .expect("approve");
+    assert_eq!(cw.approvals.sync_cards().await.expect("sync"), 1);
+    let put = cw
+        .bot
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "PUT")
+        .expect("Teams card updated");
+    assert!(
+        put.activity
+            .to_string()
+            .contains("Approved by cab-alice@example.com"),
+        "{}",
+        put.activity
+    );
+    let slack_update = cw
+        .slack
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "chat.update")
+        .expect("Slack message updated");
+    assert!(slack_update
+        .body
+        .to_string()
+        .contains("Approved by cab-alice@example.com"));
+    // Once closed, a card is not updated again.
+    assert_eq!(cw.approvals.sync_cards().await.expect("sync"), 0);
+    let done = cw
+        .world
+        .stack
+        .wait(&exec, Duration::from_secs(90))
+        .await
+        .expect("done");
+    assert_eq!(done.status.as_str(), "SUCCEEDED");
+
+    // A second renewal whose request runs out (the policy gives 5 minutes).
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let cw2 = chat_world(dir2.path()).await;
+    let (_exec2, id2) = pending(&cw2).await;
+    cw2.world.clock.advance(chrono::Duration::minutes(6));
+    assert_eq!(cw2.approvals.sync_cards().await.expect("sync"), 1);
+    let put = cw2
+        .bot
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "PUT")
+        .expect("Teams card updated");
+    let shown = put.activity.to_string();
+    assert!(shown.contains("expired") && shown.contains(&id2), "{shown}");
+    assert!(
+        put.activity["attachments"][0]["content"]["actions"].is_null(),
+        "expired card keeps buttons"
+    );
+}

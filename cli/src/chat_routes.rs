@@ -30,7 +30,22 @@ pub fn decision_path() -> DecisionPath {
 pub fn router(stack: &Stack) -> Router {
     let secrets = Arc::new(certops_adapters::LocalSecrets);
     match ChatApprovals::new(stack.deps.clone(), secrets, decision_path()) {
-        Ok(a) => certops_chatops::routes::router(Arc::new(a)),
+        Ok(a) => {
+            let a = Arc::new(a);
+            // Cards whose approval expired or was decided elsewhere are updated within a
+            // minute; the loop ends with the server's runtime.
+            let sync = a.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    every.tick().await;
+                    if let Err(e) = sync.sync_cards().await {
+                        tracing::warn!("updating chat cards failed: {e}");
+                    }
+                }
+            });
+            certops_chatops::routes::router(a)
+        }
         Err(e) => {
             // The stack built the same adapters already, so this is unexpected; serve the
             // rest and leave the chat routes absent (404) rather than half-configured.

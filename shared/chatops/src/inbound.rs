@@ -237,7 +237,9 @@ impl ChatApprovals {
             Ok(o) => o,
             Err(e) => return invoke_error(e.status, &e.reason),
         };
-        if outcome.for_everyone || !invoke {
+        // Decisions were shown everywhere already; a refusal answered to an Action.Submit
+        // fallback (no invoke response to carry it) goes on the card itself.
+        if !outcome.for_everyone && !invoke {
             if let Err(e) = chat.update_card(approval_id, &outcome.status).await {
                 tracing::warn!(%approval_id, "updating the Teams card failed: {e}");
             }
@@ -316,11 +318,12 @@ impl ChatApprovals {
                 .decide(ChatPlatform::Slack, &user, &approval_id, &verb)
                 .await
             {
-                Ok(o) => {
+                Ok(o) if !o.for_everyone => {
                     if let Err(e) = chat.update_card(&approval_id, &o.status).await {
                         tracing::warn!(%approval_id, "chat.update failed: {e}");
                     }
                 }
+                Ok(_) => {}
                 Err(e) => tracing::warn!(%approval_id, "Slack decision not taken: {}", e.reason),
             }
         });
@@ -479,7 +482,61 @@ impl ChatApprovals {
                 }
             }
         };
+        if outcome.for_everyone {
+            self.update_everywhere(approval_id, &outcome.status).await;
+            if let Err(e) = crate::open_cards::remove(deps.store.as_ref(), approval_id).await {
+                tracing::warn!(%approval_id, "closing the card in the index failed: {e}");
+            }
+        }
         Ok(outcome)
+    }
+
+    /// Updates every open card whose approval is no longer pending (decided elsewhere,
+    /// spent) or has expired, and closes it in the index. Returns how many were updated.
+    /// `certops serve` runs this periodically; it is idempotent.
+    pub async fn sync_cards(&self) -> Result<usize, Error> {
+        let store = self.deps.store.as_ref();
+        let now = self.deps.clock.now();
+        let mut updated = 0;
+        for id in crate::open_cards::list(store).await? {
+            let Some(record) = store.get("approvals", &id).await? else {
+                crate::open_cards::remove(store, &id).await?;
+                continue;
+            };
+            let expires =
+                serde_json::from_value::<certops_core::ApprovalRequest>(record["request"].clone())
+                    .ok()
+                    .map(|r| r.expires_at);
+            let status = if record["status"] != "pending" {
+                stored_status(&record)
+            } else if expires.map(|e| now > e).unwrap_or(false) {
+                CardStatus::Closed {
+                    reason: format!(
+                        "the request expired at {} without a decision",
+                        expires.map(|e| e.to_rfc3339()).unwrap_or_default()
+                    ),
+                }
+            } else {
+                continue;
+            };
+            self.update_everywhere(&id, &status).await;
+            crate::open_cards::remove(store, &id).await?;
+            updated += 1;
+        }
+        Ok(updated)
+    }
+
+    async fn update_everywhere(&self, approval_id: &str, status: &CardStatus) {
+        if let Some((t, _)) = &self.teams {
+            if let Err(e) = t.update_card(approval_id, status).await {
+                tracing::warn!(%approval_id, "updating the Teams card failed: {e}");
+            }
+        }
+        if let Some(s) = &self.slack {
+            if let Err(e) = s.update_card(approval_id, status).await {
+                tracing::warn!(%approval_id, "updating the Slack message failed: {e}");
+            }
+        }
     }
 
     async fn posted_card(&self, approval_id: &str) -> Option<ApprovalCard> {

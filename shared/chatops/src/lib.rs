@@ -17,6 +17,7 @@
 pub mod card;
 pub mod config;
 pub mod inbound;
+pub mod open_cards;
 pub mod openid_keys;
 pub mod routes;
 pub mod slack;

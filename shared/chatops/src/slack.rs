@@ -160,6 +160,7 @@ impl Chat for SlackChat {
         self.store
             .put_if_absent(MESSAGES_TABLE, &key, &record)
             .await?;
+        crate::open_cards::add(self.store.as_ref(), &card.approval_id).await?;
         tracing::info!(approval_id = %card.approval_id, %channel, %ts, "approval card posted to Slack");
         Ok(())
     }

@@ -262,6 +262,7 @@ impl Chat for TeamsChat {
         self.store
             .put_if_absent(MESSAGES_TABLE, &key, &record)
             .await?;
+        crate::open_cards::add(self.store.as_ref(), &card.approval_id).await?;
         tracing::info!(approval_id = %card.approval_id, activity = %id, "approval card posted to Teams");
         Ok(())
     }

@@ -40,6 +40,8 @@ pub struct ChatWorld {
     pub slack: SlackApi,
     /// certops' chat routes.
     pub certops: Served,
+    /// What serves them (for [`ChatApprovals::sync_cards`]).
+    pub approvals: Arc<ChatApprovals>,
     /// The clock Slack's ±300 s window is judged by (pinned).
     pub wall: Arc<TestClock>,
     /// An HTTP client.
@@ -127,12 +129,14 @@ team_id = "{team}"
     )
     .expect("chat routes")
     .with_wall_clock(wall.clone());
-    let certops = Served::start(certops_chatops::routes::router(Arc::new(approvals))).await;
+    let approvals = Arc::new(approvals);
+    let certops = Served::start(certops_chatops::routes::router(approvals.clone())).await;
     ChatWorld {
         world,
         bot,
         slack,
         certops,
+        approvals,
         wall,
         http: reqwest::Client::new(),
     }
