@@ -322,3 +322,56 @@ async fn the_requester_cannot_approve_in_slack_and_a_rejection_ends_the_change()
     assert_eq!(done.status.as_str(), "FAILED");
     assert_eq!(cw.task_successes(&exec), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_function_decides_a_signed_base64_interaction_and_refuses_a_forged_one() {
+    use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+    use base64::Engine;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cw = chat_world(dir.path()).await;
+    let (exec, id, ts) = pending(&cw).await;
+    let body = SlackApi::interaction("U0ALICE", "approve", &id, &ts);
+    let now = cw.wall.now().timestamp();
+    // As API Gateway (payload 2.0) delivers a form post: base64-encoded.
+    let request = |sig: &str| {
+        let mut req = ApiGatewayV2httpRequest {
+            raw_path: Some("/slack/interactions".into()),
+            body: Some(base64::engine::general_purpose::STANDARD.encode(&body)),
+            is_base64_encoded: true,
+            ..Default::default()
+        };
+        req.headers.insert(
+            "x-slack-request-timestamp",
+            now.to_string().parse().expect("header"),
+        );
+        req.headers
+            .insert("x-slack-signature", sig.parse().expect("header"));
+        req
+    };
+    let forged =
+        certops_fn_chat_approval::handle(&cw.approvals, request(&sign("guess", now, &body))).await;
+    assert_eq!(forged.status_code, 401);
+    cw.assert_untouched(&exec, &id, None, "forged via the HTTP API")
+        .await;
+    let ok =
+        certops_fn_chat_approval::handle(&cw.approvals, request(&sign(SIGNING_SECRET, now, &body)))
+            .await;
+    assert_eq!(ok.status_code, 200);
+    let done = cw
+        .world
+        .stack
+        .wait(&exec, Duration::from_secs(90))
+        .await
+        .expect("done");
+    assert_eq!(
+        done.status.as_str(),
+        "SUCCEEDED",
+        "{:?} {:?}",
+        done.error,
+        done.cause
+    );
+    assert_eq!(
+        cw.ticket(&id).await.approved_by.as_deref(),
+        Some("cab-alice@example.com")
+    );
+}

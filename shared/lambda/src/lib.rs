@@ -15,9 +15,11 @@
 
 mod aws;
 mod secret;
+mod secret_refs;
 
 pub use certops_aws::sfn::SfnWorkflow;
 pub use secret::EnvSecret;
+pub use secret_refs::LambdaSecrets;
 
 use certops_adapters::{Embedded, TlsProber};
 use certops_core::integrations::Integrations;
@@ -128,6 +130,17 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
     })
 }
 
+/// `[teams]` / `[slack]` in integrations.toml replace the chat port (secrets by ARN).
+pub fn with_chat(mut deps: Deps) -> Result<Deps, Error> {
+    let secrets = Arc::new(LambdaSecrets::default());
+    if let Some(chat) =
+        certops_chatops::config::chat_port(&deps.config, deps.store.clone(), secrets)?
+    {
+        deps.chat = chat;
+    }
+    Ok(deps)
+}
+
 /// JSON logs to stdout, as CloudWatch expects; `RUST_LOG` filters.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -152,6 +165,7 @@ where
     init_tracing();
     let deps = deps_from_env()
         .await
+        .and_then(with_chat)
         .map_err(|e| Box::new(e) as lambda_runtime::Error)?;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<E>| {
