@@ -217,6 +217,25 @@ async fn forged_misplaced_and_unauthorised_teams_clicks_change_nothing() {
         assert_eq!(status, *want, "{case}: {reply}");
         cw.assert_untouched(&exec, &id, Some(audit_len), case).await;
     }
+    // Within the 5 minutes of skew either way a token still authenticates (here on an
+    // approval id that does not exist, so nothing is decided).
+    for (exp_in, nbf_in) in [(-240, -3600), (3600, 240)] {
+        let t = cw.bot.token(&with(&|s| {
+            s.exp_in = exp_in;
+            s.nbf_in = nbf_in;
+        }));
+        let (status, reply) = cw
+            .post_teams(
+                Some(&bearer(&t)),
+                &cw.invoke("aad-alice-0001", "approve", "APR-000000000000"),
+            )
+            .await;
+        assert_eq!(
+            (status, reply["statusCode"].as_u64()),
+            (200, Some(404)),
+            "skew {exp_in}/{nbf_in}: {reply}"
+        );
+    }
     // No token at all, and a valid token on an activity that claims another serviceUrl.
     let (status, _) = cw.post_teams(None, &activity).await;
     assert_eq!(status, 401, "no token");
