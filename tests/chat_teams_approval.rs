@@ -331,19 +331,27 @@ async fn the_requester_cannot_approve_in_teams_under_another_id_form() {
         .await
         .iter()
         .any(|r| r.summary["refused"] == "SelfApproval"));
-    // cab-alice may still approve.
+    // cab-alice may still approve — here from a client without Universal Actions, whose
+    // Action.Submit fallback arrives as a message activity carrying the card's data.
     let t = cw.bot.token(&cw.bot.valid(&cw.bot.service_url()));
-    let (_, reply) = cw
-        .post_teams(
-            Some(&bearer(&t)),
-            &cw.invoke("aad-alice-0001", "approve", &id),
-        )
-        .await;
+    let mut submit = cw.invoke("aad-alice-0001", "approve", &id);
+    submit["type"] = serde_json::json!("message");
+    submit["name"] = serde_json::Value::Null;
+    submit["value"] = serde_json::json!({"approvalId": id, "verb": "approve"});
+    let (status, _) = cw.post_teams(Some(&bearer(&t)), &submit).await;
+    assert_eq!(status, 200);
+    let put = cw
+        .bot
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "PUT")
+        .expect("card replaced");
     assert!(
-        reply["value"]
+        put.activity
             .to_string()
             .contains("Approved by cab-alice@example.com"),
-        "{reply}"
+        "{}",
+        put.activity
     );
     let done = cw
         .world

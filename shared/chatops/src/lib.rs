@@ -12,6 +12,16 @@
 //!   [`routes`] mounts `POST /teams/messages` and `POST /slack/interactions`.
 //! - [`config`] reads `[teams]` and `[slack]` from `integrations.toml`.
 //!
+//! ```
+//! use certops_chatops::slack_signature;
+//! // Slack signs `v0:{timestamp}:{raw body}`; anything else, or outside ±300 s, is refused.
+//! let body = b"payload=%7B%22type%22%3A%22block_actions%22%7D";
+//! let sig = slack_signature::sign(b"signing-secret", 1_800_000_000, body);
+//! assert!(slack_signature::verify(b"signing-secret", Some("1800000000"), Some(&sig), body, 1_800_000_100).is_ok());
+//! let late = slack_signature::verify(b"signing-secret", Some("1800000000"), Some(&sig), body, 1_800_000_301);
+//! assert_eq!(late.unwrap_err().status, 401);
+//! ```
+//!
 //! [`Chat`]: certops_core::ports::Chat
 
 pub mod card;

@@ -202,7 +202,14 @@ impl ChatWorld {
                     .expect("approval id on the card")
                     .to_string();
                 let rec = self.approval(&id).await;
-                if rec["execution"] == execution {
+                // The step audits the request after posting the cards: wait for that too,
+                // so tests that count audit records start from a settled trail.
+                let audited = self
+                    .audit(execution)
+                    .await
+                    .iter()
+                    .any(|r| r.summary["requested"] == id.as_str());
+                if rec["execution"] == execution && audited {
                     return id;
                 }
             }
