@@ -238,15 +238,15 @@ fn sam_translator_transforms_the_template() {
     let count = report["resources"].as_u64().expect("count");
     eprintln!("transformed resources: {count}\n{:#}", report["by_type"]);
     for (kind, n) in [
-        ("AWS::Lambda::Function", 11),
+        ("AWS::Lambda::Function", 12),
         ("AWS::DynamoDB::Table", 3),
         ("AWS::SQS::Queue", 5),
         ("AWS::StepFunctions::StateMachine", 1),
         ("AWS::StepFunctions::StateMachineAlias", 1),
         ("AWS::Scheduler::Schedule", 1),
         ("AWS::Lambda::EventSourceMapping", 2),
-        ("AWS::SecretsManager::Secret", 5),
-        ("AWS::CloudWatch::Alarm", 6),
+        ("AWS::SecretsManager::Secret", 8),
+        ("AWS::CloudWatch::Alarm", 7),
     ] {
         assert_eq!(
             report["by_type"][kind], n,

@@ -22,6 +22,7 @@ macro_rules! outln {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod api_auth;
+mod chat_routes;
 mod data_dir;
 mod history;
 mod run;

@@ -59,16 +59,18 @@ struct AppState {
 /// The HTTP app over a stack: `POST /` (Step Functions API), `POST
 /// /webhooks/servicenow`, `POST /approvals/{id}`, `GET /health`.
 fn app(stack: Arc<Stack>, secrets: Secrets, credentials: ApiCredentials) -> Router {
+    let chat = crate::chat_routes::router(&stack);
     let state = Arc::new(AppState {
         stack,
         secrets,
         credentials,
     });
-    routes(state.clone()).with_state(state)
+    routes(state.clone()).with_state(state).merge(chat)
 }
 
 /// Every route. Each authenticates its own callers: the Step Functions API by
-/// SigV4 (the [`sigv4_layer`] middleware), webhooks and callbacks by their signatures.
+/// SigV4 (the [`sigv4_layer`] middleware), webhooks and callbacks by their signatures;
+/// the Teams and Slack routes (merged in [`app`]) by the platforms' tokens and signatures.
 fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route(

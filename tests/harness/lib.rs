@@ -2,6 +2,7 @@
 //! conformance fixtures, and helpers to start `certops` processes on free
 //! loopback ports and stop them on drop.
 
+pub mod chat;
 pub mod contract;
 pub mod issuers;
 pub mod moto;

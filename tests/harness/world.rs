@@ -89,6 +89,23 @@ pub struct World {
 /// Builds a world in `dir`: `shop-web-prod` (CN shop.example.com, prod,
 /// internal PKI, change authority olivia + cab-alice) expiring in 7 days.
 pub async fn world(dir: &Path, prod_window: Option<&str>) -> World {
+    world_with(
+        dir,
+        prod_window,
+        "",
+        certops_core::integrations::Integrations::none(),
+    )
+    .await
+}
+
+/// [`world`] with `policy_extra` appended to the policy (e.g. an approver directory) and
+/// the given `integrations.toml` (e.g. `[teams]`/`[slack]` pointing at emulators).
+pub async fn world_with(
+    dir: &Path,
+    prod_window: Option<&str>,
+    policy_extra: &str,
+    integrations: certops_core::integrations::Integrations,
+) -> World {
     let clock = TestClock::now_real();
     let dyn_clock: Arc<dyn Clock> = clock.clone();
     let adapters = Embedded::open(dir, dyn_clock.clone()).expect("adapters");
@@ -171,10 +188,11 @@ endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "shop.example.com" }}]
     );
     let config = Config {
         inventory: Inventory::from_toml_str(&inventory_text).expect("inventory"),
-        policy: Policy::from_toml_str(&policy(prod_window)).expect("policy"),
+        policy: Policy::from_toml_str(&format!("{}\n{policy_extra}", policy(prod_window)))
+            .expect("policy"),
         runbook: Runbook::from_toml_str(RUNBOOK).expect("runbook"),
         default_oncall: "oncall@example.com".into(),
-        integrations: certops_core::integrations::Integrations::none(),
+        integrations,
     };
     let stack = Stack::with_adapters(dir, adapters, config, dyn_clock, Duration::from_secs(3))
         .await

@@ -71,7 +71,9 @@ impl ApprovalRequest {
             cert_id: cert.id.clone(),
             plan_hash: plan.hash(),
             path,
-            requested_by: requested_by.to_string(),
+            // The person, not the id form: a requester listed in the approver directory
+            // under several ids cannot approve under another one.
+            requested_by: policy.canonical_identity(requested_by),
             requested_at: now,
             expires_at: now + timeout,
             approvers: policy.approvers(cert, path),
@@ -231,6 +233,23 @@ mod tests {
         // Even if the requester were in the change authority.
         request.approvers.push("dave@example.com".into());
         let d = decision("Dave@Example.com", &plan, 10);
+        let err = check_decision(&request, &d, &plan.hash()).unwrap_err();
+        assert_eq!(err.name(), "SelfApproval");
+    }
+
+    #[test]
+    fn self_approval_under_another_id_form_is_refused() {
+        let inventory = Inventory::from_toml_str(INVENTORY).unwrap();
+        let text = format!(
+            "{POLICY}\n[[approval.directory]]\nidentity = \"carol@example.com\"\nslack = [\"U0CAROL\"]\n"
+        );
+        let policy = Policy::from_toml_str(&text).unwrap();
+        let cert = inventory.get("shop-www-prod").unwrap();
+        let plan = sample_plan();
+        // The ticket names the requester by their Slack id; the approval comes as carol.
+        let request = ApprovalRequest::new("e", &plan, cert, &policy, "U0CAROL", now()).unwrap();
+        assert_eq!(request.requested_by, "carol@example.com");
+        let d = decision("carol@example.com", &plan, 10);
         let err = check_decision(&request, &d, &plan.hash()).unwrap_err();
         assert_eq!(err.name(), "SelfApproval");
     }

@@ -177,7 +177,6 @@ pub const ERROR_NAMES: &[&str] = &[
     "AccessDenied",
     "NotFound",
     "IssuanceFailed",
-
     "ApprovalMissing",
 ];
 
@@ -232,7 +231,6 @@ mod tests {
             Error::AccessDenied(s()),
             Error::NotFound(s()),
             Error::IssuanceFailed(s()),
-
             Error::ApprovalMissing(s()),
         ]
     }

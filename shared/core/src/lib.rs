@@ -78,7 +78,7 @@ pub use inventory::{
     ReloadMethod, RenewalMethod, Solver, Target, TargetKind,
 };
 pub use plan::{verify_plan_hash, Plan};
-pub use policy::Policy;
+pub use policy::{ChatPlatform, DirectoryEntry, Policy};
 pub use runbook::{Runbook, RunbookRef, StepAction};
 pub use validation::{
     validate, ApprovalPath, Check, CheckName, CheckStatus, Facts, ScanFinding, TicketTrigger,

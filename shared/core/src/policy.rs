@@ -234,6 +234,47 @@ pub struct ApprovalPolicy {
     pub ecab: Vec<String>,
     /// Time-outs per approval path.
     pub timeouts: ApprovalTimeouts,
+    /// The approver directory: which Teams and Slack users (and other id forms) are which
+    /// person. Chat decisions are attributed only through it. Empty by default.
+    #[serde(default)]
+    pub directory: Vec<DirectoryEntry>,
+}
+
+/// One person in the approver directory, under every id form they appear with.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryEntry {
+    /// The identity approvals name (as in `change_authority` and `ecab`), e.g. an e-mail.
+    pub identity: String,
+    /// Microsoft Teams: the user's Entra ID (AAD) object ids, as the verified activity's
+    /// `from.aadObjectId` carries them.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// Slack: user ids (`U…`/`W…`), as the verified interaction's `user.id` carries them.
+    #[serde(default)]
+    pub slack: Vec<String>,
+    /// Other forms of the same person (a UPN, a second e-mail, an ITSM user name), so
+    /// separation of duties sees through them.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// A chat platform whose user ids the directory maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatPlatform {
+    /// Microsoft Teams (Entra object id).
+    Teams,
+    /// Slack (user id).
+    Slack,
+}
+
+impl DirectoryEntry {
+    fn forms(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.identity)
+            .chain(&self.teams)
+            .chain(&self.slack)
+            .chain(&self.aliases)
+    }
 }
 
 /// Approval time-outs per path, in minutes.
@@ -339,6 +380,26 @@ impl Policy {
                 "field `acme.safety_margin` leaves no usable budget".into(),
             ));
         }
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        for entry in &policy.approval.directory {
+            if entry.identity.trim().is_empty() {
+                return Err(invalid(
+                    "approval.directory: an entry has an empty `identity`".into(),
+                ));
+            }
+            for form in entry.forms() {
+                let key = form.trim().to_ascii_lowercase();
+                match seen.insert(key, entry.identity.as_str()) {
+                    Some(other) if !other.eq_ignore_ascii_case(&entry.identity) => {
+                        return Err(invalid(format!(
+                            "approval.directory: \"{form}\" is listed for both \"{other}\" and \"{}\"",
+                            entry.identity
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+        }
         for (i, rule) in policy.standard_changes.iter().enumerate() {
             if rule.environments.is_empty() || rule.methods.is_empty() {
                 return Err(invalid(format!(
@@ -376,6 +437,38 @@ impl Policy {
             ApprovalPath::Emergency => self.approval.ecab.clone(),
             ApprovalPath::Blocked | ApprovalPath::PreApproved => Vec::new(),
         }
+    }
+
+    /// The identity of the `platform` user `user_id`, from the approver directory; `None`
+    /// for a user the directory does not list.
+    pub fn identity_for(&self, platform: ChatPlatform, user_id: &str) -> Option<&str> {
+        let user_id = user_id.trim();
+        if user_id.is_empty() {
+            return None;
+        }
+        self.approval
+            .directory
+            .iter()
+            .find(|e| {
+                let ids = match platform {
+                    ChatPlatform::Teams => &e.teams,
+                    ChatPlatform::Slack => &e.slack,
+                };
+                ids.iter().any(|id| id.trim().eq_ignore_ascii_case(user_id))
+            })
+            .map(|e| e.identity.as_str())
+    }
+
+    /// The directory identity behind any of a person's id forms (platform ids, aliases);
+    /// `id` itself when the directory does not list it.
+    pub fn canonical_identity(&self, id: &str) -> String {
+        let needle = id.trim();
+        self.approval
+            .directory
+            .iter()
+            .find(|e| e.forms().any(|f| f.trim().eq_ignore_ascii_case(needle)))
+            .map(|e| e.identity.clone())
+            .unwrap_or_else(|| id.to_string())
     }
 
     /// The first standard change that covers `cert`, if any.
@@ -567,6 +660,35 @@ safety_margin = 10
         let text = POLICY.replace("2026-12-21T00:00:00+01:00", "2026-12-21T00:00:00");
         let err = Policy::from_toml_str(&text).unwrap_err().to_string();
         assert!(err.contains("RFC 3339"), "{err}");
+    }
+
+    #[test]
+    fn directory_maps_platform_ids_and_aliases_to_one_identity() {
+        let text = format!(
+            "{POLICY}\n[[approval.directory]]\nidentity = \"carol@example.com\"\nteams = [\"aad-carol\"]\nslack = [\"U0CAROL\"]\naliases = [\"carol.c@corp.example\"]\n"
+        );
+        let p = Policy::from_toml_str(&text).unwrap();
+        assert_eq!(
+            p.identity_for(ChatPlatform::Teams, "AAD-carol"),
+            Some("carol@example.com")
+        );
+        assert_eq!(
+            p.identity_for(ChatPlatform::Slack, "U0CAROL"),
+            Some("carol@example.com")
+        );
+        // A Slack id is not a Teams id, and unknown users map to nobody.
+        assert_eq!(p.identity_for(ChatPlatform::Teams, "U0CAROL"), None);
+        assert_eq!(p.identity_for(ChatPlatform::Slack, "U0MALLORY"), None);
+        assert_eq!(
+            p.canonical_identity("carol.c@corp.example"),
+            "carol@example.com"
+        );
+        assert_eq!(p.canonical_identity("u0carol"), "carol@example.com");
+        assert_eq!(p.canonical_identity("dave@example.com"), "dave@example.com");
+
+        let twice = format!("{text}\n[[approval.directory]]\nidentity = \"mallory@example.com\"\nslack = [\"U0CAROL\"]\n");
+        let err = Policy::from_toml_str(&twice).unwrap_err().to_string();
+        assert!(err.contains("U0CAROL"), "{err}");
     }
 
     #[test]

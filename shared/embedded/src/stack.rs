@@ -234,13 +234,21 @@ impl Stack {
             },
         )
         .await?;
+        let config = Arc::new(config);
+        // `[teams]` / `[slack]` in integrations.toml replace the local chat inbox.
+        let chat = certops_chatops::config::chat_port(
+            &config,
+            adapters.store.clone(),
+            Arc::new(certops_adapters::LocalSecrets),
+        )?
+        .unwrap_or_else(|| adapters.chat.clone());
         let deps = Deps {
-            config: Arc::new(config),
+            config,
             clock,
             store: adapters.store.clone(),
             queue: adapters.queue.clone(),
             itsm,
-            chat: adapters.chat.clone(),
+            chat,
             issuer,
             keystore: adapters.keystore.clone(),
             targets: routers.targets,

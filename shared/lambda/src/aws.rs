@@ -18,10 +18,10 @@ use certops_aws::secrets::SecretsKeystore;
 use certops_aws::sfn::SfnWorkflow;
 use certops_aws::sqs::SqsQueue;
 use certops_aws::targets::AwsTargets;
-use certops_core::ports::{
-    Chat, Clock, Config, Deps, Issuer, Itsm, Keystore, TokenSealer, Workflow,
-};
 use certops_core::integrations::SecretResolver;
+use certops_core::ports::{
+    Chat, Clock, Config, Deps, Issuer, Itsm, Keystore, Store, TokenSealer, Workflow,
+};
 use certops_core::Error;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,8 +54,12 @@ async fn itsm_adapter(
 }
 
 /// The real chat adapter the integrations name (`[teams]`, `[slack]`), if any.
-fn chat_adapter(_config: &Config) -> Result<Option<Arc<dyn Chat>>, Error> {
-    Ok(None)
+fn chat_adapter(
+    config: &Arc<Config>,
+    store: Arc<dyn Store>,
+    secrets: &Arc<dyn SecretResolver>,
+) -> Result<Option<Arc<dyn Chat>>, Error> {
+    certops_chatops::config::chat_port(config, store, secrets.clone())
 }
 
 /// The real issuer adapter the integrations name (`[issuers.<name>]`), if any.
@@ -100,6 +104,8 @@ pub(crate) async fn deps(
 ) -> Result<Deps, Error> {
     let sdk = crate::sdk_config().await;
     let keystore: Arc<dyn Keystore> = Arc::new(SecretsKeystore::from_env(sdk));
+    let store: Arc<dyn Store> = Arc::new(DynamoStore::from_env(sdk)?.with_clock(clock.clone()));
+    let config = Arc::new(config);
     let sealing = EnvSecret::from_env("CERTOPS_SEALING_KEY");
     let sealer: Arc<dyn TokenSealer> = if sealing.is_configured() {
         let seed = sealing.get().await?;
@@ -127,7 +133,7 @@ pub(crate) async fn deps(
             })
         }
     };
-    let chat: Arc<dyn Chat> = match chat_adapter(&config)? {
+    let chat: Arc<dyn Chat> = match chat_adapter(&config, store.clone(), &secrets)? {
         Some(a) => a,
         None if allow => embedded.chat.clone(),
         None => {
@@ -138,17 +144,18 @@ pub(crate) async fn deps(
             })
         }
     };
-    let issuer: Arc<dyn Issuer> = match issuer_adapter(&config, embedded, &keystore, &secrets, sdk, allow).await? {
-        Some(a) => a,
-        None if allow => embedded.ca.clone(),
-        None => {
-            stand_ins.push("issuer");
-            Arc::new(NotConfigured {
-                port: "issuer",
-                tables: "[issuers.<name>]",
-            })
-        }
-    };
+    let issuer: Arc<dyn Issuer> =
+        match issuer_adapter(&config, embedded, &keystore, &secrets, sdk, allow).await? {
+            Some(a) => a,
+            None if allow => embedded.ca.clone(),
+            None => {
+                stand_ins.push("issuer");
+                Arc::new(NotConfigured {
+                    port: "issuer",
+                    tables: "[issuers.<name>]",
+                })
+            }
+        };
     // Only intake starts executions; the others complete tasks and need no ARN.
     let sfn: Arc<dyn Workflow> = Arc::new(SfnWorkflow::new(
         aws_sdk_sfn::Client::new(sdk),
@@ -167,9 +174,9 @@ pub(crate) async fn deps(
         })
     };
     Ok(Deps {
-        config: Arc::new(config),
+        config,
         clock: clock.clone(),
-        store: Arc::new(DynamoStore::from_env(sdk)?.with_clock(clock.clone())),
+        store,
         queue: Arc::new(SqsQueue::from_env(sdk)),
         itsm,
         chat,

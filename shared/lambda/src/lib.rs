@@ -19,10 +19,12 @@
 mod aws;
 pub mod config_source;
 mod secret;
+mod secret_refs;
 pub mod stand_in;
 
 pub use certops_aws::sfn::SfnWorkflow;
 pub use secret::EnvSecret;
+pub use secret_refs::LambdaSecrets;
 
 use certops_adapters::{Embedded, TlsProber};
 use certops_core::ports::{Clock, Deps, SystemClock};
@@ -99,7 +101,7 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
         },
     )
     .await?;
-    Ok(Deps {
+    with_chat(Deps {
         config: Arc::new(config),
         clock,
         store: adapters.store.clone(),
@@ -114,6 +116,18 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
         workflow: Arc::new(workflow),
         sealer: adapters.sealer.clone(),
     })
+}
+
+/// `[teams]` / `[slack]` in integrations.toml replace the chat port (secrets by ARN); the
+/// AWS backend builds its chat port itself, with its stand-in rule.
+fn with_chat(mut deps: Deps) -> Result<Deps, Error> {
+    let secrets = Arc::new(LambdaSecrets::default());
+    if let Some(chat) =
+        certops_chatops::config::chat_port(&deps.config, deps.store.clone(), secrets)?
+    {
+        deps.chat = chat;
+    }
+    Ok(deps)
 }
 
 /// JSON logs to stdout, as CloudWatch expects; `RUST_LOG` filters.

@@ -4,8 +4,8 @@
 
 pub mod cdn;
 pub mod deploy;
-pub mod itsm;
 pub mod issuer;
+pub mod itsm;
 pub mod keystore;
 pub mod queue;
 pub mod store;
