@@ -21,6 +21,7 @@ macro_rules! outln {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod console;
 mod data_dir;
 mod history;
 mod run;
@@ -84,6 +85,8 @@ enum Command {
     Reject(workflow::DecideArgs),
     /// Check the audit trail's hash chain (`audit verify`) or print it (`audit show`).
     Audit(workflow::AuditArgs),
+    /// Manage web console accounts (`user add NAME` reads the password from the terminal or stdin).
+    User(console::accounts::UserArgs),
 }
 
 /// Options of `certops plan`.
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
                 workflow::decide(&cli.data_dir, a, certops_core::Verdict::Reject).await
             }
             Command::Audit(a) => workflow::audit(&cli.data_dir, a).await,
+            Command::User(a) => console::accounts::run(&cli.data_dir, a),
         }
     });
     match result {
