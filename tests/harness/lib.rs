@@ -2,6 +2,7 @@
 //! conformance fixtures, and helpers to start `certops` processes on free
 //! loopback ports and stop them on drop.
 
+pub mod console;
 pub mod contract;
 pub mod moto;
 pub mod process;
