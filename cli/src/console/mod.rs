@@ -18,6 +18,9 @@ pub mod scan_log;
 pub mod session;
 pub mod views;
 
+#[cfg(test)]
+mod tests;
+
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

@@ -462,7 +462,7 @@ pub fn scans(s: &Scans) -> Markup {
                                     td { (f.ci) } td { (when(&f.observed_expiry)) }
                                     td class="mono" { (f.observed_fingerprint.as_deref().and_then(|x| x.get(..16)).unwrap_or("-")) }
                                     td { @match w {
-                                        Some(w) => { a href={"/console/executions/" (seg(w.execution.rsplit(':').next().unwrap_or(&w.execution)))} { (w.execution.rsplit(':').next().unwrap_or(&w.execution)) } @if w.duplicate { " (already running)" } }
+                                        Some(w) => { a href={"/console/executions/" (seg(w.execution.rsplit(':').next().unwrap_or(&w.execution)))} { (w.execution.rsplit(':').next().unwrap_or(&w.execution)) } @if w.duplicate { " (already started)" } }
                                         None => { span class="bad" { "not started" } }
                                     } }
                                 }
