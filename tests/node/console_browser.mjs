@@ -170,6 +170,7 @@ try {
   await s.page.locator('svg.graph g.node[data-state="Rollback"]').click();
   const hl = await s.page.locator("#history tr.hl").evaluateAll((rs) => rs.map((r) => r.getAttribute("data-state")));
   check(hl.length > 0 && hl.every((x) => x === "Rollback"), "selecting a state in the graph highlights its history events");
+  if (shots) await s.page.locator("section.graph-pane").screenshot({ path: join(shots, "execution-rollback-graph.png") });
   // Expandable input/output.
   const det = s.page.locator("#history details").first();
   await det.locator("summary").click();
@@ -204,6 +205,13 @@ try {
   check(await s.page.locator("article.approval").filter({ hasText: waiting }).count() === 1, "after the refused POSTs the approval still waits");
 
   // 5. Approve in the browser: the waiting execution completes, the ticket shows the approver.
+  // A second tab shows the waiting execution; it refreshes by itself when the execution moves on.
+  const watcher = await context.newPage();
+  const watcherProblems = watch(watcher);
+  await watcher.goto(`${base}/executions/${enc(waiting)}`);
+  check((await watcher.locator("body").getAttribute("data-live")) !== null, "a running execution's page is live");
+  check((await watcher.locator("h1 .pill").textContent()) === "RUNNING", "the waiting execution shows RUNNING");
+  check((await watcher.locator('svg.graph g.node[data-state="RequestApproval"]').getAttribute("class")).includes("current"), "the graph marks the state the execution waits in");
   s.problems.length = 0;
   await card.locator("input[name=comment]").fill("approved in the browser test");
   await Promise.all([s.page.waitForNavigation(), card.locator("button.approve").click()]);
@@ -220,6 +228,12 @@ try {
     await s.page.waitForTimeout(200);
   }
   await s.page.goto(`${base}/executions/${enc(waiting)}`);
+  // The watching tab reloaded itself (live refresh), without anyone touching it.
+  await watcher.waitForFunction(() => document.querySelector("h1 .pill")?.textContent !== "RUNNING", null, { timeout: 30000 })
+    .then(() => check(true, "the open execution page refreshed itself when the execution moved on"))
+    .catch(() => check(false, "the open execution page refreshed itself when the execution moved on"));
+  check(watcherProblems.length === 0, `the live page had no console error or failed request${watcherProblems.length ? ": " + watcherProblems.join("; ") : ""}`);
+  await watcher.close();
   check(status !== "" && status !== "RUNNING", `the approved execution completed (${status})`);
   const approvedBy = (await s.page.locator(".approved-by").textContent().catch(() => "")) || "";
   check(approvedBy === approver, `the ticket shows the signed-in approver (${approvedBy})`);

@@ -349,10 +349,10 @@ pub fn svg(def: &Definition, layout: &Layout, path: &PathTaken) -> Markup {
             viewBox={"0 0 " (layout.width.round()) " " (layout.height.round())}
             width=(layout.width.round()) height=(layout.height.round()) {
             defs {
-                marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse" {
+                marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" orient="auto-start-reverse" {
                     path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead" {}
                 }
-                marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse" {
+                marker id="arrow-taken" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" orient="auto-start-reverse" {
                     path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead taken" {}
                 }
             }

@@ -568,6 +568,7 @@ async fn decide(
     };
     if !session::same_token(&s.csrf, &form.csrf) {
         tracing::warn!(account = %s.user, approval = %id, "console decision refused: missing or wrong CSRF token");
+        audit_refusal(&app, &id, &s.user, "CsrfRefused").await;
         return error(
             json,
             StatusCode::FORBIDDEN,
@@ -619,6 +620,31 @@ async fn decide(
             let text = format!("Refused ({}): {e}", e.name());
             approvals_page(&app, &headers, &s, status, Some((false, text))).await
         }
+    }
+}
+
+/// Records a console-side refusal (before the callback handler runs) in the
+/// audit chain of the execution the approval belongs to, if it exists.
+async fn audit_refusal(app: &Console, approval_id: &str, user: &str, reason: &str) {
+    let deps = &app.stack.deps;
+    let Ok(Some(record)) = deps.store.get("approvals", approval_id).await else {
+        return;
+    };
+    let Some(execution) = record["execution"].as_str() else {
+        return;
+    };
+    let summary =
+        json!({"refused": reason, "approvalId": approval_id, "via": "console", "account": user});
+    if let Err(e) = certops_core::workflow::record_audit(
+        deps,
+        execution,
+        certops_core::AuditKind::Approval,
+        &format!("console:{user}"),
+        summary,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "console refusal not audited");
     }
 }
 

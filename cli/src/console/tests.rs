@@ -500,4 +500,15 @@ async fn decisions_go_through_the_callback_checks_as_the_signed_in_person() {
         .any(|r| r.actor == format!("approver:{BOB}")
             && r.summary["refused"] == "NotInChangeAuthority"));
     assert!(audit.iter().any(|r| r.actor == format!("approver:{ALICE}")));
+    // The refused forged POSTs are on the record too, and the chain still verifies.
+    assert_eq!(
+        audit
+            .iter()
+            .filter(
+                |r| r.actor == format!("console:{ALICE}") && r.summary["refused"] == "CsrfRefused"
+            )
+            .count(),
+        2
+    );
+    assert!(certops_core::verify_chain(&audit).is_ok());
 }
