@@ -57,6 +57,17 @@ for b in nginx haproxy varnishd varnishadm; do
 done
 command -v cc >/dev/null || { echo "a C compiler (gcc) is required by varnishd to compile VCL" >&2; exit 1; }
 # --- end issue 15 --------------------------------------------------------------------------
+# --- web console (issue 16): the browser tests drive the Debian chromium with npm playwright-core ---
+echo "==> installing test dependencies (Debian: chromium; npm: playwright-core)"
+if [ ! -x /usr/bin/chromium ]; then
+  # Package scripts must start no daemons.
+  [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+fi
+test -x /usr/bin/chromium || { echo "chromium (Debian) is required by the console browser tests and could not be installed" >&2; exit 1; }
+test -d tests/node/node_modules/playwright-core || { echo "playwright-core (npm) is required by the console browser tests and could not be installed" >&2; exit 1; }
+# --- end web console ---
 
 echo "==> building binaries used by end-to-end tests"
 cargo build --workspace --bins

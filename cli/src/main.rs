@@ -23,6 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod api_auth;
 mod chat_routes;
+mod console;
 mod data_dir;
 mod history;
 mod run;
@@ -86,6 +87,8 @@ enum Command {
     Reject(workflow::DecideArgs),
     /// Check the audit trail's hash chain (`audit verify`) or print it (`audit show`).
     Audit(workflow::AuditArgs),
+    /// Manage web console accounts (`user add NAME` reads the password from the terminal or stdin).
+    User(console::accounts::UserArgs),
     /// Print the local Step Functions API's SigV4 credentials as an AWS CLI
     /// profile (generated on first use in <data-dir>/api-credentials.json, 0600).
     Credentials(CredentialsArgs),
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
             }
             Command::Audit(a) => workflow::audit(&cli.data_dir, a).await,
             Command::Credentials(a) => api_auth::print(&cli.data_dir, &a.principal),
+            Command::User(a) => console::accounts::run(&cli.data_dir, a),
         }
     });
     match result {

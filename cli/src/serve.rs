@@ -401,12 +401,22 @@ pub async fn run(dir: &Path, args: ServeArgs) -> Result<u8> {
         if args.scan_every.is_zero() { "never".to_string() } else { humantime::format_duration(args.scan_every).to_string() }
     );
     let scheduler = crate::schedule::start(stack.clone(), args.scan_every);
-    let served = axum::serve(listener, app(stack, secrets, credentials))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving");
+    let console = crate::console::router(
+        stack.clone(),
+        crate::console::ConsoleOptions {
+            data_dir: dir.to_path_buf(),
+            tls: false,
+        },
+    );
+    let served = axum::serve(
+        listener,
+        app(stack, secrets, credentials).nest("/console", console),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("serving");
     if let Some(s) = scheduler {
         s.abort();
     }

@@ -3,6 +3,7 @@
 //! loopback ports and stop them on drop.
 
 pub mod chat;
+pub mod console;
 pub mod contract;
 pub mod issuers;
 pub mod moto;

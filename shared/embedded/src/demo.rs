@@ -341,6 +341,18 @@ pub async fn run_with(
     let (inventory_text, endpoints) = setup(&adapters, &clock).await?;
     std::fs::write(data_dir.join("demo-inventory.toml"), &inventory_text)
         .map_err(|e| Error::InvalidInput(format!("writing demo inventory: {e}")))?;
+    // The same configuration as <data_dir>/config, which `certops serve --data-dir <data_dir>`
+    // picks up, so the web console shows the demo's certificates and decides its approvals.
+    let config_dir = data_dir.join("config");
+    for (file, text) in [
+        ("inventory.toml", inventory_text.as_str()),
+        ("policy.toml", policy_text().as_str()),
+        ("cert-renewal.runbook.toml", RUNBOOK),
+    ] {
+        std::fs::create_dir_all(&config_dir)
+            .and_then(|()| std::fs::write(config_dir.join(file), text))
+            .map_err(|e| Error::InvalidInput(format!("writing demo {file}: {e}")))?;
+    }
     let config = Config {
         inventory: Inventory::from_toml_str(&inventory_text)?,
         policy: Policy::from_toml_str(&policy_text())?,

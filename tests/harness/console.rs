@@ -1,0 +1,249 @@
+//! The web console's real-browser setup: the demo's scenarios in a data
+//! directory, console accounts added through `certops user add`, an incident
+//! in the local ticket book waiting for approval, `certops serve` on a free
+//! loopback port (stopped on drop), and the system chromium driven by
+//! `playwright-core` (`tests/node/console_browser.mjs`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `certops` binary: `CERTOPS_BIN` when set (a copy built from this tree, when the
+/// target directory is shared), else the one beside the test executable.
+pub fn certops_bin() -> PathBuf {
+    std::env::var_os("CERTOPS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(crate::process::certops_bin)
+}
+
+/// The chromium the browser tests drive (Debian package `chromium`).
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Runs `certops --data-dir <dir> demo --json`; returns `<dir>/demo` and the report.
+pub fn run_demo(dir: &Path) -> (PathBuf, serde_json::Value) {
+    let out = Command::new(certops_bin())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["demo", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run certops demo");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "certops demo printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        out.status.success(),
+        "the demo's scenarios did not all pass: {report:#}"
+    );
+    (dir.join("demo"), report)
+}
+
+/// Adds a console account with `certops user add`, the password on stdin.
+pub fn add_user(data: &Path, name: &str, password: &str) {
+    let mut child = Command::new(certops_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(["user", "add", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run certops user add");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write the password");
+    let out = child.wait_with_output().expect("certops user add");
+    assert!(
+        out.status.success(),
+        "certops user add {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Opens an incident for `ci` in the data directory's ticket book (as the
+/// ServiceNow side would), requested by `requester`; returns its number.
+pub fn open_incident(data: &Path, ci: &str, requester: &str) -> String {
+    use certops_core::ports::{Itsm, NewTicket, SystemClock, TicketKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let db = certops_adapters::LocalDb::open(&data.join(certops_adapters::DB_FILE)).expect("db");
+    let book = certops_adapters::TicketBook::new(db, std::sync::Arc::new(SystemClock));
+    let ticket = rt
+        .block_on(book.open(NewTicket {
+            kind: TicketKind::Incident,
+            short_description: format!("{ci}: certificate renewal requested by {requester}"),
+            description: "Opened by the console browser test".into(),
+            ci: ci.into(),
+            priority: 3,
+            correlation_id: format!("console-test-{ci}-{requester}"),
+        }))
+        .expect("open the incident");
+    ticket.number
+}
+
+/// Starts the workflow for a ServiceNow-shaped ticket with `certops run --trigger`,
+/// which returns once the execution waits for its approval. Returns the execution name.
+pub fn start_waiting_for_approval(data: &Path, number: &str, ci: &str, requester: &str) -> String {
+    let trigger = data.join(format!("trigger-{number}.json"));
+    std::fs::write(
+        &trigger,
+        serde_json::json!({"number": number, "sys_id": format!("sys-{number}"), "sys_class_name": "incident",
+            "category": "Certificate", "cmdb_ci": {"display_value": ci}, "u_environment": "prod",
+            "opened_by": {"display_value": requester}, "priority": "3"})
+        .to_string(),
+    )
+    .expect("write trigger");
+    let out = Command::new(certops_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(["run", "--json", "--timeout", "60s", "--trigger"])
+        .arg(&trigger)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run certops run --trigger");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "certops run printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(doc["status"], "RUNNING", "{doc:#}");
+    assert!(
+        doc["waitingForApproval"].is_object(),
+        "not waiting: {doc:#}"
+    );
+    doc["execution"]
+        .as_str()
+        .and_then(|arn| arn.rsplit(':').next())
+        .expect("execution arn")
+        .to_string()
+}
+
+/// A live TLS endpoint for one of the demo's certificate objects (the demo's
+/// own endpoints end with the demo process): the bundle the demo left as
+/// `keystore:current/<cert_id>`, served on a free loopback port, and the
+/// data directory's `config/inventory.toml` pointed at it. Stops on drop.
+pub struct LiveEndpoint {
+    _endpoints: certops_adapters::LocalEndpoints,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Drop for LiveEndpoint {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Serves `keystore:current/<cert_id>` again and repoints the inventory entry whose SNI is `sni`.
+pub fn revive_endpoint(data: &Path, cert_id: &str, sni: &str) -> LiveEndpoint {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let keystore = std::sync::Arc::new(
+        certops_adapters::FileKeystore::open(&data.join(certops_adapters::KEYSTORE_DIR))
+            .expect("keystore"),
+    );
+    let endpoints = certops_adapters::LocalEndpoints::new(keystore);
+    let addr = runtime
+        .block_on(endpoints.start(
+            &format!("lb-{cert_id}"),
+            &format!("keystore:current/{cert_id}"),
+        ))
+        .expect("start the endpoint");
+    let inventory = data.join("config/inventory.toml");
+    let text = std::fs::read_to_string(&inventory).expect("demo config/inventory.toml");
+    let marker = format!(", sni = \"{sni}\" }}");
+    let repointed: Vec<String> = text
+        .lines()
+        .map(|line| match (line.find("port = "), line.find(&marker)) {
+            (Some(p), Some(m)) if line.starts_with("endpoints") && p < m => {
+                format!("{}port = {}{}", &line[..p], addr.port(), &line[m..])
+            }
+            _ => line.to_string(),
+        })
+        .collect();
+    assert_ne!(
+        repointed.join("\n"),
+        text.trim_end(),
+        "no endpoint with SNI {sni} in {}",
+        inventory.display()
+    );
+    std::fs::write(&inventory, repointed.join("\n") + "\n").expect("write inventory");
+    LiveEndpoint {
+        _endpoints: endpoints,
+        runtime: Some(runtime),
+        port: addr.port(),
+    }
+}
+
+/// `certops serve` with the console, killed on drop.
+pub struct Console {
+    child: Child,
+    /// The port.
+    pub port: u16,
+}
+
+impl Console {
+    /// `http://127.0.0.1:<port>/console`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/console", self.port)
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `certops serve` over `data` with the scheduler running once at start
+/// (every hour after), so the Scans and Certificates pages have a scan to show.
+pub fn start_console(data: &Path, port: u16) -> Console {
+    let child = Command::new(certops_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(["serve", "--scan-every", "1h", "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start certops serve");
+    let console = Console { child, port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return console;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("certops serve did not listen on 127.0.0.1:{port} within 30 s");
+}
+
+/// The node tools directory (`tests/node`), with `playwright-core` installed.
+pub fn node_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("node");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: run `npm install --prefix tests/node` (the README's test command does)"
+    );
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install the Debian package chromium (scripts/test-all.sh does)"
+    );
+    dir
+}
