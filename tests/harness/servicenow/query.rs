@@ -80,8 +80,12 @@ impl Query {
                 Some(rest) if !query.groups.is_empty() => (true, rest),
                 _ => (false, term.as_str()),
             };
+            // Field names are lower case (`short_description`, `u_environment`, `cmdb_ci.name`);
+            // operators are upper case or symbols (`LIKE`, `STARTSWITH`, `=`, `!=`).
             let end = body
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                .find(|c: char| {
+                    !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+                })
                 .unwrap_or(body.len());
             let (field, rest) = body.split_at(end);
             let op = OPS
