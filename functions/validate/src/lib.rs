@@ -153,7 +153,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
             &report,
             trigger_ticket,
             change.as_deref(),
-        )?;
+        )?
+        .with_connections(&cfg.inventory);
         out.plan_hash = Some(plan.hash());
         out.plan = Some(plan);
         if cert.fallback_cert.is_some() {
@@ -165,7 +166,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
                 &report_for(&report, fb_path),
                 trigger_ticket,
                 change.as_deref(),
-            )?;
+            )?
+            .with_connections(&cfg.inventory);
             out.fallback_plan_hash = Some(fb.hash());
             out.fallback_plan = Some(fb);
         }
