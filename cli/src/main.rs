@@ -23,6 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod data_dir;
 mod history;
+mod keystore;
 mod run;
 mod scan;
 mod schedule;
@@ -84,6 +85,9 @@ enum Command {
     Reject(workflow::DecideArgs),
     /// Check the audit trail's hash chain (`audit verify`) or print it (`audit show`).
     Audit(workflow::AuditArgs),
+    /// Manage the data directory's keystore: `keystore import NAME --cert F --key F` puts a
+    /// certificate + key bundle (e.g. the fallback certificate) in it.
+    Keystore(keystore::KeystoreArgs),
 }
 
 /// Options of `certops plan`.
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
                 workflow::decide(&cli.data_dir, a, certops_core::Verdict::Reject).await
             }
             Command::Audit(a) => workflow::audit(&cli.data_dir, a).await,
+            Command::Keystore(a) => keystore::run(&cli.data_dir, a).await,
         }
     });
     match result {
