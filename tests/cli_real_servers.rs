@@ -38,22 +38,10 @@ fn json_of(out: &Output) -> Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn certops_run_and_approve_renew_and_deploy_to_a_real_nginx_and_haproxy() {
-    let legacy = TestCa::new();
-    let initial = legacy.issue(DNS, 7);
-    let nginx = Nginx::start(&initial);
-    let haproxy = Haproxy::start(&initial);
-    let before = observe(nginx.port, &legacy.root_pem).await;
-    assert_eq!(
-        observe(haproxy.port, &legacy.root_pem).await.fingerprint,
-        before.fingerprint
-    );
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let config = dir.path().join("config");
-    std::fs::create_dir(&config).expect("config dir");
+/// A config dir whose inventory's targets are the two servers (one certificate object,
+/// both servers its targets and endpoints), the always-open test policy and the runbook.
+fn write_config(config: &Path, nginx: &Nginx, haproxy: &Haproxy) {
+    std::fs::create_dir_all(config).expect("config dir");
     let inventory = format!(
         r#"[[certificate]]
 id = "shop-web-prod"
@@ -92,6 +80,24 @@ endpoints = [
         certops_tests::world::RUNBOOK,
     )
     .expect("runbook");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certops_run_and_approve_renew_and_deploy_to_a_real_nginx_and_haproxy() {
+    let legacy = TestCa::new();
+    let initial = legacy.issue(DNS, 7);
+    let nginx = Nginx::start(&initial);
+    let haproxy = Haproxy::start(&initial);
+    let before = observe(nginx.port, &legacy.root_pem).await;
+    assert_eq!(
+        observe(haproxy.port, &legacy.root_pem).await.fingerprint,
+        before.fingerprint
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("config");
+    write_config(&config, &nginx, &haproxy);
     let config_arg = config.display().to_string();
 
     // The fallback bundle validation requires: a world-readable key is refused.
@@ -209,4 +215,182 @@ async fn certops_root(data: &Path) -> String {
         .await
         .expect("anchors")
         .expect("a root")
+}
+
+/// One HTTP/1.1 POST to `certops serve` on loopback: (status, body).
+fn post(port: u16, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+/// A Step Functions API call (AWS JSON 1.0) to `certops serve`.
+fn sfn(port: u16, action: &str, body: Value) -> Value {
+    let target = format!("AWSStepFunctions.{action}");
+    let (status, text) = post(
+        port,
+        "/",
+        &body.to_string(),
+        &[
+            ("x-amz-target", target.as_str()),
+            ("content-type", "application/x-amz-json-1.0"),
+        ],
+    );
+    assert_eq!(status, 200, "{action}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{action}: {e}: {text}"))
+}
+
+/// Polls `check` every 50 ms until it yields a value or `within` passes.
+fn poll<T>(within: std::time::Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certops_serve_renews_and_deploys_to_a_real_nginx_and_haproxy() {
+    let legacy = TestCa::new();
+    let initial = legacy.issue(DNS, 7);
+    let nginx = Nginx::start(&initial);
+    let haproxy = Haproxy::start(&initial);
+    let before = observe(haproxy.port, &legacy.root_pem).await;
+
+    // `certops serve` reads <data-dir>/config by default.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    write_config(&data.join("config"), &nginx, &haproxy);
+    let fallback = legacy.issue(DNS, 60);
+    let (fcert, fkey) = (dir.path().join("fb.crt"), dir.path().join("fb.key"));
+    std::fs::write(&fcert, &fallback.chain_pem).expect("fb cert");
+    std::fs::write(&fkey, &fallback.key_pem).expect("fb key");
+    std::fs::set_permissions(&fkey, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (c, k) = (fcert.display().to_string(), fkey.display().to_string());
+    let imported = certops(
+        &data,
+        &[
+            "keystore",
+            "import",
+            "fallback/shop-web-prod",
+            "--cert",
+            &c,
+            "--key",
+            &k,
+        ],
+    );
+    assert!(imported.status.success(), "{imported:?}");
+
+    let secret = "serve-real-servers-webhook-secret";
+    let port = certops_tests::process::free_port();
+    let server = certops_tests::process::start_serve_with(
+        &data,
+        port,
+        &[("CERTOPS_WEBHOOK_SECRET", secret)],
+    );
+
+    // The daily scan's finding starts the renewal through the served Step Functions API.
+    let input = json!({
+        "trigger": {"source": "scan", "ci": "shop-web-prod", "observed_expiry": before.not_after,
+                    "observed_fingerprint": before.fingerprint},
+        "idempotencyKey": "scan-shop-web-prod-cli-real-servers",
+        "receivedAt": chrono::Utc::now(),
+    });
+    let started = sfn(
+        port,
+        "StartExecution",
+        json!({
+            "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:cert-renewal",
+            "name": "scan-shop-web-prod-cli-real-servers",
+            "input": input.to_string(),
+        }),
+    );
+    let execution = started["executionArn"]
+        .as_str()
+        .expect("executionArn")
+        .to_string();
+
+    // The approval request is in the execution's history (the card's id).
+    let approval = poll(std::time::Duration::from_secs(30), || {
+        let history = sfn(
+            port,
+            "GetExecutionHistory",
+            json!({"executionArn": execution}),
+        )
+        .to_string()
+        .replace("\\\"", "\"");
+        let at = history.find("APR-")?;
+        let id: String = history[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        Some(id)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no approval request in the history of {execution}: {}",
+            sfn(
+                port,
+                "DescribeExecution",
+                json!({"executionArn": execution})
+            )
+        )
+    });
+
+    // The owner approves through the signed callback.
+    let decision =
+        json!({"approver": OWNER, "verdict": "approve", "comment": "approved over the served API"})
+            .to_string();
+    let signature = certops_core::signature::sign(secret.as_bytes(), decision.as_bytes());
+    let (status, text) = post(
+        port,
+        &format!("/approvals/{approval}"),
+        &decision,
+        &[("x-certops-signature", signature.as_str())],
+    );
+    assert_eq!(status, 200, "{text}");
+    let described = poll(std::time::Duration::from_secs(120), || {
+        let d = sfn(
+            port,
+            "DescribeExecution",
+            json!({"executionArn": execution}),
+        );
+        (d["status"] != "RUNNING").then_some(d)
+    })
+    .expect("the execution ends");
+    assert_eq!(described["status"], "SUCCEEDED", "{described}");
+    drop(server);
+
+    let root = certops_root(&data).await;
+    let after_nginx = observe(nginx.port, &root).await;
+    let after_haproxy = observe(haproxy.port, &root).await;
+    assert_ne!(after_haproxy.fingerprint, before.fingerprint);
+    assert_eq!(after_nginx.fingerprint, after_haproxy.fingerprint);
+    assert!(after_nginx.chain_valid && after_haproxy.chain_valid);
+    assert!(described["output"]
+        .as_str()
+        .unwrap_or_default()
+        .contains(&after_haproxy.fingerprint));
 }
