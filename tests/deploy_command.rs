@@ -67,6 +67,8 @@ fn fixture() -> Fixture {
         nginx.config.display().to_string(),
     );
     let files = dir.path();
+    let barrier = files.join("barrier");
+    std::fs::create_dir(&barrier).expect("barrier dir");
     let connections = format!(
         r#"[target."web-cmd"]
 kind = "command"
@@ -86,6 +88,12 @@ cert_path = "{hang_cert}"
 reload = ["sh", "-c", "sleep 30"]
 timeout_seconds = 1
 
+[target."both"]
+kind = "command"
+cert_path = "{both_cert}"
+reload = ["sh", "-c", "touch \"$0/$$\"; while [ $(ls \"$0\" | wc -l) -lt 2 ]; do sleep 0.05; done; echo reloaded", "{barrier}"]
+timeout_seconds = 20
+
 [target."refuses"]
 kind = "command"
 cert_path = "{refuse_cert}"
@@ -96,12 +104,14 @@ reload = ["true"]
         cert = nginx.cert_path.display(),
         key = nginx.key_path.display(),
         hang_cert = files.join("hang.pem").display(),
+        both_cert = files.join("both.pem").display(),
+        barrier = barrier.display(),
         refuse_cert = files.join("refuse.crt").display(),
         refuse_key = files.join("refuse.key").display(),
     );
     let routers = Routers::embedded(
         &embedded,
-        &inventory(&["web-cmd", "hangs", "refuses"], &connections),
+        &inventory(&["web-cmd", "hangs", "both", "refuses"], &connections),
     )
     .expect("routers");
     Fixture {
@@ -246,4 +256,41 @@ async fn a_failing_validate_restores_the_files_and_redacts_the_output() {
         !evidence.contains("abcdefghijklmnopqrstuvwxyz0123"),
         "{evidence}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_executions_on_one_target_each_get_their_own_evidence() {
+    let f = fixture();
+    let t = target("both");
+    let a = f
+        .embedded
+        .keystore
+        .put_bundle("both/a", f.ca.issue(DNS, 30).bundle())
+        .await
+        .expect("store");
+    let b = f
+        .embedded
+        .keystore
+        .put_bundle("both/b", f.ca.issue(DNS, 31).bundle())
+        .await
+        .expect("store");
+    // The reload command returns only once both calls are reloading, so both deploys have
+    // reported before either call's evidence is read.
+    let ((ra, ea), (rb, eb)) = tokio::join!(
+        f.routers.targets.deploy_and_reload(&t, &a),
+        f.routers.targets.deploy_and_reload(&t, &b)
+    );
+    ra.expect("deploy a");
+    rb.expect("deploy b");
+    let (ea, eb) = (ea.expect("evidence a"), eb.expect("evidence b"));
+    assert_eq!(ea["bundleRef"], serde_json::json!(a), "{ea}");
+    assert_eq!(eb["bundleRef"], serde_json::json!(b), "{eb}");
+    for e in [&ea, &eb] {
+        assert_eq!(e["reload"]["exitCode"], 0, "{e}");
+        assert!(e["reload"].to_string().contains("reloaded"), "{e}");
+    }
+    let barrier = std::fs::read_dir(f.dir.path().join("barrier"))
+        .expect("barrier")
+        .count();
+    assert_eq!(barrier, 2, "both reload commands ran");
 }

@@ -251,6 +251,67 @@ async fn a_new_certificate_path_goes_through_new_ssl_cert_and_the_crt_list() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_commit_on_a_new_path_removes_the_entry_new_ssl_cert_created() {
+    let f = fixture();
+    let t = target("lb-new");
+    let path = f.haproxy.dir.join("added.pem");
+    let show = || async {
+        certops_servers::haproxy::runtime_api(
+            &certops_core::inventory::AdminSocket::Unix(f.haproxy.socket.clone()),
+            &format!("show ssl cert {}", path.display()),
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("show ssl cert")
+    };
+    assert!(show().await.contains("Not found"), "unknown before");
+    let good = f.ca.issue("new.example.com", 30);
+    let other = f.ca.issue("new.example.com", 30);
+    let broken = f
+        .embedded
+        .keystore
+        .put_bundle(
+            "haproxy-new-broken/v1",
+            Bundle {
+                chain_pem: good.chain_pem.clone(),
+                key: SecretPem::new(other.key_pem.clone()),
+            },
+        )
+        .await
+        .expect("store");
+    let (result, evidence) = f.routers.targets.deploy_and_reload(&t, &broken).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.name(), "DeployFailed");
+    assert!(err.to_string().contains("refused commit ssl cert"), "{err}");
+    let evidence = evidence.expect("evidence").to_string();
+    assert!(
+        evidence.contains("new ssl cert")
+            && evidence.contains("abort ssl cert")
+            && evidence.contains("del ssl cert"),
+        "{evidence}"
+    );
+    // The entry is gone: HAProxy does not know the path, nothing was written, and the same
+    // path can go through `new ssl cert` again.
+    let answer = show().await;
+    assert!(answer.contains("Not found"), "{answer}");
+    assert!(!path.exists(), "nothing written to disk");
+    assert_eq!(f.routers.targets.current(&t).await.expect("current"), None);
+    let fixed = f
+        .embedded
+        .keystore
+        .put_bundle("haproxy-new-broken/v2", good.bundle())
+        .await
+        .expect("store");
+    let (result, _) = f.routers.targets.deploy_and_reload(&t, &fixed).await;
+    result.expect("a good bundle deploys on the same new path");
+    assert_eq!(
+        f.routers.targets.current(&t).await.expect("current"),
+        Some(fixed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_socket_gone_is_deploy_failed_and_nothing_is_touched() {
     let f = fixture();
     let t = target("lb-01");

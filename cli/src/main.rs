@@ -26,6 +26,7 @@ mod chat_routes;
 mod console;
 mod data_dir;
 mod history;
+mod keystore;
 mod run;
 mod scan;
 mod schedule;
@@ -87,6 +88,9 @@ enum Command {
     Reject(workflow::DecideArgs),
     /// Check the audit trail's hash chain (`audit verify`) or print it (`audit show`).
     Audit(workflow::AuditArgs),
+    /// Manage the data directory's keystore: `keystore import NAME --cert F --key F` puts a
+    /// certificate + key bundle (e.g. the fallback certificate) in it.
+    Keystore(keystore::KeystoreArgs),
     /// Manage web console accounts (`user add NAME` reads the password from the terminal or stdin).
     User(console::accounts::UserArgs),
     /// Print the local Step Functions API's SigV4 credentials as an AWS CLI
@@ -150,6 +154,7 @@ fn main() -> ExitCode {
             Command::Audit(a) => workflow::audit(&cli.data_dir, a).await,
             Command::Credentials(a) => api_auth::print(&cli.data_dir, &a.principal),
             Command::User(a) => console::accounts::run(&cli.data_dir, a),
+            Command::Keystore(a) => keystore::run(&cli.data_dir, a).await,
         }
     });
     match result {

@@ -341,6 +341,7 @@ pub async fn plan(data: &Path, trigger: &Path, cfg: &ConfigArgs, json_out: bool)
                 trigger.ticket_number(),
                 None,
             )
+            .map(|p| p.with_connections(&config.inventory))
         })
         .transpose()
         .map_err(|e| anyhow::anyhow!("{e}"))?;

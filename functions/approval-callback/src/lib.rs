@@ -73,7 +73,8 @@ fn current_plan_hash(deps: &Deps, record: &Value) -> Result<String, Error> {
         &report,
         record["planTicket"].as_str(),
         record["planChange"].as_str(),
-    )?;
+    )?
+    .with_connections(&deps.config.inventory);
     Ok(plan.hash())
 }
 

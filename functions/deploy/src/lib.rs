@@ -45,11 +45,10 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<DeploymentOutput, E
             .await?
             .unwrap_or(snapshot);
         let lkg = stored["lastKnownGood"].as_str().map(str::to_string);
-        let result = async {
-            deps.targets.deploy(target, &renewal.bundle_ref).await?;
-            deps.targets.reload(target).await
-        }
-        .await;
+        let (result, evidence) = deps
+            .targets
+            .deploy_and_reload(target, &renewal.bundle_ref)
+            .await;
         record_audit(
             deps,
             exec,
@@ -57,7 +56,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<DeploymentOutput, E
             ACTOR,
             json!({"action": "deploy+reload", "planHash": hash, "target": target, "bundleRef": renewal.bundle_ref,
                    "lastKnownGood": lkg, "result": match &result { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
-                   "evidence": target_evidence(deps, target).await}),
+                   "evidence": target_evidence(evidence)}),
         )
         .await?;
         if let Err(e) = result {
@@ -98,12 +97,10 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<DeploymentOutput, E
     })
 }
 
-/// What the target adapter reported about the deploy (command output, Runtime API
-/// answers), redacted by the adapter; `null` when it reports nothing.
-async fn target_evidence(deps: &Deps, target: &certops_core::Target) -> serde_json::Value {
-    deps.targets
-        .evidence(target)
-        .await
+/// What the target adapter reported about this call (command output, Runtime API
+/// answers), redacted again here; `null` when it reports nothing.
+fn target_evidence(evidence: Option<serde_json::Value>) -> serde_json::Value {
+    evidence
         .map(|v| certops_core::audit::redact(&v))
         .unwrap_or(serde_json::Value::Null)
 }

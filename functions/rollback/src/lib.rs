@@ -56,11 +56,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RollbackOutput, Err
                 t.id
             )));
         };
-        let result = async {
-            deps.targets.deploy(&t, &lkg).await?;
-            deps.targets.reload(&t).await
-        }
-        .await;
+        let (result, evidence) = deps.targets.deploy_and_reload(&t, &lkg).await;
         record_audit(
             deps,
             exec,
@@ -68,7 +64,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RollbackOutput, Err
             ACTOR,
             json!({"action": "restore+reload", "target": t, "bundleRef": lkg,
                    "result": match &result { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
-                   "evidence": target_evidence(deps, &t).await}),
+                   "evidence": target_evidence(evidence)}),
         )
         .await?;
         result.map_err(|e| Error::RollbackFailed(format!("{}: {e}", t.id)))?;
@@ -118,12 +114,10 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RollbackOutput, Err
     })
 }
 
-/// What the target adapter reported about the restore (command output, Runtime API
-/// answers), redacted by the adapter; `null` when it reports nothing.
-async fn target_evidence(deps: &Deps, target: &Target) -> serde_json::Value {
-    deps.targets
-        .evidence(target)
-        .await
+/// What the target adapter reported about this call (command output, Runtime API
+/// answers), redacted again here; `null` when it reports nothing.
+fn target_evidence(evidence: Option<serde_json::Value>) -> serde_json::Value {
+    evidence
         .map(|v| certops_core::audit::redact(&v))
         .unwrap_or(serde_json::Value::Null)
 }

@@ -177,7 +177,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
             &report,
             trigger_ticket,
             change.as_deref(),
-        )?;
+        )?
+        .with_connections(&cfg.inventory);
         out.plan_hash = Some(plan.hash());
         if path == ApprovalPath::PreApproved {
             record_pre_approval(deps, exec, cert, &plan.hash(), plan.use_fallback).await?;
@@ -192,7 +193,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
                 &report_for(&report, fb_path),
                 trigger_ticket,
                 change.as_deref(),
-            )?;
+            )?
+            .with_connections(&cfg.inventory);
             out.fallback_plan_hash = Some(fb.hash());
             if out.fallback_pre_approved {
                 record_pre_approval(deps, exec, cert, &fb.hash(), true).await?;

@@ -515,20 +515,37 @@ fn check_connections(
 ) -> Result<(), String> {
     for cert in certificates {
         for (i, target) in cert.targets.iter().enumerate() {
+            // A real server is reached only through its connection table: no table, no target.
+            if matches!(
+                target.kind,
+                TargetKind::Nginx | TargetKind::Haproxy | TargetKind::Command
+            ) && !connections.contains_key(&target.id)
+            {
+                return Err(format!(
+                    "certificate \"{}\": `targets[{i}]` (kind {:?}) needs a [target.\"{}\"] table",
+                    cert.id, target.kind, target.id
+                ));
+            }
             if target.kind == TargetKind::Command {
                 let reload = ReloadMethod::Command;
-                if !connections.contains_key(&target.id) {
-                    return Err(format!(
-                        "certificate \"{}\": `targets[{i}]` (kind {:?}) needs a [target.\"{}\"] table",
-                        cert.id, target.kind, target.id
-                    ));
-                }
                 if target.reload != reload {
                     return Err(format!(
                         "certificate \"{}\": `targets[{i}].reload` must be {reload:?} for kind {:?}",
                         cert.id, target.kind
                     ));
                 }
+            }
+        }
+    }
+    for cert in certificates {
+        if let Some(cdn) = &cert.cdn {
+            if matches!(cdn.kind, CdnKind::Varnish | CdnKind::GenericRest)
+                && !cdn_connections.contains_key(&cdn.distribution_id)
+            {
+                return Err(format!(
+                    "certificate \"{}\": `cdn` (kind {:?}) needs a [cdn.\"{}\"] table",
+                    cert.id, cdn.kind, cdn.distribution_id
+                ));
             }
         }
     }
@@ -974,7 +991,7 @@ service_owner = "team-shop"
 escalation = ["oncall-shop"]
 change_authority = ["carol@example.com"]
 issuer = { name = "letsencrypt", method = "acme", registered_domain = "example.com" }
-targets = [{ kind = "nginx", id = "web-01", reload = "nginx-reload" }]
+targets = [{ kind = "local", id = "web-01", reload = "hot-swap" }]
 endpoints = [{ host = "www.shop.example.com", sni = "www.shop.example.com" }]
 fallback_cert = "keystore:fallback/shop-www"
 "#;
@@ -1226,7 +1243,7 @@ secret_file = "/etc/varnish/secret"
             ),
             (
                 "[target.\"lb-01\"]",
-                "[target.\"lb-02\"]",
+                "[target.\"lb-02\"]\nkind = \"haproxy\"\nsocket = \"unix:/x.sock\"\ncert_path = \"/x.pem\"\n\n[target.\"lb-01\"]",
                 "no certificate has a target",
             ),
             (
@@ -1244,6 +1261,16 @@ secret_file = "/etc/varnish/secret"
                 "[cdn.\"varnish-1\"]\nkind = \"generic-rest\"",
                 "varnish-1",
             ),
+            (
+                "[target.\"web-01\"]",
+                "[target.\"web-09\"]",
+                "needs a [target.\"web-01\"]",
+            ),
+            (
+                "[cdn.\"varnish-1\"]",
+                "[cdn.\"varnish-2\"]",
+                "needs a [cdn.\"varnish-1\"]",
+            ),
         ];
         for (from, to, want) in cases {
             assert!(REAL.contains(from), "{from}");
@@ -1255,8 +1282,38 @@ secret_file = "/etc/varnish/secret"
     }
 
     #[test]
-    fn existing_kinds_still_load_without_a_connection_table() {
+    fn kinds_without_a_real_server_still_load_without_a_connection_table() {
         let inv = Inventory::from_toml_str(ONE).unwrap();
         assert!(inv.connections.is_empty());
+    }
+
+    #[test]
+    fn a_real_server_kind_without_its_connection_table_is_refused_at_load() {
+        // No free-text targets: nginx, haproxy, varnish and generic-rest are reachable only
+        // through their connection table, so an entry without one does not load at all.
+        for (kind, reload, want) in [
+            ("nginx", "nginx-reload", "[target.\"web-01\"]"),
+            ("haproxy", "haproxy-runtime-api", "[target.\"web-01\"]"),
+            ("command", "command", "[target.\"web-01\"]"),
+        ] {
+            let text = ONE.replace(
+                "{ kind = \"local\", id = \"web-01\", reload = \"hot-swap\" }",
+                &format!("{{ kind = \"{kind}\", id = \"web-01\", reload = \"{reload}\" }}"),
+            );
+            assert_ne!(text, ONE);
+            let err = Inventory::from_toml_str(&text).unwrap_err();
+            assert_eq!(err.name(), "InvalidInput");
+            assert!(err.to_string().contains(want), "{kind}: {err}");
+        }
+        for kind in ["varnish", "generic-rest"] {
+            let text = format!(
+                "{ONE}cdn = {{ kind = \"{kind}\", distribution_id = \"edge-1\", paths = [\"/*\"] }}\n"
+            );
+            let err = Inventory::from_toml_str(&text).unwrap_err();
+            assert!(
+                err.to_string().contains("needs a [cdn.\"edge-1\"]"),
+                "{kind}: {err}"
+            );
+        }
     }
 }

@@ -19,7 +19,7 @@
 //!     change_authority = ["dana@example.com"]
 //!     fallback_cert = "keystore:fallback/docs-dev"
 //!     issuer = { name = "corp-pki", method = "internal-pki" }
-//!     targets = [{ kind = "nginx", id = "docs-01", reload = "nginx-reload" }]
+//!     targets = [{ kind = "local", id = "docs-01", reload = "hot-swap" }]
 //!     endpoints = [{ host = "docs.dev.example.com", sni = "docs.dev.example.com" }]
 //! "#)?;
 //! let policy = Policy::from_toml_str(r#"

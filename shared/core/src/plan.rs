@@ -3,12 +3,12 @@
 //! The hash of the plan is what an approver approves. Every executing step rebuilds or
 //! receives the plan, recomputes the hash and refuses to act on drift.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::{sha256_hex, to_canonical_string};
-use crate::inventory::{Cdn, CertObject, Endpoint, Environment, Issuer, Target};
+use crate::inventory::{Cdn, CertObject, Endpoint, Environment, Inventory, Issuer, Target};
 use crate::runbook::RunbookRef;
 use crate::validation::{ApprovalPath, ValidationReport};
 use crate::Error;
@@ -49,6 +49,12 @@ pub struct Plan {
     pub use_fallback: bool,
     /// The fallback certificate's keystore reference (a reference, never a key).
     pub fallback_cert: Option<String>,
+    /// SHA-256 of the canonical JSON of each real target's / CDN's connection table
+    /// (`target:<id>` / `cdn:<distribution_id>` → hex), so a changed socket, path, pid file,
+    /// command or purge endpoint after approval is drift. Absent when no target or CDN of the
+    /// plan has a connection table (the hash of such plans is unchanged).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connections: BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -88,7 +94,37 @@ impl Plan {
             approval_path: report.approval_path,
             use_fallback: report.use_fallback,
             fallback_cert: cert.fallback_cert.clone(),
+            connections: BTreeMap::new(),
         })
+    }
+
+    /// Binds the plan to how certops reaches its targets and CDN: the digest of each
+    /// connection table `inventory` holds for them ([`Plan::connections`]). Every place that
+    /// builds a plan from an inventory calls this, so approval covers the connections too.
+    pub fn with_connections(mut self, inventory: &Inventory) -> Plan {
+        let digest = |value: serde_json::Result<serde_json::Value>| {
+            let value = value.unwrap_or(serde_json::Value::Null);
+            sha256_hex(to_canonical_string(&value).as_bytes())
+        };
+        let mut connections = BTreeMap::new();
+        for target in &self.targets {
+            if let Some(c) = inventory.connections.get(&target.id) {
+                connections.insert(
+                    format!("target:{}", target.id),
+                    digest(serde_json::to_value(c)),
+                );
+            }
+        }
+        if let Some(cdn) = &self.cdn {
+            if let Some(c) = inventory.cdn_connections.get(&cdn.distribution_id) {
+                connections.insert(
+                    format!("cdn:{}", cdn.distribution_id),
+                    digest(serde_json::to_value(c)),
+                );
+            }
+        }
+        self.connections = connections;
+        self
     }
 
     /// The canonical JSON text of the plan (sorted keys, compact).
@@ -165,6 +201,7 @@ pub(crate) mod tests {
             approval_path: ApprovalPath::Normal,
             use_fallback: false,
             fallback_cert: Some("keystore:fallback/shop-www".into()),
+            connections: BTreeMap::new(),
         }
     }
 
@@ -256,5 +293,115 @@ pub(crate) mod tests {
         let mut value = serde_json::to_value(sample_plan()).unwrap();
         value["extra_target"] = Value::String("evil.example.com".into());
         assert!(serde_json::from_value::<Plan>(value).is_err());
+    }
+
+    fn inventory_with(socket: &str, pid_file: &str, varnish: &str) -> Inventory {
+        Inventory::from_toml_str(&format!(
+            r#"
+[[certificate]]
+id = "shop-www-prod"
+ci = "shop-web-prod"
+common_name = "www.shop.example.com"
+environment = "prod"
+issuer = {{ name = "corp-pki", method = "internal-pki" }}
+targets = [
+  {{ kind = "nginx", id = "web-01", reload = "nginx-reload" }},
+  {{ kind = "haproxy", id = "lb-01", reload = "haproxy-runtime-api" }},
+]
+cdn = {{ kind = "varnish", distribution_id = "varnish-1", paths = ["/*"] }}
+endpoints = [{{ host = "www.shop.example.com", sni = "www.shop.example.com" }}]
+
+[target."web-01"]
+kind = "nginx"
+cert_path = "/etc/nginx/tls/shop.crt"
+key_path = "/etc/nginx/tls/shop.key"
+pid_file = "{pid_file}"
+
+[target."lb-01"]
+kind = "haproxy"
+socket = "{socket}"
+cert_path = "/etc/haproxy/certs/shop.pem"
+
+[cdn."varnish-1"]
+kind = "varnish"
+http = "{varnish}"
+"#
+        ))
+        .unwrap()
+    }
+
+    fn bound_plan(inventory: &Inventory) -> Plan {
+        let mut plan = sample_plan();
+        plan.targets.push(Target {
+            kind: TargetKind::Haproxy,
+            id: "lb-01".into(),
+            reload: ReloadMethod::HaproxyRuntimeApi,
+        });
+        plan.cdn = Some(Cdn {
+            kind: CdnKind::Varnish,
+            distribution_id: "varnish-1".into(),
+            paths: vec!["/*".into()],
+        });
+        plan.with_connections(inventory)
+    }
+
+    #[test]
+    fn a_changed_connection_table_after_approval_is_drift() {
+        let approved = bound_plan(&inventory_with(
+            "unix:/run/haproxy/admin.sock",
+            "/run/nginx.pid",
+            "http://127.0.0.1:6081",
+        ));
+        assert_eq!(approved.connections.len(), 3, "{:?}", approved.connections);
+        assert!(approved.connections.contains_key("target:web-01"));
+        assert!(approved.connections.contains_key("target:lb-01"));
+        assert!(approved.connections.contains_key("cdn:varnish-1"));
+        let approved_hash = approved.hash();
+        // The same inventory rebuilds the same plan.
+        let same = bound_plan(&inventory_with(
+            "unix:/run/haproxy/admin.sock",
+            "/run/nginx.pid",
+            "http://127.0.0.1:6081",
+        ));
+        assert_eq!(verify_plan_hash(&same, &approved_hash), Ok(()));
+        // Another socket, pid file or purge listener after approval: drift.
+        for inventory in [
+            inventory_with(
+                "unix:/tmp/evil.sock",
+                "/run/nginx.pid",
+                "http://127.0.0.1:6081",
+            ),
+            inventory_with(
+                "unix:/run/haproxy/admin.sock",
+                "/tmp/other.pid",
+                "http://127.0.0.1:6081",
+            ),
+            inventory_with(
+                "unix:/run/haproxy/admin.sock",
+                "/run/nginx.pid",
+                "http://127.0.0.1:7081",
+            ),
+        ] {
+            let drifted = bound_plan(&inventory);
+            assert!(
+                matches!(
+                    verify_plan_hash(&drifted, &approved_hash),
+                    Err(Error::PlanDrift { .. })
+                ),
+                "{:?}",
+                drifted.connections
+            );
+        }
+    }
+
+    #[test]
+    fn plans_without_connection_tables_hash_as_before() {
+        let plan = sample_plan();
+        let bound = plan
+            .clone()
+            .with_connections(&Inventory::from_toml_str("").unwrap());
+        assert!(bound.connections.is_empty());
+        assert_eq!(bound.hash(), plan.hash());
+        assert!(!plan.canonical_json().contains("connections"));
     }
 }

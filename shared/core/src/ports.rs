@@ -373,6 +373,22 @@ pub trait DeployTarget: Send + Sync {
     async fn evidence(&self, _target: &Target) -> Option<Value> {
         None
     }
+    /// [`DeployTarget::deploy`] then [`DeployTarget::reload`], returning the result and the
+    /// evidence of this call alone, so two executions touching the same target id never see
+    /// each other's evidence. Adapters that keep evidence override this; the default reads
+    /// [`DeployTarget::evidence`] after the calls.
+    async fn deploy_and_reload(
+        &self,
+        target: &Target,
+        bundle_ref: &str,
+    ) -> (Result<(), Error>, Option<Value>) {
+        let result = async {
+            self.deploy(target, bundle_ref).await?;
+            self.reload(target).await
+        }
+        .await;
+        (result, self.evidence(target).await)
+    }
 }
 
 /// CDNs (CloudFront, Varnish, REST / in-process cache).

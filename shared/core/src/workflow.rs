@@ -338,7 +338,8 @@ pub fn plan_in_force(
         &report,
         v.ticket_for_plan(),
         v.change.as_deref(),
-    )?;
+    )?
+    .with_connections(&config.inventory);
     verify_plan_hash(&rebuilt, &approved_hash)?;
     Ok((rebuilt, approved_hash))
 }

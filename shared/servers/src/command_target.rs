@@ -22,7 +22,6 @@ use crate::installed_files::{
 /// Deploys files and runs commands on this machine.
 pub struct CommandTargets {
     keystore: std::sync::Arc<dyn Keystore>,
-    evidence: Evidence,
 }
 
 /// Resolves a user or group (name or number) through a `name:x:id:…` database file.
@@ -60,9 +59,10 @@ fn ownership(target: &Target, conn: &CommandConnection) -> Result<Ownership, Err
 }
 
 impl CommandTargets {
-    /// Command targets loading bundles from `keystore`, reporting into `evidence`.
-    pub fn new(keystore: std::sync::Arc<dyn Keystore>, evidence: Evidence) -> CommandTargets {
-        CommandTargets { keystore, evidence }
+    /// Command targets loading bundles from `keystore`; each deploy and reload reports
+    /// into the [`Evidence`] of its own call.
+    pub fn new(keystore: std::sync::Arc<dyn Keystore>) -> CommandTargets {
+        CommandTargets { keystore }
     }
 
     /// The keystore reference of the files in place, recording them as last-known-good
@@ -114,6 +114,7 @@ impl CommandTargets {
         target: &Target,
         conn: &CommandConnection,
         bundle_ref: &str,
+        evidence: &Evidence,
     ) -> Result<(), Error> {
         let fail = |e: String| Error::DeployFailed(format!("{}: {e}", target.id));
         let (bundle, fingerprint) =
@@ -155,12 +156,12 @@ impl CommandTargets {
             let _ = restore();
             return Err(e);
         }
-        let mut evidence = json!({"adapter": "command", "bundleRef": bundle_ref});
+        let mut record = json!({"adapter": "command", "bundleRef": bundle_ref});
         if !conn.validate.is_empty() {
             let report =
                 bounded_command::run(&conn.validate, Duration::from_secs(conn.timeout_seconds))
                     .await;
-            evidence["validate"] = json!(report.as_ref().ok());
+            record["validate"] = json!(report.as_ref().ok());
             let verdict = match &report {
                 Ok(r) if r.succeeded() => Ok(()),
                 Ok(r) => Err(format!("validate {}", r.summary())),
@@ -171,11 +172,11 @@ impl CommandTargets {
                     Ok(()) => "previous files restored, nothing reloaded".to_string(),
                     Err(e) => format!("restoring the previous files failed too: {e}"),
                 };
-                self.evidence.put(&target.id, evidence);
+                evidence.put(&target.id, record);
                 return Err(fail(format!("{why}; {restored}")));
             }
         }
-        self.evidence.put(&target.id, evidence);
+        evidence.put(&target.id, record);
         write_record(
             &conn.cert_path,
             &InstalledRecord {
@@ -186,11 +187,16 @@ impl CommandTargets {
     }
 
     /// Runs the reload command.
-    pub async fn reload(&self, target: &Target, conn: &CommandConnection) -> Result<(), Error> {
+    pub async fn reload(
+        &self,
+        target: &Target,
+        conn: &CommandConnection,
+        evidence: &Evidence,
+    ) -> Result<(), Error> {
         let report = bounded_command::run(&conn.reload, Duration::from_secs(conn.timeout_seconds))
             .await
             .map_err(|e| Error::DeployFailed(format!("{}: {e}", target.id)))?;
-        self.evidence.merge(&target.id, json!({"reload": report}));
+        evidence.merge(&target.id, json!({"reload": report}));
         if !report.succeeded() {
             return Err(Error::DeployFailed(format!(
                 "{}: reload {}",

@@ -1,13 +1,14 @@
-//! What each adapter saw on its last deploy or reload of a target (command reports, Runtime
-//! API answers), kept per target id until the step's audit record picks it up through
-//! `DeployTarget::evidence`. Values are redacted when stored.
+//! What an adapter saw while deploying or reloading a target (command reports, Runtime API
+//! answers), keyed by target id. Each call collects into its own [`Evidence`], which
+//! `DeployTarget::deploy_and_reload` returns to the step's audit record, so concurrent
+//! executions on one target id never mix. Values are redacted when stored.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-/// Per-target evidence, shared by the adapters of one router.
+/// Evidence by target id: one call's collector, or the router's latest-call record.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence(Arc<Mutex<HashMap<String, Value>>>);
 

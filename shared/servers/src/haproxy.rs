@@ -2,7 +2,8 @@
 //! `set ssl cert` + `commit ssl cert` replace the certificate in the running process with
 //! no reload and no dropped connection; any refusal (a key that does not match is refused at
 //! commit) is followed by `abort ssl cert`, so nothing changes. A path HAProxy does not know
-//! yet goes through `new ssl cert` and `add ssl crt-list`. The combined PEM is written to the
+//! yet goes through `new ssl cert` and `add ssl crt-list`; a refusal after `new ssl cert`
+//! removes that entry again (`del ssl cert`). The combined PEM is written to the
 //! same path on disk too, so a restart keeps it; `show ssl cert` says what is loaded.
 
 use std::path::Path;
@@ -26,7 +27,6 @@ const MAX_ANSWER: u64 = 1 << 20;
 /// Deploys to HAProxy through its Runtime API.
 pub struct HaproxyTargets {
     keystore: std::sync::Arc<dyn Keystore>,
-    evidence: Evidence,
 }
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
@@ -106,9 +106,10 @@ fn loaded_sha1(answer: &str) -> Option<String> {
 }
 
 impl HaproxyTargets {
-    /// HAProxy targets loading bundles from `keystore`, reporting into `evidence`.
-    pub fn new(keystore: std::sync::Arc<dyn Keystore>, evidence: Evidence) -> HaproxyTargets {
-        HaproxyTargets { keystore, evidence }
+    /// HAProxy targets loading bundles from `keystore`; each deploy and reload reports
+    /// into the [`Evidence`] of its own call.
+    pub fn new(keystore: std::sync::Arc<dyn Keystore>) -> HaproxyTargets {
+        HaproxyTargets { keystore }
     }
 
     fn socket(target: &Target, conn: &HaproxyConnection) -> Result<AdminSocket, Error> {
@@ -217,6 +218,7 @@ impl HaproxyTargets {
         target: &Target,
         conn: &HaproxyConnection,
         bundle_ref: &str,
+        evidence: &Evidence,
     ) -> Result<(), Error> {
         let (bundle, fingerprint) =
             load_bundle(self.keystore.as_ref(), &target.id, bundle_ref).await?;
@@ -235,7 +237,7 @@ impl HaproxyTargets {
                 .await?;
             answers.push(json!({"command": "new ssl cert", "answer": first_line(&answer)}));
             if !answer.contains("New empty certificate store") {
-                return self.refused(target, &answers, "new ssl cert", &answer);
+                return self.refused(evidence, target, &answers, "new ssl cert", &answer);
             }
         }
         let payload = zeroize::Zeroizing::new(format!(
@@ -254,7 +256,8 @@ impl HaproxyTargets {
         answers.push(json!({"command": "set ssl cert", "answer": first_line(&answer)}));
         if !answer.contains("Transaction created") && !answer.contains("Transaction updated") {
             self.abort(target, conn, &mut answers).await;
-            return self.refused(target, &answers, "set ssl cert", &answer);
+            self.forget_new(known, target, conn, &mut answers).await;
+            return self.refused(evidence, target, &answers, "set ssl cert", &answer);
         }
         let answer = self
             .api(target, conn, &format!("commit ssl cert {path}"), None)
@@ -262,7 +265,8 @@ impl HaproxyTargets {
         answers.push(json!({"command": "commit ssl cert", "answer": answer.trim()}));
         if !answer.contains("Success!") {
             self.abort(target, conn, &mut answers).await;
-            return self.refused(target, &answers, "commit ssl cert", &answer);
+            self.forget_new(known, target, conn, &mut answers).await;
+            return self.refused(evidence, target, &answers, "commit ssl cert", &answer);
         }
         if let (false, Some(list)) = (known, &conn.crt_list) {
             let answer = self
@@ -275,7 +279,9 @@ impl HaproxyTargets {
                 .await?;
             answers.push(json!({"command": "add ssl crt-list", "answer": first_line(&answer)}));
             if !answer.contains("Success!") {
-                return self.refused(target, &answers, "add ssl crt-list", &answer);
+                // Committed but attached to no crt-list: not in use, so it can go.
+                self.forget_new(known, target, conn, &mut answers).await;
+                return self.refused(evidence, target, &answers, "add ssl crt-list", &answer);
             }
         }
         // The same PEM on disk, so a restart serves it too.
@@ -290,7 +296,7 @@ impl HaproxyTargets {
                 fingerprint,
             },
         )?;
-        self.evidence.put(
+        evidence.put(
             &target.id,
             json!({"adapter": "haproxy", "bundleRef": bundle_ref, "runtimeApi": answers}),
         );
@@ -312,14 +318,38 @@ impl HaproxyTargets {
         answers.push(json!({"command": "abort ssl cert", "answer": answer}));
     }
 
+    /// After a refusal on a path HAProxy did not know (`known` false), removes the entry
+    /// `new ssl cert` created (`del ssl cert`), so a failed deploy leaves nothing behind.
+    async fn forget_new(
+        &self,
+        known: bool,
+        target: &Target,
+        conn: &HaproxyConnection,
+        answers: &mut Vec<serde_json::Value>,
+    ) {
+        if known {
+            return;
+        }
+        let cmd = format!("del ssl cert {}", conn.cert_path.display());
+        let answer = match self.api(target, conn, &cmd, None).await {
+            Ok(a) => first_line(&a).to_string(),
+            Err(e) => e.to_string(),
+        };
+        if !answer.contains("deleted") {
+            tracing::warn!(target = %target.id, answer = %answer, "HAProxy kept the new certificate entry");
+        }
+        answers.push(json!({"command": "del ssl cert", "answer": answer}));
+    }
+
     fn refused(
         &self,
+        evidence: &Evidence,
         target: &Target,
         answers: &[serde_json::Value],
         step: &str,
         answer: &str,
     ) -> Result<(), Error> {
-        self.evidence.put(
+        evidence.put(
             &target.id,
             json!({"adapter": "haproxy", "runtimeApi": answers}),
         );
@@ -332,7 +362,12 @@ impl HaproxyTargets {
 
     /// Nothing to reload — a commit takes effect at once — so this confirms that HAProxy
     /// has loaded what is on disk.
-    pub async fn reload(&self, target: &Target, conn: &HaproxyConnection) -> Result<(), Error> {
+    pub async fn reload(
+        &self,
+        target: &Target,
+        conn: &HaproxyConnection,
+        evidence: &Evidence,
+    ) -> Result<(), Error> {
         let loaded = self.loaded(target, conn).await?;
         let disk = std::fs::read_to_string(&conn.cert_path)
             .ok()
@@ -346,8 +381,7 @@ impl HaproxyTargets {
                 disk
             )));
         }
-        self.evidence
-            .merge(&target.id, json!({"loadedSha1": loaded}));
+        evidence.merge(&target.id, json!({"loadedSha1": loaded}));
         Ok(())
     }
 }

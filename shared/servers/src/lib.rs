@@ -75,7 +75,9 @@ pub struct ServerTargets {
     nginx: NginxTargets,
     haproxy: HaproxyTargets,
     commands: CommandTargets,
-    evidence: Evidence,
+    /// The latest call's evidence per target id, for [`DeployTarget::evidence`]; the step
+    /// handlers use [`DeployTarget::deploy_and_reload`], whose evidence is its call's alone.
+    latest: Evidence,
 }
 
 enum Route<'a> {
@@ -90,14 +92,48 @@ impl ServerTargets {
         keystore: Arc<dyn Keystore>,
         connections: BTreeMap<String, TargetConnection>,
     ) -> ServerTargets {
-        let evidence = Evidence::default();
         ServerTargets {
             local,
             connections,
-            nginx: NginxTargets::new(keystore.clone(), evidence.clone()),
-            haproxy: HaproxyTargets::new(keystore.clone(), evidence.clone()),
-            commands: CommandTargets::new(keystore, evidence.clone()),
-            evidence,
+            nginx: NginxTargets::new(keystore.clone()),
+            haproxy: HaproxyTargets::new(keystore.clone()),
+            commands: CommandTargets::new(keystore),
+            latest: Evidence::default(),
+        }
+    }
+
+    /// Installs `bundle_ref` on a real target, reporting into `evidence`.
+    async fn deploy_into(
+        &self,
+        target: &Target,
+        bundle_ref: &str,
+        evidence: &Evidence,
+    ) -> Result<(), Error> {
+        match self.route(target)? {
+            Route::Local => self.local.deploy(target, bundle_ref).await,
+            Route::Real(TargetConnection::Nginx(c)) => {
+                self.nginx.deploy(target, c, bundle_ref, evidence).await
+            }
+            Route::Real(TargetConnection::Haproxy(c)) => {
+                self.haproxy.deploy(target, c, bundle_ref, evidence).await
+            }
+            Route::Real(TargetConnection::Command(c)) => {
+                self.commands.deploy(target, c, bundle_ref, evidence).await
+            }
+        }
+    }
+
+    /// Reloads a real target, reporting into `evidence`.
+    async fn reload_into(&self, target: &Target, evidence: &Evidence) -> Result<(), Error> {
+        match self.route(target)? {
+            Route::Local => self.local.reload(target).await,
+            Route::Real(TargetConnection::Nginx(c)) => self.nginx.reload(target, c, evidence).await,
+            Route::Real(TargetConnection::Haproxy(c)) => {
+                self.haproxy.reload(target, c, evidence).await
+            }
+            Route::Real(TargetConnection::Command(c)) => {
+                self.commands.reload(target, c, evidence).await
+            }
         }
     }
 
@@ -139,31 +175,45 @@ impl DeployTarget for ServerTargets {
     }
 
     async fn deploy(&self, target: &Target, bundle_ref: &str) -> Result<(), Error> {
-        match self.route(target)? {
-            Route::Local => self.local.deploy(target, bundle_ref).await,
-            Route::Real(TargetConnection::Nginx(c)) => {
-                self.nginx.deploy(target, c, bundle_ref).await
-            }
-            Route::Real(TargetConnection::Haproxy(c)) => {
-                self.haproxy.deploy(target, c, bundle_ref).await
-            }
-            Route::Real(TargetConnection::Command(c)) => {
-                self.commands.deploy(target, c, bundle_ref).await
-            }
+        let evidence = Evidence::default();
+        let result = self.deploy_into(target, bundle_ref, &evidence).await;
+        if let Some(v) = evidence.get(&target.id) {
+            self.latest.put(&target.id, v);
         }
+        result
     }
 
     async fn reload(&self, target: &Target) -> Result<(), Error> {
-        match self.route(target)? {
-            Route::Local => self.local.reload(target).await,
-            Route::Real(TargetConnection::Nginx(c)) => self.nginx.reload(target, c).await,
-            Route::Real(TargetConnection::Haproxy(c)) => self.haproxy.reload(target, c).await,
-            Route::Real(TargetConnection::Command(c)) => self.commands.reload(target, c).await,
+        let evidence = Evidence::default();
+        let result = self.reload_into(target, &evidence).await;
+        if let Some(v) = evidence.get(&target.id) {
+            self.latest.merge(&target.id, v);
         }
+        result
     }
 
     async fn evidence(&self, target: &Target) -> Option<Value> {
-        self.evidence.get(&target.id)
+        self.latest.get(&target.id)
+    }
+
+    async fn deploy_and_reload(
+        &self,
+        target: &Target,
+        bundle_ref: &str,
+    ) -> (Result<(), Error>, Option<Value>) {
+        // This call's own collector: a concurrent execution on the same target id writes
+        // into its own, never into this one.
+        let evidence = Evidence::default();
+        let result = async {
+            self.deploy_into(target, bundle_ref, &evidence).await?;
+            self.reload_into(target, &evidence).await
+        }
+        .await;
+        let mine = evidence.get(&target.id);
+        if let Some(v) = &mine {
+            self.latest.put(&target.id, v.clone());
+        }
+        (result, mine)
     }
 }
 

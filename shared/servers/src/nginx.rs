@@ -21,7 +21,6 @@ use crate::installed_files::{
 /// Deploys to nginx servers on this machine.
 pub struct NginxTargets {
     keystore: std::sync::Arc<dyn Keystore>,
-    evidence: Evidence,
 }
 
 fn mode_and_owner(path: &Path, default_mode: u32) -> (u32, Ownership) {
@@ -50,9 +49,10 @@ pub(crate) fn read_pid(pid_file: &Path) -> Result<rustix::process::Pid, String> 
 }
 
 impl NginxTargets {
-    /// nginx targets loading bundles from `keystore`, reporting into `evidence`.
-    pub fn new(keystore: std::sync::Arc<dyn Keystore>, evidence: Evidence) -> NginxTargets {
-        NginxTargets { keystore, evidence }
+    /// nginx targets loading bundles from `keystore`; each deploy and reload reports
+    /// into the [`Evidence`] of its own call.
+    pub fn new(keystore: std::sync::Arc<dyn Keystore>) -> NginxTargets {
+        NginxTargets { keystore }
     }
 
     fn test_argv(conn: &NginxConnection) -> Vec<String> {
@@ -118,6 +118,7 @@ impl NginxTargets {
         target: &Target,
         conn: &NginxConnection,
         bundle_ref: &str,
+        evidence: &Evidence,
     ) -> Result<(), Error> {
         let (bundle, fingerprint) =
             load_bundle(self.keystore.as_ref(), &target.id, bundle_ref).await?;
@@ -155,7 +156,7 @@ impl NginxTargets {
             Ok(r) => Err(format!("configuration test failed, {}", r.summary())),
             Err(e) => Err(e.clone()),
         };
-        self.evidence.put(
+        evidence.put(
             &target.id,
             json!({"adapter": "nginx", "bundleRef": bundle_ref, "test": report.as_ref().ok(),
                    "swapped": verdict.is_ok()}),
@@ -186,7 +187,12 @@ impl NginxTargets {
     /// (new connections then see the new certificate), or at the deadline if they are still
     /// draining long connections; `DeployFailed` if nginx started no new worker at all (it
     /// refused the reload).
-    pub async fn reload(&self, target: &Target, conn: &NginxConnection) -> Result<(), Error> {
+    pub async fn reload(
+        &self,
+        target: &Target,
+        conn: &NginxConnection,
+        evidence: &Evidence,
+    ) -> Result<(), Error> {
         let pid = read_pid(&conn.pid_file)
             .map_err(|e| Error::DeployFailed(format!("{}: {e}", target.id)))?;
         let master = pid.as_raw_nonzero().get();
@@ -208,7 +214,7 @@ impl NginxTargets {
                 if fresh > 0 {
                     break "new workers started; old workers still draining";
                 }
-                self.evidence.merge(
+                evidence.merge(
                     &target.id,
                     json!({"reload": {"signal": "HUP", "pid": master, "result": "no new workers"}}),
                 );
@@ -219,7 +225,7 @@ impl NginxTargets {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        self.evidence.merge(
+        evidence.merge(
             &target.id,
             json!({"reload": {"signal": "HUP", "pid": master, "result": outcome}}),
         );
