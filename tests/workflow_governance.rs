@@ -247,6 +247,70 @@ async fn an_approval_after_its_time_out_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_after_the_approval_task_timed_out_is_answered_expired_and_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    let record = w
+        .stack
+        .deps
+        .store
+        .get("approvals", &id)
+        .await
+        .expect("store")
+        .expect("approval record");
+    // The approval expires before its task times out.
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(record["request"]["expires_at"].clone()).expect("expires_at");
+    let requested: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(record["request"]["requested_at"].clone()).expect("requested_at");
+    assert!(
+        expires < requested + TimeDelta::minutes(5),
+        "normal approvals time out after 5 minutes; the approval must expire first"
+    );
+    // The task times out (the engine's clock is real time, so its time-out is
+    // delivered the way the engine delivers it: the token stops being waited on).
+    let token = w
+        .stack
+        .deps
+        .sealer
+        .open(record["sealedToken"].as_str().expect("sealed token"))
+        .expect("token");
+    w.stack
+        .engine
+        .send_task_failure(
+            &token,
+            Some("States.Timeout".into()),
+            Some("approval task timed out".into()),
+        )
+        .expect("time the task out");
+    let done = w.stack.wait(&exec, WAIT).await.expect("done");
+    assert_ne!(done.status, certops_asl::ExecutionStatus::Succeeded);
+    // The late click: a clear answer, and a record of it.
+    w.clock.advance(TimeDelta::minutes(6));
+    let late = w
+        .stack
+        .decide(decision(&id, "cab-alice@example.com", Verdict::Approve))
+        .await
+        .expect_err("late approval");
+    assert_eq!(late.name(), "ApprovalExpired", "{late}");
+    let audit = w.stack.deps.store.audit(&exec).await.expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.actor == "approver:cab-alice@example.com"
+                && r.summary["decision"] == "expired"),
+        "the late click is audited: {audit:?}"
+    );
+    assert_eq!(
+        w.stack.adapters.endpoints.installed("lb-shop").as_deref(),
+        Some("keystore:current/shop"),
+        "nothing may be deployed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_changed_after_approval_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let w = world(dir.path(), None).await;

@@ -139,9 +139,15 @@ pub async fn handle(deps: &Deps, cb: Callback) -> Result<Decided, Error> {
             deps.workflow.send_success(&token, &v).await?;
         }
         Err(e) => {
-            deps.workflow
+            let sent = deps
+                .workflow
                 .send_failure(&token, e.name(), &e.to_string())
-                .await?
+                .await;
+            // A click after the approval expired may also come after the task
+            // timed out: the answer is still "expired", and it is audited.
+            if let (Err(x), false) = (sent, matches!(e, Error::ApprovalExpired { .. })) {
+                return Err(x);
+            }
         }
     }
     record_audit(
