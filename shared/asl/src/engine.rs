@@ -271,6 +271,9 @@ struct Core {
     store: Option<SqliteStore>,
     /// Invocations decided under the lock, dispatched after it is released.
     outbox: Vec<Dispatch>,
+    /// Running executions loaded at open, with what they need re-established,
+    /// until [`Engine::resume`].
+    paused: Vec<(String, Effects)>,
 }
 
 /// A task invocation waiting to be polled (see [`Engine::flush`]).
@@ -318,6 +321,21 @@ impl Engine {
         invoker: Arc<dyn TaskInvoker>,
         clock: Arc<dyn Clock>,
     ) -> Result<Engine, EngineError> {
+        let engine = Self::open_paused(opts, invoker, clock)?;
+        engine.resume();
+        Ok(engine)
+    }
+
+    /// Opens an engine like [`Engine::open`] but resumes nothing yet: stored
+    /// executions are loaded, and their pending invocations, timers and
+    /// tokens wait for [`Engine::resume`]. For an invoker whose handlers are
+    /// registered after the engine exists (they need it): a task re-invoked
+    /// before its handler is registered would fail the execution.
+    pub fn open_paused(
+        opts: EngineOptions,
+        invoker: Arc<dyn TaskInvoker>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Engine, EngineError> {
         let store = match &opts.storage {
             Storage::Memory => None,
             Storage::Sqlite(p) => Some(SqliteStore::open(p)?),
@@ -338,6 +356,7 @@ impl Engine {
                 rng,
                 store,
                 outbox: Vec::new(),
+                paused: Vec::new(),
             }),
             invoker,
             clock,
@@ -350,7 +369,6 @@ impl Engine {
         });
         let engine = Engine { inner };
         engine.load()?;
-        engine.flush();
         let weak = Arc::downgrade(&engine.inner);
         tokio::spawn(timer_loop(weak, engine.inner.timers_changed.clone()));
         Ok(engine)
@@ -452,7 +470,15 @@ impl Engine {
                 }),
             );
         }
-        drop(core);
+        core.paused = resumed;
+        Ok(())
+    }
+
+    /// Resumes the running executions [`Engine::open_paused`] loaded: re-arms
+    /// their timers and tokens, invokes again the tasks whose invocation had
+    /// not completed, and advances them. Does nothing the second time.
+    pub fn resume(&self) {
+        let resumed = std::mem::take(&mut self.lock().paused);
         for (arn, effects) in resumed {
             let mut core = self.lock();
             self.apply_effects(&mut core, &arn, effects);
@@ -468,7 +494,7 @@ impl Engine {
                 self.after(&mut core, &arn, eff);
             }
         }
-        Ok(())
+        self.flush();
     }
 
     /// The engine's options.

@@ -189,7 +189,9 @@ impl Stack {
         probe_timeout: Duration,
     ) -> Result<Stack, Error> {
         let functions = FunctionRegistry::with_builtins();
-        let engine = Engine::open(
+        // Paused until the step functions below are registered: a step that
+        // was in flight at a crash is invoked again on resume, and must find them.
+        let engine = Engine::open_paused(
             EngineOptions {
                 storage: Storage::Sqlite(data_dir.join("state.db")),
                 ..EngineOptions::default()
@@ -262,6 +264,7 @@ impl Stack {
         register_step(reg, "certops-rollback", deps.clone(), |d, e| async move {
             certops_fn_rollback::handle(&d, e).await
         });
+        engine.resume();
         Ok(Stack {
             engine,
             adapters,
