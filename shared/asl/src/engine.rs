@@ -266,7 +266,9 @@ struct Core {
     tokens: HashMap<Arc<str>, (Arc<str>, u32, u64)>,
     timers: BTreeMap<(i64, u64), (Arc<str>, Timer)>,
     timer_seq: u64,
-    history: HashMap<Arc<str>, Vec<HistoryEvent>>,
+    /// Memory-only history: each advance's events as one chunk, in order
+    /// (an execution that yields adds a chunk per slice without copying the earlier ones).
+    history: HashMap<Arc<str>, Vec<Vec<HistoryEvent>>>,
     rng: StdRng,
     store: Option<SqliteStore>,
     /// Invocations decided under the lock, dispatched after it is released.
@@ -759,7 +761,11 @@ impl Engine {
         }
         match core.store.as_ref() {
             Some(store) => Ok(store.history(arn)?),
-            None => Ok(core.history.get(arn).cloned().unwrap_or_default()),
+            None => Ok(core
+                .history
+                .get(arn)
+                .map(|chunks| chunks.iter().flatten().cloned().collect())
+                .unwrap_or_default()),
         }
     }
 
@@ -940,12 +946,9 @@ impl Engine {
             }
             None => {
                 let key = shared_arn(core, arn);
-                let history = core.history.entry(key).or_default();
-                if history.is_empty() {
+                if !events.is_empty() {
                     // Hand the whole buffer over instead of copying it event by event.
-                    *history = events;
-                } else {
-                    history.extend(events);
+                    core.history.entry(key).or_default().push(events);
                 }
             }
         }
