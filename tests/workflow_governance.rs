@@ -564,3 +564,69 @@ fn private_keys_never_appear_in_the_logs_or_output_of_a_full_demo() {
     }
     assert!(!logs.contains("PRIVATE KEY"));
 }
+
+async fn lock_holder(w: &World) -> Option<serde_json::Value> {
+    w.stack
+        .deps
+        .store
+        .get("locks", "shop-web-prod")
+        .await
+        .expect("store")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_execution_releases_the_certificate_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    card(&w, &exec).await;
+    let held = lock_holder(&w).await.expect("the renewal holds the lease");
+    assert_eq!(held["execution"], serde_json::json!(exec));
+    assert!(held["expires"].is_string(), "a lease has an expiry: {held}");
+    w.stack
+        .engine
+        .stop_execution(&exec, Some("Operator".into()), Some("stopped".into()))
+        .expect("stop");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lock_holder(&w).await.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "StopExecution left the certificate locked"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let now = chrono::Utc::now();
+    // A live lease of another execution blocks the renewal…
+    let live = serde_json::json!({"execution": "ghost-live", "since": now, "expires": now + TimeDelta::hours(1)});
+    assert!(w
+        .stack
+        .deps
+        .store
+        .put_if_absent("locks", "shop-web-prod", &live)
+        .await
+        .expect("store"));
+    let blocked =
+        certops_core::lease::acquire(w.stack.deps.store.as_ref(), "shop-web-prod", "other", now)
+            .await
+            .expect_err("a live lease is not taken over");
+    assert_eq!(blocked.name(), "Conflict");
+    // …an expired one (its owner crashed and never released it) is taken over.
+    let stale = serde_json::json!({"execution": "ghost", "since": now - TimeDelta::days(3), "expires": now - TimeDelta::days(1)});
+    assert!(w
+        .stack
+        .deps
+        .store
+        .compare_and_swap("locks", "shop-web-prod", Some(&live), &stale)
+        .await
+        .expect("store"));
+    let exec = start_scan(&w).await;
+    card(&w, &exec).await;
+    let held = lock_holder(&w).await.expect("lease");
+    assert_eq!(held["execution"], serde_json::json!(exec));
+}

@@ -276,6 +276,8 @@ struct Core {
     /// Running executions loaded at open, with what they need re-established,
     /// until [`Engine::resume`].
     paused: Vec<(String, Effects)>,
+    /// Told the ARN of every execution that ends (see [`Engine::on_finished`]).
+    finished_tx: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 /// A task invocation waiting to be polled (see [`Engine::flush`]).
@@ -359,6 +361,7 @@ impl Engine {
                 store,
                 outbox: Vec::new(),
                 paused: Vec::new(),
+                finished_tx: None,
             }),
             invoker,
             clock,
@@ -497,6 +500,13 @@ impl Engine {
             }
         }
         self.flush();
+    }
+
+    /// Sends the ARN of every execution that ends from now on, by any path
+    /// (success, failure, time-out, `StopExecution`) to `tx`: the host
+    /// releases what the execution held.
+    pub fn on_finished(&self, tx: tokio::sync::mpsc::UnboundedSender<String>) {
+        self.lock().finished_tx = Some(tx);
     }
 
     /// The engine's options.
@@ -953,6 +963,9 @@ impl Engine {
             }
         }
         if finished {
+            if let Some(tx) = &core.finished_tx {
+                let _ = tx.send(arn.to_string());
+            }
             self.inner.finished.notify_waiters();
         }
     }
