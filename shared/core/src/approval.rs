@@ -284,7 +284,8 @@ mod tests {
         let late = decision("erin@example.com", &plan, 31);
         let err = check_decision(&request, &late, &plan.hash()).unwrap_err();
         assert_eq!(err.name(), "ApprovalExpired");
-        assert!(err.to_string().contains("2026-12-01T09:30:00"), "{err}");
+        // 30 minutes' time-out, expiring 3 minutes before the task would time out.
+        assert!(err.to_string().contains("2026-12-01T09:27:00"), "{err}");
     }
 
     #[test]
