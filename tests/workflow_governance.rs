@@ -912,3 +912,133 @@ async fn a_click_after_the_task_timed_out_gets_a_clear_answer_and_an_audit_recor
         "the late click is audited"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_after_the_approval_task_timed_out_is_answered_expired_and_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    let record = w
+        .stack
+        .deps
+        .store
+        .get("approvals", &id)
+        .await
+        .expect("store")
+        .expect("approval record");
+    // The approval expires before its task times out.
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(record["request"]["expires_at"].clone()).expect("expires_at");
+    let requested: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(record["request"]["requested_at"].clone()).expect("requested_at");
+    assert!(
+        expires < requested + TimeDelta::minutes(5),
+        "normal approvals time out after 5 minutes; the approval must expire first"
+    );
+    // The task times out (the engine's clock is real time, so its time-out is
+    // delivered the way the engine delivers it: the token stops being waited on).
+    let token = w
+        .stack
+        .deps
+        .sealer
+        .open(record["sealedToken"].as_str().expect("sealed token"))
+        .expect("token");
+    w.stack
+        .engine
+        .send_task_failure(
+            &token,
+            Some("States.Timeout".into()),
+            Some("approval task timed out".into()),
+        )
+        .expect("time the task out");
+    let done = w.stack.wait(&exec, WAIT).await.expect("done");
+    assert_ne!(done.status, certops_asl::ExecutionStatus::Succeeded);
+    // The late click: a clear answer, and a record of it.
+    w.clock.advance(TimeDelta::minutes(6));
+    let late = w
+        .stack
+        .decide(decision(&id, "cab-alice@example.com", Verdict::Approve))
+        .await
+        .expect_err("late approval");
+    assert_eq!(late.name(), "ApprovalExpired", "{late}");
+    let audit = w.stack.deps.store.audit(&exec).await.expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.actor == "approver:cab-alice@example.com"
+                && r.summary["decision"] == "expired"),
+        "the late click is audited: {audit:?}"
+    );
+    assert_eq!(
+        w.stack.adapters.endpoints.installed("lb-shop").as_deref(),
+        Some("keystore:current/shop"),
+        "nothing may be deployed"
+    );
+}
+
+async fn lock_holder(w: &World) -> Option<serde_json::Value> {
+    w.stack
+        .deps
+        .store
+        .get("locks", "shop-web-prod")
+        .await
+        .expect("store")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_execution_releases_the_certificate_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    card(&w, &exec).await;
+    let held = lock_holder(&w).await.expect("the renewal holds the lease");
+    assert_eq!(held["execution"], serde_json::json!(exec));
+    assert!(held["expires"].is_string(), "a lease has an expiry: {held}");
+    w.stack
+        .engine
+        .stop_execution(&exec, Some("Operator".into()), Some("stopped".into()))
+        .expect("stop");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lock_holder(&w).await.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "StopExecution left the certificate locked"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let now = chrono::Utc::now();
+    // A live lease of another execution blocks the renewal…
+    let live = serde_json::json!({"execution": "ghost-live", "since": now, "expires": now + TimeDelta::hours(1)});
+    assert!(w
+        .stack
+        .deps
+        .store
+        .put_if_absent("locks", "shop-web-prod", &live)
+        .await
+        .expect("store"));
+    let blocked =
+        certops_core::lease::acquire(w.stack.deps.store.as_ref(), "shop-web-prod", "other", now)
+            .await
+            .expect_err("a live lease is not taken over");
+    assert_eq!(blocked.name(), "Conflict");
+    // …an expired one (its owner crashed and never released it) is taken over.
+    let stale = serde_json::json!({"execution": "ghost", "since": now - TimeDelta::days(3), "expires": now - TimeDelta::days(1)});
+    assert!(w
+        .stack
+        .deps
+        .store
+        .compare_and_swap("locks", "shop-web-prod", Some(&live), &stale)
+        .await
+        .expect("store"));
+    let exec = start_scan(&w).await;
+    card(&w, &exec).await;
+    let held = lock_holder(&w).await.expect("lease");
+    assert_eq!(held["execution"], serde_json::json!(exec));
+}

@@ -20,11 +20,7 @@ async fn release_lock(deps: &Deps, state: &WorkflowState, execution: &str) -> Re
     else {
         return Ok(());
     };
-    if let Some(lock) = deps.store.get("locks", &cert_id).await? {
-        if lock["execution"] == json!(execution) {
-            deps.store.delete_if("locks", &cert_id, &lock).await?;
-        }
-    }
+    certops_core::lease::release(deps.store.as_ref(), &cert_id, execution).await?;
     Ok(())
 }
 

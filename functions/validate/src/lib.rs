@@ -159,17 +159,9 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
     };
 
     if let (Some(cert), false) = (cert, report.is_blocked()) {
-        // One active renewal per certificate: a conditional write, released by the final ITSM step.
-        let lock = json!({"execution": exec, "since": now});
-        if !deps.store.put_if_absent("locks", &cert.id, &lock).await? {
-            let holder = deps.store.get("locks", &cert.id).await?.unwrap_or_default();
-            if holder["execution"] != json!(exec) {
-                return Err(Error::Conflict(format!(
-                    "a renewal of {} is already running in {}",
-                    cert.id, holder["execution"]
-                )));
-            }
-        }
+        // One active renewal per certificate: a lease owned by this execution,
+        // released when it ends by any path, taken over once expired.
+        certops_core::lease::acquire(deps.store.as_ref(), &cert.id, exec, now).await?;
         let trigger_ticket = trigger.ticket_number();
         let plan = Plan::build(
             cfg.runbook.reference(),

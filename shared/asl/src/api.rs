@@ -181,6 +181,12 @@ fn execution_json(e: &ExecutionInfo, full: bool) -> Value {
 fn parse_json_field(text: Option<&str>, what: &str, code: &str) -> Result<Value, ApiError> {
     match text {
         None => Ok(json!({})),
+        // AWS's quota on `input` / `output`: 256 KiB of UTF-8.
+        Some(t) if t.len() > crate::machine::MAX_PAYLOAD_BYTES => Err(ApiError::validation(format!(
+            "1 validation error detected: Value at '{what}' failed to satisfy constraint: Member must have length less than or equal to {} (it has {} bytes)",
+            crate::machine::MAX_PAYLOAD_BYTES,
+            t.len()
+        ))),
         Some(t) => serde_json::from_str(t)
             .map_err(|e| ApiError::new(code, format!("{what} is not valid JSON: {e}"))),
     }

@@ -7,9 +7,11 @@
 
 use crate::clock::Clock;
 use crate::definition::{substitute, DefinitionError, StateMachine};
+use crate::history::payload_text;
 use crate::history::HistoryEvent;
 use crate::machine::{
     Effects, Env, Execution, ExecutionMeta, ExecutionStatus, StatesError, Timer, TimerKind,
+    MAX_HISTORY_EVENTS, MAX_PAYLOAD_BYTES,
 };
 use crate::store::{MachineRow, SqliteStore, StoreError};
 use rand::rngs::StdRng;
@@ -19,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::Notify;
 
@@ -85,7 +88,25 @@ pub struct EngineOptions {
     pub storage: Storage,
     /// Seed for task tokens and jitter (tests); random when `None`.
     pub seed: Option<u64>,
+    /// History events one execution may record before it fails with
+    /// `States.Runtime`, as on AWS ([`MAX_HISTORY_EVENTS`], 25,000).
+    pub max_history_events: u64,
+    /// State transitions an execution takes per hold of the engine lock
+    /// before it yields to the scheduler, so one busy (or runaway) execution
+    /// cannot keep the API, callbacks and other executions waiting.
+    pub transitions_per_slice: u64,
 }
+
+/// How many times (1 ms each) a yielded execution lets blocked callers go
+/// first before it takes its next slice regardless.
+const MAX_DEFERRALS: u32 = 50;
+
+/// Bytes of state payload an execution records per hold of the engine lock.
+const SLICE_BYTES: usize = 1 << 20;
+
+/// Default [`EngineOptions::transitions_per_slice`]: well under a millisecond
+/// of work in memory.
+pub const DEFAULT_TRANSITIONS_PER_SLICE: u64 = 1_000;
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -94,6 +115,8 @@ impl Default for EngineOptions {
             account: "123456789012".into(),
             storage: Storage::Memory,
             seed: None,
+            max_history_events: MAX_HISTORY_EVENTS,
+            transitions_per_slice: DEFAULT_TRANSITIONS_PER_SLICE,
         }
     }
 }
@@ -230,6 +253,8 @@ struct Slot {
     definition: Arc<str>,
     saved: bool,
     tokens: Vec<Arc<str>>,
+    /// A continuation of this execution's run is scheduled (it yielded).
+    continuing: bool,
 }
 
 struct Core {
@@ -241,11 +266,18 @@ struct Core {
     tokens: HashMap<Arc<str>, (Arc<str>, u32, u64)>,
     timers: BTreeMap<(i64, u64), (Arc<str>, Timer)>,
     timer_seq: u64,
-    history: HashMap<Arc<str>, Vec<HistoryEvent>>,
+    /// Memory-only history: each advance's events as one chunk, in order
+    /// (an execution that yields adds a chunk per slice without copying the earlier ones).
+    history: HashMap<Arc<str>, Vec<Vec<HistoryEvent>>>,
     rng: StdRng,
     store: Option<SqliteStore>,
     /// Invocations decided under the lock, dispatched after it is released.
     outbox: Vec<Dispatch>,
+    /// Running executions loaded at open, with what they need re-established,
+    /// until [`Engine::resume`].
+    paused: Vec<(String, Effects)>,
+    /// Told the ARN of every execution that ends (see [`Engine::on_finished`]).
+    finished_tx: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 /// A task invocation waiting to be polled (see [`Engine::flush`]).
@@ -264,6 +296,10 @@ struct Inner {
     finished: Notify,
     opts: EngineOptions,
     region: Arc<str>,
+    /// The runtime the engine was opened on: yielded executions continue there.
+    runtime: tokio::runtime::Handle,
+    /// Callers blocked on `core` right now; a yielded execution lets them go first.
+    waiting: AtomicUsize,
 }
 
 /// The local Step Functions engine. Cheap to clone.
@@ -289,6 +325,21 @@ impl Engine {
         invoker: Arc<dyn TaskInvoker>,
         clock: Arc<dyn Clock>,
     ) -> Result<Engine, EngineError> {
+        let engine = Self::open_paused(opts, invoker, clock)?;
+        engine.resume();
+        Ok(engine)
+    }
+
+    /// Opens an engine like [`Engine::open`] but resumes nothing yet: stored
+    /// executions are loaded, and their pending invocations, timers and
+    /// tokens wait for [`Engine::resume`]. For an invoker whose handlers are
+    /// registered after the engine exists (they need it): a task re-invoked
+    /// before its handler is registered would fail the execution.
+    pub fn open_paused(
+        opts: EngineOptions,
+        invoker: Arc<dyn TaskInvoker>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Engine, EngineError> {
         let store = match &opts.storage {
             Storage::Memory => None,
             Storage::Sqlite(p) => Some(SqliteStore::open(p)?),
@@ -309,24 +360,45 @@ impl Engine {
                 rng,
                 store,
                 outbox: Vec::new(),
+                paused: Vec::new(),
+                finished_tx: None,
             }),
             invoker,
             clock,
             timers_changed: Arc::new(Notify::new()),
             finished: Notify::new(),
             region: Arc::from(opts.region.as_str()),
+            runtime: tokio::runtime::Handle::current(),
+            waiting: AtomicUsize::new(0),
             opts,
         });
         let engine = Engine { inner };
         engine.load()?;
-        engine.flush();
         let weak = Arc::downgrade(&engine.inner);
         tokio::spawn(timer_loop(weak, engine.inner.timers_changed.clone()));
         Ok(engine)
     }
 
+    /// An advance's environment, carrying the engine's quotas.
+    fn env<'a>(&self, now: i64, rng: &'a mut StdRng) -> Env<'a> {
+        let mut env = Env::new(now, rng);
+        env.history_limit = self.inner.opts.max_history_events;
+        env.slice = self.inner.opts.transitions_per_slice.max(1);
+        env.slice_bytes = SLICE_BYTES;
+        env
+    }
+
     fn lock(&self) -> MutexGuard<'_, Core> {
-        self.inner.core.lock().unwrap_or_else(|p| p.into_inner())
+        match self.inner.core.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.inner.waiting.fetch_add(1, Ordering::SeqCst);
+                let g = self.inner.core.lock().unwrap_or_else(|p| p.into_inner());
+                self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+                g
+            }
+        }
     }
 
     fn load(&self) -> Result<(), EngineError> {
@@ -399,10 +471,19 @@ impl Engine {
                     definition: text,
                     saved: true,
                     tokens: Vec::new(),
+                    continuing: false,
                 }),
             );
         }
-        drop(core);
+        core.paused = resumed;
+        Ok(())
+    }
+
+    /// Resumes the running executions [`Engine::open_paused`] loaded: re-arms
+    /// their timers and tokens, invokes again the tasks whose invocation had
+    /// not completed, and advances them. Does nothing the second time.
+    pub fn resume(&self) {
+        let resumed = std::mem::take(&mut self.lock().paused);
         for (arn, effects) in resumed {
             let mut core = self.lock();
             self.apply_effects(&mut core, &arn, effects);
@@ -411,14 +492,21 @@ impl Engine {
                 executions, rng, ..
             } = &mut *core;
             if let Some(slot) = executions.get_mut(arn.as_str()) {
-                let mut env = Env::new(now, rng);
+                let mut env = self.env(now, rng);
                 let def = slot.def.clone();
                 slot.exec.run(&def, &mut env);
                 let eff = env.effects;
                 self.after(&mut core, &arn, eff);
             }
         }
-        Ok(())
+        self.flush();
+    }
+
+    /// Sends the ARN of every execution that ends from now on, by any path
+    /// (success, failure, time-out, `StopExecution`) to `tx`: the host
+    /// releases what the execution held.
+    pub fn on_finished(&self, tx: tokio::sync::mpsc::UnboundedSender<String>) {
+        self.lock().finished_tx = Some(tx);
     }
 
     /// The engine's options.
@@ -571,6 +659,13 @@ impl Engine {
         name: Option<&str>,
         input: Value,
     ) -> Result<ExecutionInfo, EngineError> {
+        // AWS's quota on an execution's input, checked before anything is recorded.
+        let size = payload_text(&input).len();
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(EngineError::Validation(format!(
+                "1 validation error detected: Value at 'input' failed to satisfy constraint: Member must have length less than or equal to {MAX_PAYLOAD_BYTES} (got {size} bytes)"
+            )));
+        }
         let mut core = self.lock();
         let ((sm_arn, sm_name, role), def, definition) = {
             let m = core.machines.get(state_machine_arn).ok_or_else(|| {
@@ -613,7 +708,7 @@ impl Engine {
             region: self.inner.region.clone(),
         };
         let Core { rng, .. } = &mut *core;
-        let mut env = Env::new(now, rng);
+        let mut env = self.env(now, rng);
         let mut exec = Execution::start(meta, &def, &mut env);
         exec.run(&def, &mut env);
         let effects = env.effects;
@@ -627,6 +722,7 @@ impl Engine {
                 definition,
                 saved: false,
                 tokens: Vec::new(),
+                continuing: false,
             }),
         );
         self.after(&mut core, &arn, effects);
@@ -675,7 +771,11 @@ impl Engine {
         }
         match core.store.as_ref() {
             Some(store) => Ok(store.history(arn)?),
-            None => Ok(core.history.get(arn).cloned().unwrap_or_default()),
+            None => Ok(core
+                .history
+                .get(arn)
+                .map(|chunks| chunks.iter().flatten().cloned().collect())
+                .unwrap_or_default()),
         }
     }
 
@@ -703,7 +803,7 @@ impl Engine {
         let slot = executions
             .get_mut(arn)
             .ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))?;
-        let mut env = Env::new(now, rng);
+        let mut env = self.env(now, rng);
         slot.exec.stop(error, cause, &mut env);
         let effects = env.effects;
         self.after(&mut core, arn, effects);
@@ -752,7 +852,7 @@ impl Engine {
             tokens.remove(token);
             return Err(EngineError::TaskTimedOut);
         };
-        let mut env = Env::new(now, rng);
+        let mut env = self.env(now, rng);
         let def = slot.def.clone();
         let res = apply(&mut slot.exec, &def, frame, seq, &mut env);
         let effects = env.effects;
@@ -835,6 +935,14 @@ impl Engine {
         };
         let events = std::mem::take(&mut slot.exec.pending_events);
         let finished = slot.exec.status != ExecutionStatus::Running;
+        if !finished && slot.exec.has_runnable() && !slot.continuing {
+            // The run yielded with work left: continue after others had their turn.
+            slot.continuing = true;
+            self.schedule_continue(shared_arn(core, arn));
+        }
+        let Some(slot) = core.executions.get_mut(arn) else {
+            return;
+        };
         if finished {
             slot.exec.compact();
             for t in std::mem::take(&mut slot.tokens) {
@@ -856,18 +964,64 @@ impl Engine {
             }
             None => {
                 let key = shared_arn(core, arn);
-                let history = core.history.entry(key).or_default();
-                if history.is_empty() {
+                if !events.is_empty() {
                     // Hand the whole buffer over instead of copying it event by event.
-                    *history = events;
-                } else {
-                    history.extend(events);
+                    core.history.entry(key).or_default().push(events);
                 }
             }
         }
         if finished {
+            if let Some(tx) = &core.finished_tx {
+                let _ = tx.send(arn.to_string());
+            }
             self.inner.finished.notify_waiters();
         }
+    }
+
+    /// Queues the next slice of a yielded execution's run behind the tasks
+    /// already waiting on the runtime.
+    fn schedule_continue(&self, arn: Arc<str>) {
+        let weak = Arc::downgrade(&self.inner);
+        self.inner.runtime.spawn(async move {
+            tokio::task::yield_now().await;
+            // Callers blocked on the lock (the API, callbacks, other
+            // executions) go first; a std mutex would let this task barge.
+            let mut deferred = 0;
+            while deferred < MAX_DEFERRALS
+                && weak
+                    .upgrade()
+                    .is_some_and(|i| i.waiting.load(Ordering::SeqCst) > 0)
+            {
+                deferred += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            if let Some(inner) = weak.upgrade() {
+                let engine = Engine { inner };
+                engine.continue_run(&arn);
+                engine.flush();
+            }
+        });
+    }
+
+    /// Runs the next slice of a yielded execution.
+    fn continue_run(&self, arn: &str) {
+        let now = self.inner.clock.now_ms();
+        let mut core = self.lock();
+        let Core {
+            executions, rng, ..
+        } = &mut *core;
+        let Some(slot) = executions.get_mut(arn) else {
+            return;
+        };
+        slot.continuing = false;
+        if slot.exec.status != ExecutionStatus::Running {
+            return;
+        }
+        let mut env = self.env(now, rng);
+        let def = slot.def.clone();
+        slot.exec.run(&def, &mut env);
+        let effects = env.effects;
+        self.after(&mut core, arn, effects);
     }
 
     fn apply_effects(&self, core: &mut Core, arn: &str, effects: Effects) {
@@ -961,7 +1115,7 @@ impl Engine {
         let Some(slot) = executions.get_mut(arn) else {
             return;
         };
-        let mut env = Env::new(now, rng);
+        let mut env = self.env(now, rng);
         let def = slot.def.clone();
         slot.exec.on_task_result(&def, frame, seq, result, &mut env);
         let effects = env.effects;
@@ -989,7 +1143,7 @@ impl Engine {
             if slot.exec.status != ExecutionStatus::Running {
                 continue;
             }
-            let mut env = Env::new(now, rng);
+            let mut env = self.env(now, rng);
             let def = slot.def.clone();
             slot.exec.on_timer(&def, timer, &mut env);
             let effects = env.effects;

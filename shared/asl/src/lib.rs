@@ -43,11 +43,11 @@ pub use clock::{Clock, TokioClock};
 pub use definition::{DefinitionError, StateMachine};
 pub use engine::{
     BoxFuture, Engine, EngineError, EngineOptions, ExecutionInfo, MachineInfo, NoTasks, Storage,
-    TaskInvoker, TaskRequest,
+    TaskInvoker, TaskRequest, DEFAULT_TRANSITIONS_PER_SLICE,
 };
 pub use functions::FunctionRegistry;
 pub use history::{EventType, HistoryEvent};
-pub use machine::{ExecutionStatus, StatesError};
+pub use machine::{ExecutionStatus, StatesError, MAX_HISTORY_EVENTS, MAX_PAYLOAD_BYTES};
 
 /// The role ARN given to state machines created without one.
 pub const DEFAULT_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/certops-local";

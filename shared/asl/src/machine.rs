@@ -25,11 +25,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, VecDeque};
 
-/// AWS Step Functions' quota on events in one execution's history.
-pub const MAX_HISTORY_EVENTS: u64 = 25_000;
-
 /// AWS's default Task timeout when none is given.
 const DEFAULT_TASK_TIMEOUT_SECS: u64 = 99_999_999;
+
+/// AWS's quota on events in one execution's history: the event that would
+/// exceed it is replaced by `ExecutionFailed` (`States.Runtime`).
+pub const MAX_HISTORY_EVENTS: u64 = 25_000;
+
+/// AWS's quota on a state's input or output, and on an execution's input:
+/// 256 KiB of UTF-8 text.
+pub const MAX_PAYLOAD_BYTES: usize = 262_144;
 
 /// The lifecycle status of an execution, as `DescribeExecution` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +86,17 @@ impl StatesError {
     fn runtime(cause: impl Into<String>) -> Self {
         Self::new("States.Runtime", cause)
     }
+}
+
+/// Whether an event ends the execution (those may take the last history id).
+fn is_execution_end(kind: EventType) -> bool {
+    matches!(
+        kind,
+        EventType::ExecutionSucceeded
+            | EventType::ExecutionFailed
+            | EventType::ExecutionAborted
+            | EventType::ExecutionTimedOut
+    )
 }
 
 /// True for errors that neither `Retry` nor `Catch` (even `States.ALL`) may handle.
@@ -185,6 +201,14 @@ pub struct Env<'a> {
     pub rng: &'a mut dyn RngCore,
     /// Collected effects.
     pub effects: Effects,
+    /// History events an execution may have ([`MAX_HISTORY_EVENTS`] by default).
+    pub history_limit: u64,
+    /// State transitions one [`Execution::run`] may take before it returns with
+    /// frames still runnable, so the engine can let others progress (unbounded by default).
+    pub slice: u64,
+    /// Bytes of state input/output one [`Execution::run`] may record before it
+    /// returns the same way (large payloads make each transition costlier).
+    pub slice_bytes: usize,
 }
 
 impl<'a> Env<'a> {
@@ -194,6 +218,9 @@ impl<'a> Env<'a> {
             now_ms,
             rng,
             effects: Effects::default(),
+            history_limit: MAX_HISTORY_EVENTS,
+            slice: u64::MAX,
+            slice_bytes: usize::MAX,
         }
     }
 }
@@ -291,6 +318,16 @@ pub struct Execution {
     /// Number of state transitions taken (for throughput figures).
     #[serde(default)]
     pub transitions: u64,
+    /// A quota was exceeded while advancing: the execution fails with this
+    /// error as soon as the advance returns to [`Execution::run`].
+    #[serde(skip)]
+    halt: Option<StatesError>,
+    /// `transitions` at which the current [`Execution::run`] yields.
+    #[serde(skip)]
+    yield_at: u64,
+    /// Bytes of state payload the current [`Execution::run`] has recorded.
+    #[serde(skip)]
+    slice_bytes: usize,
 }
 
 /// What a Map state needs to start: effective input, items, max concurrency, tolerances.
@@ -593,6 +630,9 @@ impl Execution {
             last_event: 0,
             pending_events: Vec::with_capacity(16),
             transitions: 0,
+            halt: None,
+            yield_at: 0,
+            slice_bytes: 0,
         };
         let started = exec.emit_raw(
             env,
@@ -667,6 +707,14 @@ impl Execution {
         details: Option<Details>,
     ) -> u64 {
         let id = self.next_event;
+        if id >= env.history_limit && !is_execution_end(kind) {
+            // The last event id is kept for the failure that ends the execution.
+            self.halt_with(StatesError::runtime(format!(
+                "The execution reached the maximum number of history events ({}).",
+                env.history_limit
+            )));
+            return self.last_event;
+        }
         self.next_event += 1;
         self.last_event = id;
         self.pending_events.push(HistoryEvent {
@@ -702,6 +750,23 @@ impl Execution {
         st: &State,
         payload: std::sync::Arc<str>,
     ) {
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            let what = if kind.as_str().ends_with("Exited") {
+                "output"
+            } else {
+                "input"
+            };
+            self.halt_with(StatesError::new(
+                "States.DataLimitExceeded",
+                format!(
+                    "The state '{}' has an {what} of {} bytes, above the maximum of {MAX_PAYLOAD_BYTES} bytes.",
+                    st.name,
+                    payload.len()
+                ),
+            ));
+            return;
+        }
+        self.slice_bytes += payload.len();
         let details = Details::State {
             name: st.shared_name.clone(),
             payload,
@@ -716,10 +781,27 @@ impl Execution {
         id
     }
 
-    /// Advances every ready frame until each is blocked or finished (or the
-    /// history quota ends the execution).
+    /// Advances every ready frame until each is blocked or finished, or until
+    /// `env.slice` transitions were taken (then [`Execution::has_runnable`]
+    /// stays true and the engine calls `run` again later).
     pub fn run(&mut self, def: &StateMachine, env: &mut Env) {
-        while let Some(fid) = self.runnable.pop_front() {
+        self.yield_at = self.transitions.saturating_add(env.slice);
+        self.slice_bytes = 0;
+        loop {
+            if self.halt.is_some() {
+                self.fail_halted(env);
+                return;
+            }
+            if self.transitions >= self.yield_at {
+                return;
+            }
+            if self.slice_bytes >= env.slice_bytes {
+                self.yield_at = self.transitions;
+                return;
+            }
+            let Some(fid) = self.runnable.pop_front() else {
+                return;
+            };
             if self.status != ExecutionStatus::Running {
                 self.runnable.clear();
                 return;
@@ -734,38 +816,41 @@ impl Execution {
         }
     }
 
-    /// Fails the whole execution (no Catch applies), as AWS does when a quota is hit.
-    fn fail_execution(&mut self, error: &str, cause: String, env: &mut Env) {
-        let prev = self.last_event;
-        self.emit_raw(
-            env,
-            EventType::ExecutionFailed,
-            prev,
-            Some(json!({"error": error, "cause": cause})),
-        );
-        self.status = ExecutionStatus::Failed;
-        self.error = Some(error.to_string());
-        self.cause = Some(cause);
-        self.stop_ms = Some(env.now_ms);
-        self.frames.clear();
-        self.runnable.clear();
+    /// Records a quota breach; the first one wins.
+    fn halt_with(&mut self, e: StatesError) {
+        if self.halt.is_none() {
+            self.halt = Some(e);
+        }
+    }
+
+    /// Ends the execution for the quota breach [`Execution::halt_with`] recorded.
+    /// Nothing decided in the same advance is invoked.
+    fn fail_halted(&mut self, env: &mut Env) {
+        let Some(e) = self.halt.take() else { return };
+        if self.status == ExecutionStatus::Succeeded
+            && self.pending_events.last().map(|x| x.kind) == Some(EventType::ExecutionSucceeded)
+        {
+            // The end was reached only by dropping events past the quota: it does not stand.
+            self.pending_events.pop();
+            self.next_event -= 1;
+            self.last_event = self.next_event - 1;
+            self.status = ExecutionStatus::Running;
+            self.output = None;
+            self.stop_ms = None;
+        }
+        if self.status != ExecutionStatus::Running {
+            return;
+        }
+        env.effects.invocations.clear();
+        env.effects.tokens.clear();
+        self.end(env, ExecutionStatus::Failed, EventType::ExecutionFailed, e);
     }
 
     /// Advances one frame; returns whether the frame still exists.
     fn advance(&mut self, def: &StateMachine, fid: u32, f: &mut Frame, env: &mut Env) -> bool {
         loop {
-            // AWS's quota: an execution's history holds at most 25,000 events, and
-            // the execution fails when it would exceed them. This also bounds a
-            // runaway loop (Pass → Choice → back) that never blocks.
-            if matches!(f.phase, Phase::Enter) && self.next_event >= MAX_HISTORY_EVENTS {
-                self.fail_execution(
-                    "States.Runtime",
-                    format!(
-                        "the execution history reached the limit of {MAX_HISTORY_EVENTS} events"
-                    ),
-                    env,
-                );
-                return false;
+            if self.halt.is_some() {
+                return true;
             }
             let Some(branch) = def.branch(&f.branch) else {
                 self.fail_frame(
@@ -789,6 +874,12 @@ impl Execution {
             };
             match f.phase {
                 Phase::Enter => {
+                    if self.transitions >= self.yield_at || self.slice_bytes >= env.slice_bytes {
+                        // This run's slice is used up: enter the state next time.
+                        self.yield_at = self.transitions;
+                        self.runnable.push_front(fid);
+                        return true;
+                    }
                     f.entered_ms = env.now_ms;
                     f.attempts = vec![0; st.retry.len()];
                     f.retry_count = 0;

@@ -3,7 +3,7 @@
 //! Single use is enforced by the store (a conditional write); everything decidable from the
 //! request and the decision alone is decided here.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::CertObject;
@@ -37,6 +37,17 @@ pub struct ApprovalRequest {
     pub expires_at: DateTime<Utc>,
     /// The identities allowed to approve, resolved when the request was made.
     pub approvers: Vec<String>,
+}
+
+/// How long before the workflow's approval task times out the approval
+/// itself expires: a tenth of the time-out, at least 1 s and at most 5 min.
+/// The task's time-out (the same policy time-out) starts when the task is
+/// scheduled, before the request is made, so an approval that expired at
+/// the time-out would never be seen expired: the task would have timed out
+/// first and a late click would meet an unknown task token. With the margin a
+/// late click meets `ApprovalExpired`, and is answered and audited as such.
+pub fn expiry_margin(timeout: TimeDelta) -> TimeDelta {
+    (timeout / 10).clamp(TimeDelta::seconds(1), TimeDelta::minutes(5))
 }
 
 impl ApprovalRequest {
@@ -75,7 +86,7 @@ impl ApprovalRequest {
             // under several ids cannot approve under another one.
             requested_by: policy.canonical_identity(requested_by),
             requested_at: now,
-            expires_at: now + timeout,
+            expires_at: now + timeout - expiry_margin(timeout),
             approvers: policy.approvers(cert, path),
         })
     }
@@ -220,9 +231,26 @@ mod tests {
     }
 
     #[test]
+    fn the_approval_expires_before_its_task_times_out() {
+        for (timeout, margin) in [
+            (TimeDelta::seconds(5), TimeDelta::seconds(1)),
+            (TimeDelta::minutes(5), TimeDelta::seconds(30)),
+            (TimeDelta::minutes(30), TimeDelta::minutes(3)),
+            (TimeDelta::days(2), TimeDelta::minutes(5)),
+        ] {
+            assert_eq!(expiry_margin(timeout), margin);
+            assert!(timeout - expiry_margin(timeout) < timeout);
+        }
+    }
+
+    #[test]
     fn change_authority_member_approves_a_normal_change() {
         let (request, plan) = setup(ApprovalPath::Normal);
-        assert_eq!(request.expires_at, now() + TimeDelta::minutes(1440));
+        // A day's time-out: the approval expires 5 minutes before the task times out.
+        assert_eq!(
+            request.expires_at,
+            now() + TimeDelta::minutes(1440) - TimeDelta::minutes(5)
+        );
         let d = decision("carol@example.com", &plan, 10);
         assert_eq!(check_decision(&request, &d, &plan.hash()), Ok(()));
     }
@@ -288,7 +316,8 @@ mod tests {
         let late = decision("erin@example.com", &plan, 31);
         let err = check_decision(&request, &late, &plan.hash()).unwrap_err();
         assert_eq!(err.name(), "ApprovalExpired");
-        assert!(err.to_string().contains("2026-12-01T09:30:00"), "{err}");
+        // 30 minutes' time-out, expiring 3 minutes before the task would time out.
+        assert!(err.to_string().contains("2026-12-01T09:27:00"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub mod canonical;
 pub mod error;
 pub mod integrations;
 pub mod inventory;
+pub mod lease;
 pub mod plan;
 pub mod policy;
 pub mod ports;

@@ -189,7 +189,9 @@ impl Stack {
         probe_timeout: Duration,
     ) -> Result<Stack, Error> {
         let functions = FunctionRegistry::with_builtins();
-        let engine = Engine::open(
+        // Paused until the step functions below are registered: a step that
+        // was in flight at a crash is invoked again on resume, and must find them.
+        let engine = Engine::open_paused(
             EngineOptions {
                 storage: Storage::Sqlite(data_dir.join("state.db")),
                 ..EngineOptions::default()
@@ -288,6 +290,21 @@ impl Stack {
         register_step(reg, "certops-rollback", deps.clone(), |d, e| async move {
             certops_fn_rollback::handle(&d, e).await
         });
+        // Every terminal path (StopExecution, a failure with no Catch, a
+        // time-out) releases the execution's certificate lease.
+        let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel::<String>();
+        engine.on_finished(ended_tx);
+        let store = deps.store.clone();
+        tokio::spawn(async move {
+            while let Some(execution) = ended.recv().await {
+                if let Err(e) =
+                    certops_core::lease::release_for_execution(store.as_ref(), &execution).await
+                {
+                    tracing::warn!(execution, error = %e, "could not release the certificate lease");
+                }
+            }
+        });
+        engine.resume();
         Ok(Stack {
             engine,
             adapters,
