@@ -78,6 +78,32 @@ fn current_plan_hash(deps: &Deps, record: &Value) -> Result<String, Error> {
     Ok(plan.hash())
 }
 
+/// Sets the approval record's `delivery` to `state`. The record may have been touched
+/// since it was spent (a chat adapter notes the card it updated), so the current record
+/// is read and swapped, a few times if writers race.
+async fn mark_delivery(deps: &Deps, id: &str, state: &str) -> Result<(), Error> {
+    for _ in 0..5 {
+        let Some(current) = deps.store.get("approvals", id).await? else {
+            return Err(Error::Conflict(format!("approval {id} vanished while delivering")));
+        };
+        if current["delivery"] == json!(state) {
+            return Ok(());
+        }
+        let mut next = current.clone();
+        next["delivery"] = json!(state);
+        if deps
+            .store
+            .compare_and_swap("approvals", id, Some(&current), &next)
+            .await?
+        {
+            return Ok(());
+        }
+    }
+    Err(Error::Transient(format!(
+        "approval {id}: could not record its delivery as {state}; writers kept racing"
+    )))
+}
+
 /// Completes the waiting task with the decision recorded in `spent`, then marks the
 /// delivery `delivered`; a task that no longer waits marks it `ended` (a `Conflict`); any
 /// other failure leaves it `pending` for the approver's retry.
@@ -98,22 +124,13 @@ async fn deliver(deps: &Deps, id: &str, spent: &Value, actor: &str) -> Result<()
             )
             .await
     };
-    let mark = |state: &str| {
-        let mut next = spent.clone();
-        next["delivery"] = json!(state);
-        next
-    };
     match sent {
         Ok(()) => {
-            deps.store
-                .compare_and_swap("approvals", id, Some(spent), &mark("delivered"))
-                .await?;
+            mark_delivery(deps, id, "delivered").await?;
             Ok(())
         }
         Err(Error::Conflict(why)) => {
-            deps.store
-                .compare_and_swap("approvals", id, Some(spent), &mark("ended"))
-                .await?;
+            mark_delivery(deps, id, "ended").await?;
             record_audit(
                 deps,
                 spent["execution"].as_str().unwrap_or_default(),
