@@ -310,10 +310,11 @@ async fn certops_serve_renews_and_deploys_to_a_real_nginx_and_haproxy() {
 
     let secret = "serve-real-servers-approval-secret";
     let port = certops_tests::process::free_port();
-    let server = certops_tests::process::start_serve_with(
+    let server = certops_tests::process::start_serve_scanning(
         &data,
         port,
         &[("CERTOPS_APPROVAL_SECRET", secret)],
+        "1h",
     );
 
     // `serve`'s scheduler scans at start-up: its finding starts the renewal through intake

@@ -246,7 +246,7 @@ fn sam_translator_transforms_the_template() {
         ("AWS::Scheduler::Schedule", 1),
         ("AWS::Lambda::EventSourceMapping", 2),
         ("AWS::SecretsManager::Secret", 8),
-        ("AWS::CloudWatch::Alarm", 7),
+        ("AWS::CloudWatch::Alarm", 6),
     ] {
         assert_eq!(
             report["by_type"][kind], n,

@@ -97,11 +97,22 @@ pub fn start_serve_on(data_dir: &Path, port: u16) -> Running {
 
 /// Starts `certops serve` with extra environment variables (scheduler off).
 pub fn start_serve_with(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Running {
+    start_serve_scanning(data_dir, port, env, "0s")
+}
+
+/// As [`start_serve_with`], with the expiry scan every `scan_every` (the first one runs at
+/// start-up; `0s` never scans).
+pub fn start_serve_scanning(
+    data_dir: &Path,
+    port: u16,
+    env: &[(&str, &str)],
+    scan_every: &str,
+) -> Running {
     let child = Command::new(certops_bin())
         .args([
             "serve",
             "--scan-every",
-            "0s",
+            scan_every,
             "--port",
             &port.to_string(),
             "--data-dir",
