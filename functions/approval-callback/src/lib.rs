@@ -84,7 +84,9 @@ fn current_plan_hash(deps: &Deps, record: &Value) -> Result<String, Error> {
 async fn mark_delivery(deps: &Deps, id: &str, state: &str) -> Result<(), Error> {
     for _ in 0..5 {
         let Some(current) = deps.store.get("approvals", id).await? else {
-            return Err(Error::Conflict(format!("approval {id} vanished while delivering")));
+            return Err(Error::Conflict(format!(
+                "approval {id} vanished while delivering"
+            )));
         };
         if current["delivery"] == json!(state) {
             return Ok(());
