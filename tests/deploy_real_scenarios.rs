@@ -22,7 +22,7 @@ fn options(edge: Edge) -> WorldOptions {
         edges: vec![edge],
         second_listener: false,
         varnish_admin: false,
-        integrations: String::new(),
+        real_parts: false,
     }
 }
 

@@ -1,16 +1,17 @@
 //! "It works with real servers", in one command: demo scenario 1 end to end with every real
-//! part this project can start here at once — a private nginx and a private HAProxy as the
-//! certificate object's two targets, a private Varnish purged over its admin port — through
-//! the embedded stack and the real state machine.
-//!
-//! The issuer (pebble, issue 14) and ITSM (the ServiceNow emulator, issue 12) join through
-//! [`real_stack_integrations`]: the hook returns their `integrations.toml` tables once those
-//! harnesses exist; until then the local CA and the local ticket book stand in.
+//! part this project can start here at once, through the embedded stack and the real state
+//! machine:
+//! - pebble issues the renewal over ACME, its HTTP-01 challenge answered from the webroot the
+//!   real nginx serves;
+//! - a private nginx and a private HAProxy are the certificate object's two targets;
+//! - a private Varnish is purged over its admin port;
+//! - the change lives in the ServiceNow emulator, through the real ServiceNow adapter: opened,
+//!   approved, closed, with one `evidence.json` attachment.
 
 use certops_asl::ExecutionStatus;
 use certops_core::ports::TicketState;
 use certops_tests::servers::fingerprint;
-use certops_tests::servers::scenarios::{real_stack_integrations, real_world, Edge, WorldOptions};
+use certops_tests::servers::scenarios::{real_world, Edge, WorldOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_1_with_every_real_part_at_once() {
@@ -18,7 +19,7 @@ async fn scenario_1_with_every_real_part_at_once() {
         edges: vec![Edge::Nginx, Edge::Haproxy],
         second_listener: false,
         varnish_admin: true,
-        integrations: real_stack_integrations(),
+        real_parts: true,
     })
     .await;
     let cached = world.varnish.get_generation("/index.html");
@@ -57,6 +58,45 @@ async fn scenario_1_with_every_real_part_at_once() {
         world.varnish.get_generation("/index.html") > cached,
         "the cache was purged"
     );
+    // pebble issued the leaf, and answered its HTTP-01 challenge through nginx's webroot.
+    let parts = world.parts.as_ref().expect("real parts");
+    let served_file = std::fs::read_to_string(&world.nginx.as_ref().expect("nginx").cert_path)
+        .expect("nginx's certificate file");
+    let leaf = x509_issuer(&served_file);
+    assert!(leaf.contains("Pebble"), "issued by pebble: {leaf}");
+    let webroot = nginx_webroot(&world);
+    assert!(
+        std::fs::read_dir(webroot.join(".well-known/acme-challenge"))
+            .expect("challenge dir")
+            .next()
+            .is_none(),
+        "the challenge file was cleaned up"
+    );
+    // The change in ServiceNow: closed, approved by the owner, one evidence.json.
+    let number = out
+        .state
+        .as_ref()
+        .and_then(|s| s.validation.as_ref())
+        .map(|v| v.ticket.clone())
+        .expect("ticket");
+    let sn = &parts.servicenow;
+    let change = sn.record("change_request", &number).expect("in ServiceNow");
+    assert_eq!(change["state"], "3", "{change}");
+    assert_eq!(change["approval"], "approved", "{change}");
+    let sys_id = change["sys_id"].as_str().expect("sys_id");
+    let notes = sn.work_notes(sys_id);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("approved_by=olivia@example.com")),
+        "{notes:?}"
+    );
+    let attachments: Vec<String> = sn
+        .attachments(sys_id)
+        .iter()
+        .map(|a| a["file_name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(attachments, ["evidence.json"]);
     // The files on disk hold the renewed certificate too: a restart keeps it.
     let nginx = world.nginx.as_ref().expect("nginx");
     let haproxy = world.haproxy.as_ref().expect("haproxy");
@@ -69,4 +109,23 @@ async fn scenario_1_with_every_real_part_at_once() {
             path.display()
         );
     }
+}
+
+fn x509_issuer(chain_pem: &str) -> String {
+    let der = first_pem_block(chain_pem);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("leaf");
+    cert.issuer().to_string()
+}
+
+fn first_pem_block(pem: &str) -> Vec<u8> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
+    p.contents
+}
+
+fn nginx_webroot(world: &certops_tests::servers::scenarios::RealWorld) -> std::path::PathBuf {
+    world
+        .nginx
+        .as_ref()
+        .and_then(|n| n.webroot.clone())
+        .expect("nginx webroot")
 }

@@ -1,6 +1,7 @@
 //! A private nginx: two TLS listeners on loopback, each with its own certificate and key
 //! files, so a test can deploy to one and leave the other serving the old leaf (demo
-//! scenario 4).
+//! scenario 4). Optionally a plain-HTTP listener serves a webroot, so ACME's HTTP-01
+//! challenge is answered by the termination point itself (`/.well-known/acme-challenge/`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -31,6 +32,8 @@ pub struct Nginx {
     pub config: PathBuf,
     /// The nginx binary.
     pub binary: PathBuf,
+    /// The webroot the plain-HTTP listener serves, if started with one.
+    pub webroot: Option<PathBuf>,
     process: ProcessGroup,
     _dir: tempfile::TempDir,
 }
@@ -38,6 +41,12 @@ pub struct Nginx {
 impl Nginx {
     /// Starts nginx serving `initial` on both listeners.
     pub fn start(initial: &Issued) -> Nginx {
+        Nginx::start_with_webroot(initial, None)
+    }
+
+    /// Starts nginx serving `initial` on both listeners and, with `http_port`, a webroot
+    /// (world-readable, as nginx's workers need) on `127.0.0.1:<http_port>` over plain HTTP.
+    pub fn start_with_webroot(initial: &Issued, http_port: Option<u16>) -> Nginx {
         let binary = require("nginx", "nginx");
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
@@ -63,8 +72,22 @@ impl Nginx {
                 key.display()
             )
         };
+        let webroot = http_port.map(|_| d.join("webroot"));
+        let mut plain = String::new();
+        if let (Some(port), Some(root)) = (http_port, &webroot) {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::create_dir_all(root).expect("webroot");
+            for p in [d, root.as_path()] {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod webroot");
+            }
+            plain = format!(
+                "  server {{\n    listen 127.0.0.1:{port};\n    server_name _;\n    root {};\n    location /.well-known/acme-challenge/ {{ default_type text/plain; }}\n    location / {{ return 404; }}\n  }}\n",
+                root.display()
+            );
+        }
         let conf = format!(
-            "pid {pid};\nerror_log {log} info;\nworker_processes 1;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n  fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n{a}{b}}}\n",
+            "pid {pid};\nerror_log {log} info;\nworker_processes 1;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n  fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n{a}{b}{plain}}}\n",
             pid = pid_file.display(),
             log = d.join("logs/error.log").display(),
             t = t.display(),
@@ -83,7 +106,10 @@ impl Nginx {
         let mut process = ProcessGroup::spawn("nginx", cmd, &d.join("logs/stdout.log"));
         let pid = pid_file.clone();
         process.wait_until(Duration::from_secs(20), || {
-            pid.exists() && accepts(loopback(port)) && accepts(loopback(port2))
+            pid.exists()
+                && accepts(loopback(port))
+                && accepts(loopback(port2))
+                && http_port.is_none_or(|p| accepts(loopback(p)))
         });
         Nginx {
             port,
@@ -95,6 +121,7 @@ impl Nginx {
             pid_file,
             config,
             binary,
+            webroot,
             process,
             _dir: dir,
         }

@@ -2,7 +2,9 @@
 //! in 7 days, issued by an unrelated "legacy" CA) served by a real nginx and/or HAProxy,
 //! behind a real Varnish, renewed by the embedded stack through the real state machine.
 //! Mirrors `shared/embedded/src/demo.rs` (scenarios 1, 4 and 5) and `world.rs`, with the
-//! in-process endpoint and cache replaced by the servers of [`super`].
+//! in-process endpoint and cache replaced by the servers of [`super`]. With
+//! [`WorldOptions::real_parts`], the issuer is pebble (HTTP-01 answered from the real nginx's
+//! webroot) and the ITSM is the ServiceNow emulator, through the real adapters.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use certops_adapters::Embedded;
 use certops_asl::ExecutionStatus;
 use certops_core::ports::{
-    Bundle, Clock, Config, IssueRequest, Issuer, Itsm, Keystore, Observation, Prober, SecretPem,
+    Bundle, Clock, Config, IssueRequest, Issuer, Keystore, Observation, Prober, SecretPem,
     SystemClock, TicketState,
 };
 use certops_core::workflow::WorkflowState;
@@ -23,6 +25,10 @@ use super::nginx::Nginx;
 use super::origin::Origin;
 use super::varnish::Varnish;
 use crate::contract::keystore::{Issued, TestCa};
+use crate::issuers::pebble::Pebble;
+use crate::issuers::setup::secret_file;
+use crate::process::free_port;
+use crate::servicenow::ServiceNowEmulator;
 
 /// The common name of the certificate object.
 pub const DNS: &str = "shop.example.com";
@@ -49,11 +55,23 @@ pub struct WorldOptions {
     pub second_listener: bool,
     /// Purge Varnish over its admin port instead of HTTP.
     pub varnish_admin: bool,
-    /// Extra `integrations.toml` text: the hook through which real issuers (pebble) and the
-    /// ServiceNow emulator join [`real_world`] once their adapters exist — see
-    /// [`real_stack_integrations`].
-    pub integrations: String,
+    /// Issue from pebble (HTTP-01 through the nginx edge's webroot, so [`Edge::Nginx`] must be
+    /// one of the edges) and keep the ticket in the ServiceNow emulator, instead of the local
+    /// CA and ticket book.
+    pub real_parts: bool,
 }
+
+/// The real issuer and ITSM of "every real part at once".
+pub struct RealParts {
+    /// pebble and its challenge test server.
+    pub pebble: Pebble,
+    /// The ServiceNow instance emulator.
+    pub servicenow: ServiceNowEmulator,
+    _secrets: tempfile::TempDir,
+}
+
+/// The ServiceNow integration user.
+const SN_USER: &str = "certops.integration";
 
 /// The world.
 pub struct RealWorld {
@@ -69,8 +87,10 @@ pub struct RealWorld {
     pub endpoints: Vec<Endpoint>,
     /// The certificate served before any change.
     pub initial: Issued,
-    /// Trust anchors for every certificate in play (legacy CA + local CA).
+    /// Trust anchors for every certificate in play (legacy CA + local CA, + pebble's).
     pub roots: String,
+    /// pebble and the ServiceNow emulator, with [`WorldOptions::real_parts`].
+    pub parts: Option<RealParts>,
     _origin: Origin,
     _legacy: TestCa,
     _dir: tempfile::TempDir,
@@ -91,16 +111,6 @@ pub struct Outcome {
     pub ticket_state: Option<TicketState>,
 }
 
-/// The `integrations.toml` text for "every real part this project can start here".
-///
-/// HOOK for the pebble (issue 14) and ServiceNow emulator (issue 12) engineers: when their
-/// harness can start those parts, return their `[issuers.corp-pki]` / `[servicenow]` tables
-/// here (pointing at the instances `start_real_parts` starts) and the real-stack test runs
-/// scenario 1 through them too. Today it is empty: the local CA and ticket book stand in.
-pub fn real_stack_integrations() -> String {
-    String::new()
-}
-
 fn policy() -> String {
     crate::world::policy(None)
 }
@@ -114,10 +124,27 @@ pub async fn real_world(opts: WorldOptions) -> RealWorld {
     let initial = legacy.issue(DNS, 7);
     let origin = Origin::start().await;
     let varnish = Varnish::start(origin.port);
+    let http01 = opts.real_parts.then(free_port);
     let nginx = opts
         .edges
         .contains(&Edge::Nginx)
-        .then(|| Nginx::start(&initial));
+        .then(|| Nginx::start_with_webroot(&initial, http01));
+    assert!(
+        !opts.real_parts || nginx.is_some(),
+        "pebble's HTTP-01 is answered from the nginx edge's webroot"
+    );
+    let parts = match http01 {
+        Some(port) => {
+            let servicenow = ServiceNowEmulator::start().expect("ServiceNow emulator");
+            let secrets = tempfile::tempdir().expect("secrets dir");
+            Some(RealParts {
+                pebble: Pebble::start(port),
+                servicenow,
+                _secrets: secrets,
+            })
+        }
+        None => None,
+    };
     let haproxy = opts
         .edges
         .contains(&Edge::Haproxy)
@@ -207,6 +234,31 @@ pub async fn real_world(opts: WorldOptions) -> RealWorld {
             )
         })
         .collect();
+    let mut integrations = String::new();
+    let mut issuer = "issuer = { name = \"corp-pki\", method = \"internal-pki\" }".to_string();
+    let mut pebble_roots = String::new();
+    if let (Some(p), Some(n)) = (&parts, &nginx) {
+        let password = format!("sn-{}", uuid::Uuid::new_v4());
+        p.servicenow
+            .add_user(SN_USER, &password, &["itil", "sn_change_writer"]);
+        let secrets = p._secrets.path();
+        let roots_file = p.pebble.issued_roots_file().await;
+        pebble_roots = std::fs::read_to_string(&roots_file).expect("pebble roots");
+        issuer = format!(
+            "issuer = {{ name = \"pebble\", method = \"acme\", registered_domain = \"example.com\" }}\nacme = {{ eab_kid = \"{kid}\", solver = {{ type = \"http-01\", webroot = \"{webroot}\" }} }}",
+            kid = p.pebble.eab_kid,
+            webroot = n.webroot.as_ref().expect("webroot").display(),
+        );
+        integrations = format!(
+            "[issuers.pebble]\nkind = \"acme\"\ndirectory_url = \"{dir_url}\"\nserver_roots_file = \"{server_roots}\"\ntrust_anchors_file = \"{roots}\"\neab_hmac = \"{eab}\"\norder_timeout_secs = 30\n\n[servicenow]\ninstance_url = \"{sn}\"\nusername = \"{SN_USER}\"\npassword = \"{pw}\"\nbackoff_millis = 50\n",
+            dir_url = p.pebble.directory_url(),
+            server_roots = p.pebble.pki.ca_file.display(),
+            roots = roots_file.display(),
+            eab = secret_file(secrets, "eab.secret", &p.pebble.eab_hmac),
+            sn = p.servicenow.url(),
+            pw = secret_file(secrets, "servicenow.password", &password),
+        );
+    }
     let inventory_text = format!(
         r#"[[certificate]]
 id = "shop-web-prod"
@@ -217,7 +269,7 @@ service_owner = "{OWNER}"
 escalation = ["oncall-shop@example.com"]
 change_authority = ["{OWNER}", "cab-alice@example.com"]
 fallback_cert = "{fallback}"
-issuer = {{ name = "corp-pki", method = "internal-pki" }}
+{issuer}
 targets = [{targets}]
 endpoints = [{endpoints}]
 cdn = {{ kind = "varnish", distribution_id = "{CDN}", paths = ["/*"] }}
@@ -232,11 +284,11 @@ cdn = {{ kind = "varnish", distribution_id = "{CDN}", paths = ["/*"] }}
         policy: Policy::from_toml_str(&policy()).expect("policy"),
         runbook: Runbook::from_toml_str(crate::world::RUNBOOK).expect("runbook"),
         default_oncall: "oncall@example.com".into(),
-        integrations: certops_core::integrations::Integrations::from_toml_str(&opts.integrations)
+        integrations: certops_core::integrations::Integrations::from_toml_str(&integrations)
             .expect("integrations"),
     };
     let local_root = adapters.ca.root_pem().await.expect("local root");
-    let roots = format!("{}{local_root}", legacy.root_pem);
+    let roots = format!("{}{local_root}{pebble_roots}", legacy.root_pem);
     let stack = Stack::with_adapters(
         &dir.path().join("state"),
         adapters,
@@ -254,6 +306,7 @@ cdn = {{ kind = "varnish", distribution_id = "{CDN}", paths = ["/*"] }}
         endpoints,
         initial,
         roots,
+        parts,
         _origin: origin,
         _legacy: legacy,
         _dir: dir,
@@ -316,8 +369,8 @@ impl RealWorld {
         let ticket_state = match state.as_ref().and_then(|s| s.validation.as_ref()) {
             Some(v) => self
                 .stack
-                .adapters
-                .tickets
+                .deps
+                .itsm
                 .get(&v.ticket)
                 .await
                 .ok()
