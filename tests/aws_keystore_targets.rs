@@ -1071,3 +1071,126 @@ async fn a_renewal_with_another_key_algorithm_is_refused_before_any_change() {
         "ACM still holds the RSA certificate"
     );
 }
+
+/// Issue 11 item 3 at plan time: validation asks the ACM target which key algorithm it holds,
+/// a renewal that names another is refused with the reason before anything is issued, and one
+/// that names none takes the target's (the renew step then generates an RSA-2048 key whose
+/// re-import ACM accepts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_type_an_acm_target_holds_is_decided_at_plan_time() {
+    use certops_core::{validate, ApprovalPath, CheckName, CheckStatus, Facts, KeyType};
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let acm = aws_sdk_acm::Client::new(&sdk);
+    let (targets, keystore) = aws_targets(&sdk);
+    let rsa_import = |key: &rcgen::KeyPair, years: i32| {
+        let mut params = rcgen::CertificateParams::new(vec![DNS.to_string()]).expect("params");
+        params.not_after = rcgen::date_time_ymd(2030 + years, 1, 1);
+        (
+            params.self_signed(key).expect("self-signed").pem(),
+            key.serialize_pem(),
+        )
+    };
+    let old = certops_fn_renew::keys::generate(KeyType::Rsa2048).expect("rsa key");
+    let (cert, key) = rsa_import(&old, 0);
+    let arn = acm
+        .import_certificate()
+        .certificate(aws_sdk_acm::primitives::Blob::new(cert.into_bytes()))
+        .private_key(aws_sdk_acm::primitives::Blob::new(key.into_bytes()))
+        .send()
+        .await
+        .expect("import rsa")
+        .certificate_arn()
+        .expect("arn")
+        .to_string();
+    let target = Target {
+        kind: TargetKind::Acm,
+        id: arn.clone(),
+        reload: ReloadMethod::None,
+    };
+    let before = not_after(&acm, &arn).await;
+    let held = targets.key_algorithm(&target).await.expect("describe");
+    assert_eq!(held.as_deref(), Some("RSA_2048"));
+
+    let inventory = |key_type: &str| {
+        certops_core::Inventory::from_toml_str(&format!(
+            r#"[[certificate]]
+id = "shop-acm"
+ci = "shop-acm"
+common_name = "{DNS}"
+environment = "prod"
+service_owner = "olivia@example.com"
+escalation = ["oncall@example.com"]
+change_authority = ["olivia@example.com"]
+fallback_cert = "keystore:fallback/shop"
+issuer = {{ name = "corp-pki", method = "internal-pki" }}
+{key_type}
+targets = [{{ kind = "acm", id = "{arn}", reload = "none" }}]
+endpoints = [{{ host = "127.0.0.1", port = 443, sni = "{DNS}" }}]
+"#
+        ))
+        .expect("inventory")
+    };
+    let policy =
+        certops_core::Policy::from_toml_str(&certops_tests::world::policy(None)).expect("policy");
+    let now = Utc::now();
+    let trigger = certops_core::Trigger::Scan(certops_core::ScanFinding {
+        ci: "shop-acm".into(),
+        observed_expiry: now + chrono::TimeDelta::days(10),
+        observed_fingerprint: None,
+    });
+    let mut facts = Facts {
+        keystore_refs: ["keystore:fallback/shop".to_string()].into(),
+        ..Facts::default()
+    };
+    facts
+        .target_key_algorithms
+        .insert(arn.clone(), held.clone().expect("held"));
+
+    // The inventory asks for ECDSA: refused at plan time, with the reason.
+    let refused = validate(
+        &inventory("key_type = \"ecdsa-p256\""),
+        &policy,
+        &trigger,
+        &facts,
+        now,
+    );
+    assert_eq!(refused.approval_path, ApprovalPath::Blocked);
+    let check = refused.check(CheckName::RenewalPath).expect("check");
+    assert_eq!(check.status, CheckStatus::Fail);
+    assert!(
+        check.reason.contains("RSA_2048") && check.reason.contains("EC_prime256v1"),
+        "{}",
+        check.reason
+    );
+
+    // No key type in the inventory: the plan takes the target's, and the renewal deploys.
+    let report = validate(&inventory(""), &policy, &trigger, &facts, now);
+    assert_eq!(
+        report.check(CheckName::RenewalPath).map(|c| c.status),
+        Some(CheckStatus::Pass),
+        "{:?}",
+        report.checks
+    );
+    assert_eq!(report.key_type, Some(KeyType::Rsa2048));
+    let new = certops_fn_renew::keys::generate(report.key_type.expect("key type")).expect("key");
+    let (chain_pem, key_pem) = rsa_import(&new, 1);
+    let bundle = keystore
+        .put_bundle(
+            "algo-plan/v1",
+            certops_core::ports::Bundle {
+                chain_pem,
+                key: certops_core::ports::SecretPem::new(key_pem),
+            },
+        )
+        .await
+        .expect("store");
+    targets
+        .deploy(&target, &bundle)
+        .await
+        .expect("an RSA-2048 renewal re-imports");
+    assert!(
+        not_after(&acm, &arn).await > before,
+        "ACM holds the renewal"
+    );
+}

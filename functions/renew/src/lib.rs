@@ -126,18 +126,22 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RenewalOutput, Erro
     Ok(out)
 }
 
-/// Generates the key (the inventory's key type), sends the CSR through the issuer with the
+/// Generates the key (the plan's key type, else the inventory's), sends the CSR through the issuer with the
 /// ACME ledger kept, and holds what comes back to the guardrails. Returns the key, the
 /// planned names and the chain; nothing is stored when any of it fails.
 async fn issue_checked(
     deps: &Deps,
     plan: &certops_core::Plan,
 ) -> Result<(rcgen::KeyPair, Vec<String>, String), Error> {
-    let key_type = deps
-        .config
-        .inventory
-        .get(&plan.cert_id)
-        .and_then(|c| c.key_type)
+    // Validation fixed the key type a re-import target requires; older plans name none.
+    let key_type = plan
+        .key_type
+        .or_else(|| {
+            deps.config
+                .inventory
+                .get(&plan.cert_id)
+                .and_then(|c| c.key_type)
+        })
         .unwrap_or_default();
     let key = keys::generate(key_type)?;
     let sans: Vec<String> = plan.sans.iter().cloned().collect();

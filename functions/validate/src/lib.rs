@@ -83,6 +83,12 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
                 }
             }
         }
+        // Targets that cannot change their key type on re-import (ACM): what they hold.
+        for target in &cert.targets {
+            if let Some(name) = deps.targets.key_algorithm(target).await? {
+                facts.target_key_algorithms.insert(target.id.clone(), name);
+            }
+        }
         if let Some(domain) = &cert.issuer.registered_domain {
             let used = deps
                 .store

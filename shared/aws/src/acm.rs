@@ -231,24 +231,34 @@ pub fn leaf_key_algorithm(chain_pem: &str) -> Result<String, String> {
     }
 }
 
+/// The `KeyAlgorithm` ACM reports for a certificate (`None` if it reports none).
+async fn held_key_algorithm(
+    client: &aws_sdk_acm::Client,
+    certificate_arn: &str,
+) -> Result<Option<String>, SdkFailure> {
+    let described = client
+        .describe_certificate()
+        .certificate_arn(certificate_arn)
+        .send()
+        .await
+        .map_err(|e| sdk_failure(&e))?;
+    Ok(described
+        .certificate()
+        .and_then(|c| c.key_algorithm())
+        .map(|k| k.as_str().to_string()))
+}
+
 /// Refuses, before any change, a re-import that would change the certificate's key
-/// algorithm.
+/// algorithm (validation refuses such a plan already; this guards a changed certificate).
 async fn same_key_algorithm(
     client: &aws_sdk_acm::Client,
     keystore: &dyn Keystore,
     certificate_arn: &str,
     bundle_ref: &str,
 ) -> Result<(), Error> {
-    let described = client
-        .describe_certificate()
-        .certificate_arn(certificate_arn)
-        .send()
+    let Some(current) = held_key_algorithm(client, certificate_arn)
         .await
-        .map_err(|e| deploy_failed(&format!("describing {certificate_arn}"), &sdk_failure(&e)))?;
-    let Some(current) = described
-        .certificate()
-        .and_then(|c| c.key_algorithm())
-        .map(|k| k.as_str().to_string())
+        .map_err(|f| deploy_failed(&format!("describing {certificate_arn}"), &f))?
     else {
         return Ok(());
     };
@@ -292,6 +302,13 @@ impl DeployTarget for AcmTarget {
         bundle_tag(&self.client, &target.id)
             .await
             .map_err(|f| read_failed(&format!("tags of {}", target.id), &f))
+    }
+
+    async fn key_algorithm(&self, target: &Target) -> Result<Option<String>, Error> {
+        acm_only(target)?;
+        held_key_algorithm(&self.client, &target.id)
+            .await
+            .map_err(|f| read_failed(&format!("the key algorithm of {}", target.id), &f))
     }
 
     async fn deploy(&self, target: &Target, bundle_ref: &str) -> Result<(), Error> {

@@ -147,6 +147,16 @@ impl DeployTarget for AwsTargets {
             _ => elb.reload(target).await,
         }
     }
+
+    async fn key_algorithm(&self, target: &Target) -> Result<Option<String>, Error> {
+        Self::kind_ok(target)?;
+        let (acm, _) = self.adapters(target)?;
+        match target.kind {
+            // A listener is re-pointed to a new import: any key type.
+            TargetKind::Acm => acm.key_algorithm(target).await,
+            _ => Ok(None),
+        }
+    }
 }
 
 /// What went wrong with one AWS call, in words safe to log (the service's error code and

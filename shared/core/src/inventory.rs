@@ -141,6 +141,34 @@ pub enum KeyType {
     Rsa4096,
 }
 
+impl KeyType {
+    /// The key algorithm's name as ACM reports it (`KeyAlgorithm`): what a target that cannot
+    /// change its key type on re-import holds.
+    pub fn algorithm_name(self) -> &'static str {
+        match self {
+            KeyType::EcdsaP256 => "EC_prime256v1",
+            KeyType::EcdsaP384 => "EC_secp384r1",
+            KeyType::Rsa2048 => "RSA_2048",
+            KeyType::Rsa3072 => "RSA_3072",
+            KeyType::Rsa4096 => "RSA_4096",
+        }
+    }
+
+    /// The key type for an ACM `KeyAlgorithm` name; `None` for one the renew step cannot
+    /// generate (e.g. `RSA_1024`, `EC_secp521r1`).
+    pub fn from_algorithm_name(name: &str) -> Option<KeyType> {
+        [
+            KeyType::EcdsaP256,
+            KeyType::EcdsaP384,
+            KeyType::Rsa2048,
+            KeyType::Rsa3072,
+            KeyType::Rsa4096,
+        ]
+        .into_iter()
+        .find(|k| k.algorithm_name() == name)
+    }
+}
+
 /// How an ACME CA's challenge for a certificate object is answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]

@@ -55,6 +55,11 @@ pub struct Plan {
     /// plan has a connection table (the hash of such plans is unchanged).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub connections: BTreeMap<String, String>,
+    /// The key type the renewal must have, when validation fixed one (the inventory's, or the
+    /// one a re-import target holds). Absent: the renew step's default, and the hash of such
+    /// plans is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<crate::KeyType>,
 }
 
 impl Plan {
@@ -95,6 +100,7 @@ impl Plan {
             use_fallback: report.use_fallback,
             fallback_cert: cert.fallback_cert.clone(),
             connections: BTreeMap::new(),
+            key_type: report.key_type,
         })
     }
 
@@ -202,6 +208,7 @@ pub(crate) mod tests {
             use_fallback: false,
             fallback_cert: Some("keystore:fallback/shop-www".into()),
             connections: BTreeMap::new(),
+            key_type: None,
         }
     }
 

@@ -368,6 +368,13 @@ pub trait DeployTarget: Send + Sync {
     async fn deploy(&self, target: &Target, bundle_ref: &str) -> Result<(), Error>;
     /// Makes the target serve what was installed.
     async fn reload(&self, target: &Target) -> Result<(), Error>;
+    /// The key algorithm (ACM's names: `EC_prime256v1`, `RSA_2048`, …) the certificate on
+    /// `target` holds, for a target whose renewal must keep it (an ACM certificate
+    /// re-imported in place). `None`: the target takes any key type. Validation reads it so
+    /// a renewal that could not be deployed is refused at plan time, with the reason.
+    async fn key_algorithm(&self, _target: &Target) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
     /// What the last `deploy`/`reload` on `target` reported (command output, the server's
     /// answers), already redacted, for the audit record. `None` when there is nothing to add.
     async fn evidence(&self, _target: &Target) -> Option<Value> {

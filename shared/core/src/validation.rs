@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::sha256_hex;
-use crate::inventory::{CertObject, Environment, Inventory, RenewalMethod};
+use crate::inventory::{CertObject, Environment, Inventory, KeyType, RenewalMethod};
 use crate::policy::{Policy, WindowState};
 use crate::Error;
 
@@ -170,6 +170,10 @@ pub struct Facts {
     /// [`crate::acme_ledger`]). Absent: only `recent_issuances` is checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme: Option<crate::acme_ledger::AcmeUsage>,
+    /// The key algorithm (ACM's names, e.g. `RSA_2048`) each target that cannot change its
+    /// key type on re-import holds now, by target id (an ACM certificate re-imported in place).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub target_key_algorithms: BTreeMap<String, String>,
 }
 
 /// How a change gets approved.
@@ -303,6 +307,10 @@ pub struct ValidationReport {
     pub use_fallback: bool,
     /// When validation ran.
     pub validated_at: DateTime<Utc>,
+    /// The key type the renewal must have: the inventory's, or the one the certificate object's
+    /// re-import targets hold when the inventory names none. Absent: the renew step's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<crate::KeyType>,
 }
 
 impl ValidationReport {
@@ -376,6 +384,60 @@ impl Checks {
     }
 }
 
+/// The key type a renewal of `cert` must have. The inventory's `key_type` if it names one,
+/// else the one its re-import targets hold (`facts.target_key_algorithms`), else `None` (the
+/// renew step's default). `Err` with the reason when the targets disagree with each other or
+/// with the inventory, or hold a key type certops cannot generate: a re-import cannot change
+/// the key type, so such a plan is refused before anything is issued.
+fn renewal_key_type(cert: &CertObject, facts: &Facts) -> Result<Option<KeyType>, String> {
+    let mut held: Option<(KeyType, &str)> = None;
+    for target in &cert.targets {
+        let Some(name) = facts.target_key_algorithms.get(&target.id) else {
+            continue;
+        };
+        let Some(kind) = KeyType::from_algorithm_name(name) else {
+            return Err(format!(
+                "target {} holds a {name} key, which certops cannot generate, and a re-import \
+                 may not change the key type",
+                target.id
+            ));
+        };
+        match held {
+            Some((other, other_id)) if other != kind => {
+                return Err(format!(
+                    "targets {other_id} ({}) and {} ({name}) hold different key types; one \
+                     renewal cannot be re-imported into both",
+                    other.algorithm_name(),
+                    target.id
+                ))
+            }
+            _ => held = Some((kind, &target.id)),
+        }
+    }
+    match (cert.key_type, held) {
+        (Some(wanted), Some((kind, id))) if wanted != kind => Err(format!(
+            "the inventory asks for a {} key but target {id} holds a {} key, and a re-import \
+             may not change the key type (set key_type to match, or move the consumers to a \
+             new certificate)",
+            wanted.algorithm_name(),
+            kind.algorithm_name()
+        )),
+        (Some(wanted), _) => Ok(Some(wanted)),
+        (None, held) => Ok(held.map(|(kind, _)| kind)),
+    }
+}
+
+fn pass_with_key(checks: &mut Checks, key_type: &Result<Option<KeyType>, String>, reason: String) {
+    match key_type {
+        Ok(Some(kind)) => checks.pass(
+            CheckName::RenewalPath,
+            format!("{reason}, {} key", kind.algorithm_name()),
+        ),
+        Ok(None) => checks.pass(CheckName::RenewalPath, reason),
+        Err(why) => checks.fail(CheckName::RenewalPath, format!("{reason}: {why}")),
+    }
+}
+
 /// Runs every deterministic check for `trigger` at `now` and decides the approval path.
 ///
 /// The path is `blocked` if any check fails; otherwise `emergency` if the certificate expires
@@ -409,6 +471,7 @@ pub fn validate(
             rate_limit_risk: false,
             use_fallback: false,
             validated_at: now,
+            key_type: None,
         };
     };
     checks.pass(
@@ -448,23 +511,26 @@ pub fn validate(
     }
     check_ownership(&mut checks, cert);
 
-    // Renewal path and rate limit.
+    // Renewal path (with the key type the targets allow) and rate limit.
     let mut rate_limit_risk = false;
+    let key_type = renewal_key_type(cert, facts);
     match cert.issuer.method {
         RenewalMethod::VendorManaged => {
             checks.fail(CheckName::RenewalPath, "vendor-managed: raise with vendor");
             checks.pass(CheckName::RateLimit, "not an ACME certificate");
         }
         RenewalMethod::InternalPki => {
-            checks.pass(
-                CheckName::RenewalPath,
+            pass_with_key(
+                &mut checks,
+                &key_type,
                 format!("internal-pki via \"{}\"", cert.issuer.name),
             );
             checks.pass(CheckName::RateLimit, "not an ACME certificate");
         }
         RenewalMethod::Acme => {
-            checks.pass(
-                CheckName::RenewalPath,
+            pass_with_key(
+                &mut checks,
+                &key_type,
                 format!("acme via \"{}\"", cert.issuer.name),
             );
             let domain = cert.issuer.registered_domain.as_deref().unwrap_or_default();
@@ -585,6 +651,7 @@ pub fn validate(
         rate_limit_risk,
         use_fallback: use_fallback && !any_failed,
         validated_at: now,
+        key_type: key_type.ok().flatten(),
     }
 }
 
@@ -856,6 +923,7 @@ mod tests {
                 .filter_map(|c| c.fallback_cert.clone())
                 .collect(),
             acme: None,
+            target_key_algorithms: BTreeMap::new(),
         }
     }
 
@@ -910,6 +978,87 @@ mod tests {
             report.checks
         );
         assert!(!report.use_fallback && !report.rate_limit_risk);
+    }
+
+    fn holding(pairs: &[(&str, &str)]) -> Facts {
+        let mut f = facts();
+        for (id, alg) in pairs {
+            f.target_key_algorithms
+                .insert((*id).to_string(), (*alg).to_string());
+        }
+        f
+    }
+
+    #[test]
+    fn a_renewal_takes_the_key_type_its_reimport_targets_hold() {
+        let f = holding(&[("web-01.shop.internal", "RSA_2048")]);
+        let report = run(
+            &scan("shop-web-prod", TimeDelta::days(20), tuesday()),
+            &f,
+            tuesday(),
+        );
+        assert_eq!(report.approval_path, ApprovalPath::Normal);
+        assert_eq!(report.key_type, Some(KeyType::Rsa2048));
+        assert!(reason(&report, CheckName::RenewalPath).contains("RSA_2048 key"));
+        let cert = inventory().get("shop-www-prod").unwrap().clone();
+        let plan = crate::Plan::build(
+            crate::RunbookRef {
+                id: "r".into(),
+                version: "1".into(),
+                sha256: "00".repeat(32),
+            },
+            &cert,
+            &report,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(plan.key_type, Some(KeyType::Rsa2048), "the plan carries it");
+        // With no constraint the plan names no key type (its hash is what it was).
+        let free = run(
+            &scan("shop-web-prod", TimeDelta::days(20), tuesday()),
+            &facts(),
+            tuesday(),
+        );
+        assert_eq!(free.key_type, None);
+    }
+
+    #[test]
+    fn a_key_type_a_reimport_cannot_take_is_refused_at_plan_time_with_the_reason() {
+        let trigger = scan("shop-web-prod", TimeDelta::days(20), tuesday());
+        // The inventory asks for ECDSA P-256, the target holds RSA 2048.
+        let mut inv = inventory();
+        for c in &mut inv.certificates {
+            c.key_type = Some(KeyType::EcdsaP256);
+        }
+        let f = holding(&[("web-01.shop.internal", "RSA_2048")]);
+        let report = validate(&inv, &policy(), &trigger, &f, tuesday());
+        assert_eq!(report.approval_path, ApprovalPath::Blocked);
+        assert_eq!(status(&report, CheckName::RenewalPath), CheckStatus::Fail);
+        let why = reason(&report, CheckName::RenewalPath);
+        assert!(
+            why.contains("EC_prime256v1") && why.contains("RSA_2048") && why.contains("re-import"),
+            "{why}"
+        );
+        assert!(report.clone().into_result().is_err());
+        // Two targets holding different key types.
+        let f = holding(&[
+            ("web-01.shop.internal", "RSA_2048"),
+            ("web-02.shop.internal", "EC_prime256v1"),
+        ]);
+        let report = run(&trigger, &f, tuesday());
+        assert_eq!(report.approval_path, ApprovalPath::Blocked);
+        assert!(reason(&report, CheckName::RenewalPath).contains("different key types"));
+        // A key type certops cannot generate.
+        let f = holding(&[("web-02.shop.internal", "RSA_1024")]);
+        let report = run(&trigger, &f, tuesday());
+        assert_eq!(status(&report, CheckName::RenewalPath), CheckStatus::Fail);
+        assert!(reason(&report, CheckName::RenewalPath).contains("RSA_1024"));
+        // The same key type as the inventory's passes.
+        let f = holding(&[("web-01.shop.internal", "EC_prime256v1")]);
+        let report = validate(&inv, &policy(), &trigger, &f, tuesday());
+        assert_eq!(report.approval_path, ApprovalPath::Normal);
+        assert_eq!(report.key_type, Some(KeyType::EcdsaP256));
     }
 
     #[test]
