@@ -11,8 +11,13 @@
 # (median / p90 over RUNS runs, default 20) against the targets
 # (median init < 15 ms, peak RSS < 30 MiB). Exits 1 if a function misses one.
 #
+# With --backend aws the functions start with CERTOPS_BACKEND=aws against a
+# moto server on loopback (tables, queues, state machine and secrets created
+# first; the configuration secret is read at init): init only, the figure
+# Lambda sees. Needs moto_server and python3 with boto3 (moto[server]).
+#
 # Usage: bash bench/coldstart/run.sh [harness options]
-#   e.g. --runs 50, --json, --functions scan,intake, --env KEY=VALUE,
+#   e.g. --backend aws, --runs 50, --json, --functions scan,intake, --env KEY=VALUE,
 #        --fn-env renew:KEY=VALUE, --memory 256, --keep   (see --help)
 # Loopback only: endpoints in the bench inventory and the Step Functions calls
 # (AWS_ENDPOINT_URL) point at 127.0.0.1.
@@ -24,7 +29,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 for a in "$@"; do
   if [ "$a" = "-h" ] || [ "$a" = "--help" ]; then
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     echo
     exec cargo run --quiet --release -p certops-bench-coldstart --bin coldstart -- --help
   fi

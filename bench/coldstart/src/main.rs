@@ -9,7 +9,14 @@
 //!   is posted and before the process is killed.
 //!
 //! Each run gets a fresh copy of a prepared data directory, so every run does
-//! the same work. A minimal hello-world `lambda_runtime` function (the peer)
+//! the same work.
+//!
+//! With `--backend aws` the functions start as the SAM template configures them
+//! (`CERTOPS_BACKEND=aws`) against a moto server on loopback: DynamoDB tables,
+//! queues, a state machine and the secrets (the configuration document, read at
+//! init, among them) are created first, and each run measures init only (spawn →
+//! first `GET /next`, and peak RSS then), the figure Lambda sees before the first
+//! event. A minimal hello-world `lambda_runtime` function (the peer)
 //! runs in the same session for a side-by-side ratio.
 
 mod runtime;
@@ -84,10 +91,104 @@ struct Args {
     /// Keep the work directory (data dirs, function logs) and print its path.
     #[arg(long)]
     keep: bool,
+    /// Which backend the functions start on: `embedded` (the renewal chain, init and first
+    /// invocation) or `aws` (init only, against a moto server on loopback).
+    #[arg(long, value_enum, default_value_t = BackendArg::Embedded)]
+    backend: BackendArg,
     /// Diagnostics only: start every function under this command (split on
     /// spaces), e.g. "strace -f -tt -o /tmp/init.trace"; timings then include it.
     #[arg(long)]
     wrapper: Option<String>,
+}
+
+/// The `--backend` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum BackendArg {
+    /// The embedded adapters in a data directory.
+    Embedded,
+    /// DynamoDB, SQS, Step Functions and Secrets Manager, served by moto.
+    Aws,
+}
+
+/// What the moto world adds to every function's environment (`--backend aws`).
+const AWS_WORLD: &str = include_str!("../moto_world.py");
+
+/// A moto server on a free loopback port, killed on drop.
+struct MotoServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl MotoServer {
+    fn start() -> Result<MotoServer, BoxError> {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+            .local_addr()?
+            .port();
+        let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let child = std::process::Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "{bin} did not start ({e}); install it with \
+                     `python3 -m pip install 'moto[server]'`"
+                )
+            })?;
+        let server = MotoServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("moto did not listen on 127.0.0.1:{port} within 60 s").into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    /// Creates the stack's resources with `config_doc` as the configuration secret; returns
+    /// the functions' environment.
+    fn world(&self, config_doc: &Path) -> Result<Vec<(String, String)>, BoxError> {
+        use std::io::Write;
+        let mut child = std::process::Command::new("python3")
+            .arg("-")
+            .arg(&self.url)
+            .arg(config_doc)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("python3 did not start: {e}"))?;
+        child
+            .stdin
+            .take()
+            .ok_or("python3 has no stdin")?
+            .write_all(AWS_WORLD.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Err(format!(
+                "creating the AWS world in moto failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        let env: BTreeMap<String, String> = serde_json::from_slice(&out.stdout)?;
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        env.push(("AWS_ENDPOINT_URL".into(), self.url.clone()));
+        Ok(env)
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// One measured run.
@@ -181,6 +282,8 @@ struct Bench {
     args: Args,
     work: PathBuf,
     seq: u64,
+    /// `--backend aws`: the moto world's environment; runs measure init only.
+    aws_env: Option<Vec<(String, String)>>,
 }
 
 impl Bench {
@@ -225,6 +328,27 @@ impl Bench {
 
     fn certops_env(&self, name: &str) -> Result<Vec<(String, String)>, String> {
         let mut env = self.lambda_env(&format!("certops-{name}"));
+        if let Some(aws) = &self.aws_env {
+            // As the template sets them: the sealing key only where task tokens are
+            // handled, the webhook secret only where signatures are checked.
+            env.extend(
+                aws.iter()
+                    .filter(|(k, _)| match k.as_str() {
+                        "CERTOPS_SEALING_KEY_ARN" => {
+                            matches!(name, "approval-request" | "approval-callback")
+                        }
+                        "CERTOPS_WEBHOOK_SECRET_ARN" => {
+                            matches!(name, "intake" | "approval-callback")
+                        }
+                        _ => true,
+                    })
+                    .cloned(),
+            );
+            for kv in &self.args.env {
+                env.push(split_kv(kv)?);
+            }
+            return Ok(env);
+        }
         env.extend([
             (
                 "CERTOPS_CONFIG_DIR".to_string(),
@@ -291,7 +415,12 @@ impl Bench {
                 .unwrap_or(name)
         );
         let timeout = Duration::from_secs(self.args.timeout_secs);
-        self.api.arm(&request_id, &arn, event.clone(), timeout);
+        let init_only = self.aws_env.is_some();
+        if init_only {
+            self.api.arm_idle(&request_id, &arn, timeout);
+        } else {
+            self.api.arm(&request_id, &arn, event.clone(), timeout);
+        }
         let log_path = self
             .work
             .join("logs")
@@ -326,9 +455,16 @@ impl Bench {
         let pid = child.id().unwrap_or(0);
         let deadline = spawned + timeout;
         let mut exit = None;
-        tokio::select! {
-            _ = self.api.wait(deadline) => {}
-            status = child.wait() => { exit = status.ok(); }
+        if init_only {
+            tokio::select! {
+                _ = self.api.wait_init(deadline) => {}
+                status = child.wait() => { exit = status.ok(); }
+            }
+        } else {
+            tokio::select! {
+                _ = self.api.wait(deadline) => {}
+                status = child.wait() => { exit = status.ok(); }
+            }
         }
         // The runtime is now idle in its next `GET /next`: its high-water mark is final.
         let peak = vm_hwm_kib(pid);
@@ -360,6 +496,9 @@ impl Bench {
                     ),
                 };
                 (label.to_string(), invoke, total, et, em)
+            }
+            None if init_only && rec.first_next.is_some() => {
+                ("init".to_string(), None, None, None, None)
             }
             None => match exit {
                 Some(s) => (
@@ -568,8 +707,9 @@ fn summarize(t: &Target, samples: Vec<Run>) -> Summary {
         .filter_map(|r| r.peak_rss_kib)
         .max()
         .map(|k| k as f64 / 1024.0);
-    let responses = samples.iter().filter(|r| r.outcome == "response").count();
-    let first_error = samples.iter().find(|r| r.outcome != "response").map(|r| {
+    let ok = |r: &Run| r.outcome == "response" || r.outcome == "init";
+    let responses = samples.iter().filter(|r| ok(r)).count();
+    let first_error = samples.iter().find(|r| !ok(r)).map(|r| {
         format!(
             "{}{}{}",
             r.outcome,
@@ -650,7 +790,7 @@ fn table(summaries: &[Summary]) -> String {
             s.function,
             s.event,
             match &s.first_error {
-                None => "every run returned a response".to_string(),
+                None => "every run succeeded (a response, or init done)".to_string(),
                 Some(e) => format!("{} of {} runs did not succeed: {e}", s.errors, s.runs),
             }
         ));
@@ -696,13 +836,50 @@ async fn bench(args: Args) -> Result<bool, BoxError> {
     world::build(&seed, &work.join("config"), probe_port).await?;
 
     let api = RuntimeApi::start().await?;
+    let backend = args.backend;
+    let mut moto = None;
+    let aws_env = match backend {
+        BackendArg::Embedded => None,
+        BackendArg::Aws => {
+            let server = MotoServer::start()?;
+            let doc = work.join("configuration.json");
+            let text = |f: &str| fs::read_to_string(work.join("config").join(f));
+            fs::write(
+                &doc,
+                json!({"inventory": text("inventory.toml")?, "policy": text("policy.toml")?})
+                    .to_string(),
+            )?;
+            let env = server.world(&doc)?;
+            moto = Some(server);
+            Some(env)
+        }
+    };
     let mut bench = Bench {
         api,
         args,
         work: work.clone(),
         seq: 0,
+        aws_env,
     };
-    let mut targets = prepare(&mut bench, &seed, &wanted).await?;
+    let mut targets = match backend {
+        BackendArg::Embedded => prepare(&mut bench, &seed, &wanted).await?,
+        BackendArg::Aws => {
+            let mut targets = Vec::new();
+            for name in &wanted {
+                targets.push(Target {
+                    name: name.clone(),
+                    binary: bench.args.bin_dir.join(format!("certops-{name}")),
+                    event: Value::Null,
+                    event_label: "init only: CERTOPS_BACKEND=aws on moto (configuration \
+                                  secret read, SDK clients built)"
+                        .into(),
+                    env: bench.certops_env(name)?,
+                    data: Some(seed.clone()),
+                });
+            }
+            targets
+        }
+    };
     targets.sort_by_key(|t| all.iter().position(|a| *a == t.name));
     if !bench.args.no_peer {
         let env = bench.lambda_env("coldstart-hello");
@@ -744,7 +921,15 @@ async fn bench(args: Args) -> Result<bool, BoxError> {
         .iter()
         .map(|t| summarize(t, samples.remove(&t.name).unwrap_or_default()))
         .collect();
-    let text = table(&summaries);
+    let text = format!(
+        "backend: {}\n\n{}",
+        match backend {
+            BackendArg::Embedded => "embedded (init and first invocation)",
+            BackendArg::Aws => "aws on moto (init only; 1st invoke not measured)",
+        },
+        table(&summaries)
+    );
+    drop(moto);
     let pass = summaries
         .iter()
         .filter(|s| s.function != PEER)
@@ -752,6 +937,7 @@ async fn bench(args: Args) -> Result<bool, BoxError> {
     if bench.args.json {
         eprintln!("{text}");
         let doc = json!({
+            "backend": format!("{backend:?}").to_lowercase(),
             "runsPerFunction": runs,
             "memoryMb": bench.args.memory,
             "targets": {"initMedianMs": INIT_TARGET_MS, "peakRssMib": RSS_TARGET_MIB},

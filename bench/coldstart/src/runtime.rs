@@ -134,6 +134,39 @@ impl RuntimeApi {
         });
     }
 
+    /// Arms an init-only run: the first `GET /next` is recorded and gets no event (the
+    /// function stays idle, as a sandbox waiting for its first invocation).
+    pub fn arm_idle(&self, request_id: &str, function_arn: &str, timeout: Duration) {
+        *lock(&self.shared.current) = Some(Invocation {
+            request_id: request_id.to_string(),
+            function_arn: function_arn.to_string(),
+            event: None,
+            timeout,
+            first_next: None,
+            served: None,
+            outcome: None,
+            sfn_calls: Vec::new(),
+        });
+    }
+
+    /// Waits until the function asks for its first event (init done), posts an init error,
+    /// or `deadline` passes.
+    pub async fn wait_init(&self, deadline: Instant) {
+        loop {
+            let notified = self.shared.done.notified();
+            if self
+                .snapshot()
+                .is_some_and(|r| r.first_next.is_some() || r.outcome.is_some())
+            {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Waits until the function posts a result or `deadline` passes.
     pub async fn wait(&self, deadline: Instant) {
         loop {
@@ -189,7 +222,10 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
         let mut guard = lock(&shared.current);
         match guard.as_mut() {
             Some(inv) => {
-                inv.first_next.get_or_insert(now);
+                if inv.first_next.is_none() {
+                    inv.first_next = Some(now);
+                    shared.done.notify_waiters();
+                }
                 inv.event.take().map(|event| {
                     inv.served = Some(Instant::now());
                     (
