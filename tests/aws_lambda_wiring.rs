@@ -202,6 +202,7 @@ async fn lambda_deps_on_the_aws_backend_drive_dynamodb_sqs_step_functions_and_se
         csr_pem: String::new(),
         common_name: "shop.example.com".into(),
         sans: vec![],
+        replaces: None,
     };
     assert_eq!(
         guarded.issuer.issue(&request).await.unwrap_err().name(),

@@ -96,6 +96,7 @@ async fn scenario_1_on_acme_then_rate_limited_to_the_fallback() {
             csr_pem: fcsr,
             common_name: "shop.example.com".into(),
             sans: vec!["shop.example.com".into(), "www.shop.example.com".into()],
+            replaces: None,
         },
     )
     .await

@@ -151,6 +151,7 @@ pub async fn world_with(
             csr_pem: csr,
             common_name: "shop.example.com".into(),
             sans: vec!["shop.example.com".into()],
+            replaces: None,
         })
         .await
         .expect("fallback");

@@ -83,6 +83,7 @@ pub async fn build(data_dir: &Path, config_dir: &Path, probe_port: u16) -> Resul
             csr_pem: csr,
             common_name: "api.staging.corp.example.net".into(),
             sans: vec!["api.staging.corp.example.net".into()],
+            replaces: None,
         })
         .await?;
     let fallback = adapters

@@ -148,6 +148,14 @@ async fn issue_checked(
     let names = keys::planned_names(&plan.common_name, &sans);
     let csr = keys::csr(&key, &plan.common_name, &names)?;
     acme_budget::before_order(deps, &plan.issuer).await?;
+    // RFC 9773 §5: the order names the certificate it replaces (the scan's ARI record).
+    let replaces = if plan.issuer.method == certops_core::RenewalMethod::Acme {
+        certops_core::renewal_info::load(deps.store.as_ref(), &plan.cert_id)
+            .await?
+            .map(|w| w.certificate_id)
+    } else {
+        None
+    };
     let issued = deps
         .issuer
         .issue(&IssueRequest {
@@ -156,6 +164,7 @@ async fn issue_checked(
             csr_pem: csr,
             common_name: plan.common_name.clone(),
             sans: names.clone(),
+            replaces,
         })
         .await;
     let chain = match issued {

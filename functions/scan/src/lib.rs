@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use certops_core::ports::{Deps, Observation};
-use certops_core::{CertObject, Endpoint, Error, ScanFinding};
+use certops_core::ports::{Deps, Observation, RenewalWindow};
+use certops_core::{renewal_info, CertObject, Endpoint, Error, RenewalMethod, ScanFinding};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -128,6 +128,8 @@ pub enum Concern {
     UnexpectedFingerprint,
     /// Different addresses or endpoints of the object serve different leaves.
     InconsistentLeaves,
+    /// The ACME CA's suggested renewal window (ARI) for the served leaf has opened.
+    RenewalWindow,
 }
 
 impl Concern {
@@ -138,6 +140,7 @@ impl Concern {
             Concern::Expired => "expired",
             Concern::UnexpectedFingerprint => "unexpected-fingerprint",
             Concern::InconsistentLeaves => "inconsistent-leaves",
+            Concern::RenewalWindow => "renewal-window",
         }
     }
 }
@@ -180,7 +183,8 @@ fn normalized_fingerprint(fp: &str) -> String {
         .collect()
 }
 
-/// Judges what was observed of `cert` at `now` against the planned threshold (days).
+/// Judges what was observed of `cert` at `now` against the planned threshold (days) and the
+/// CA's renewal window (ARI) for the served leaf, if known.
 ///
 /// The finding carries the earliest `notAfter` seen and the fingerprint of the leaf that
 /// carries it, so a renewal is planned for the certificate that expires first. Nothing
@@ -190,6 +194,7 @@ pub fn assess(
     observations: &[Observation],
     threshold_days: u32,
     now: DateTime<Utc>,
+    window: Option<&RenewalWindow>,
 ) -> Assessment {
     let mut concerns = BTreeSet::new();
     let Some(earliest) = observations.iter().min_by_key(|o| o.not_after) else {
@@ -216,6 +221,11 @@ pub fn assess(
     }
     if served.len() > 1 {
         concerns.insert(Concern::InconsistentLeaves);
+    }
+    if window.is_some_and(|w| {
+        w.is_due(now) && earliest.ari_id.as_deref() == Some(w.certificate_id.as_str())
+    }) {
+        concerns.insert(Concern::RenewalWindow);
     }
     let finding = (!concerns.is_empty()).then(|| ScanFinding {
         ci: cert.ci.clone(),
@@ -415,7 +425,15 @@ async fn scan_object(
             }),
         };
         let written = match serde_json::to_value(&record) {
-            Ok(value) => upsert(deps, &observation_key(&cert.id, endpoint), &value).await,
+            Ok(value) => {
+                upsert(
+                    deps,
+                    OBSERVATIONS_TABLE,
+                    &observation_key(&cert.id, endpoint),
+                    &value,
+                )
+                .await
+            }
             Err(e) => Err(Error::InvalidInput(format!("observation record: {e}"))),
         };
         match written {
@@ -431,11 +449,13 @@ async fn scan_object(
             }
         }
     }
+    let window = renewal_window(deps, cert, &seen, now).await;
     let assessment = assess(
         cert,
         &seen,
         deps.config.policy.renewal.planned_threshold_days,
         now,
+        window.as_ref(),
     );
     let mut finding_sent = false;
     if let Some(finding) = assessment.finding {
@@ -463,21 +483,66 @@ async fn scan_object(
     }
 }
 
-/// Writes `value` under `key`, replacing whatever is there (a conditional write on the
-/// value read, retried a few times if a concurrent scan wrote in between).
-async fn upsert(deps: &Deps, key: &str, value: &Value) -> Result<(), Error> {
+/// The CA's renewal window for the leaf `cert` serves (ACME certificate objects only): the
+/// stored record while it is current (same certificate, before the CA's `Retry-After`), else
+/// fetched from the issuer and stored. A failed fetch is logged and the stored record for the
+/// same certificate, if any, is used: the planned threshold still applies either way.
+async fn renewal_window(
+    deps: &Deps,
+    cert: &CertObject,
+    seen: &[Observation],
+    now: DateTime<Utc>,
+) -> Option<RenewalWindow> {
+    if cert.issuer.method != RenewalMethod::Acme {
+        return None;
+    }
+    let served = seen.iter().min_by_key(|o| o.not_after)?.ari_id.clone()?;
+    let stored = match renewal_info::load(deps.store.as_ref(), &cert.id).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::warn!(cert_id = %cert.id, error = %e, "renewal information record unreadable");
+            None
+        }
+    };
+    if !renewal_info::needs_refresh(stored.as_ref(), &served, now) {
+        return stored;
+    }
+    match deps.issuer.renewal_window(&cert.issuer, &served).await {
+        Ok(Some(window)) => {
+            let written = match serde_json::to_value(&window) {
+                Ok(v) => upsert(deps, renewal_info::RENEWAL_INFO_TABLE, &cert.id, &v).await,
+                Err(e) => Err(Error::InvalidInput(e.to_string())),
+            };
+            if let Err(e) = written {
+                tracing::warn!(cert_id = %cert.id, error = %e, "renewal window not stored");
+            }
+            tracing::info!(cert_id = %cert.id, start = %window.start, end = %window.end,
+                next_check = %window.next_check, "renewal information fetched");
+            Some(window)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(cert_id = %cert.id, error = %e, "renewal information unavailable");
+            stored.filter(|w| w.certificate_id == served)
+        }
+    }
+}
+
+/// Writes `value` under `key` of `table`, replacing whatever is there (a conditional write
+/// on the value read, retried a few times if a concurrent scan wrote in between).
+async fn upsert(deps: &Deps, table: &str, key: &str, value: &Value) -> Result<(), Error> {
     for _ in 0..STORE_ATTEMPTS {
-        let current = deps.store.get(OBSERVATIONS_TABLE, key).await?;
+        let current = deps.store.get(table, key).await?;
         if deps
             .store
-            .compare_and_swap(OBSERVATIONS_TABLE, key, current.as_ref(), value)
+            .compare_and_swap(table, key, current.as_ref(), value)
             .await?
         {
             return Ok(());
         }
     }
     Err(Error::Conflict(format!(
-        "observation {key} kept changing under concurrent writes"
+        "{table} record {key} kept changing under concurrent writes"
     )))
 }
 
@@ -619,6 +684,7 @@ endpoints = [{ host = "127.0.0.1", port = 8443, sni = "shop.example.com" }]
             not_after: now() + TimeDelta::days(days),
             chain_valid: true,
             status: "ok".into(),
+            ari_id: None,
         }
     }
 
@@ -628,22 +694,22 @@ endpoints = [{ host = "127.0.0.1", port = 8443, sni = "shop.example.com" }]
 
     #[test]
     fn healthy_certificate_yields_no_finding() {
-        let a = assess(&cert(Some("AB:CD")), &[obs("abcd", 80)], 30, now());
+        let a = assess(&cert(Some("AB:CD")), &[obs("abcd", 80)], 30, now(), None);
         assert!(a.concerns.is_empty());
         assert_eq!(a.finding, None);
     }
 
     #[test]
     fn threshold_is_inclusive_like_validation() {
-        let a = assess(&cert(None), &[obs("aa", 30)], 30, now());
+        let a = assess(&cert(None), &[obs("aa", 30)], 30, now(), None);
         assert_eq!(concerns(&a), [Concern::Expiring]);
-        let a = assess(&cert(None), &[obs("aa", 31)], 30, now());
+        let a = assess(&cert(None), &[obs("aa", 31)], 30, now(), None);
         assert!(a.finding.is_none());
     }
 
     #[test]
     fn expired_is_its_own_concern() {
-        let a = assess(&cert(None), &[obs("aa", -1)], 30, now());
+        let a = assess(&cert(None), &[obs("aa", -1)], 30, now(), None);
         assert_eq!(concerns(&a), [Concern::Expired]);
         assert_eq!(
             a.finding.unwrap().observed_expiry,
@@ -653,7 +719,7 @@ endpoints = [{ host = "127.0.0.1", port = 8443, sni = "shop.example.com" }]
 
     #[test]
     fn unexpected_fingerprint_is_reported_even_far_from_expiry() {
-        let a = assess(&cert(Some("sha256:00")), &[obs("ff", 80)], 30, now());
+        let a = assess(&cert(Some("sha256:00")), &[obs("ff", 80)], 30, now(), None);
         assert_eq!(concerns(&a), [Concern::UnexpectedFingerprint]);
         let f = a.finding.unwrap();
         assert_eq!(f.ci, "shop-web-prod");
@@ -662,7 +728,13 @@ endpoints = [{ host = "127.0.0.1", port = 8443, sni = "shop.example.com" }]
 
     #[test]
     fn nodes_serving_different_leaves_report_the_earliest() {
-        let a = assess(&cert(None), &[obs("aa", 80), obs("bb", 70)], 30, now());
+        let a = assess(
+            &cert(None),
+            &[obs("aa", 80), obs("bb", 70)],
+            30,
+            now(),
+            None,
+        );
         assert_eq!(concerns(&a), [Concern::InconsistentLeaves]);
         let f = a.finding.unwrap();
         assert_eq!(f.observed_fingerprint.as_deref(), Some("bb"));
@@ -671,7 +743,7 @@ endpoints = [{ host = "127.0.0.1", port = 8443, sni = "shop.example.com" }]
 
     #[test]
     fn nothing_observed_is_no_finding() {
-        assert_eq!(assess(&cert(None), &[], 30, now()).finding, None);
+        assert_eq!(assess(&cert(None), &[], 30, now(), None).finding, None);
     }
 
     #[test]

@@ -83,6 +83,11 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
                 }
             }
         }
+        // The CA's renewal window for the served certificate, as the scan last stored it.
+        if cert.issuer.method == certops_core::RenewalMethod::Acme {
+            facts.renewal_window =
+                certops_core::renewal_info::load(deps.store.as_ref(), &cert.id).await?;
+        }
         // Targets that cannot change their key type on re-import (ACM): what they hold.
         for target in &cert.targets {
             if let Some(name) = deps.targets.key_algorithm(target).await? {

@@ -374,6 +374,7 @@ pub(crate) mod testing {
             csr_pem,
             common_name: names[0].into(),
             sans: names.iter().map(|s| s.to_string()).collect(),
+            replaces: None,
         }
     }
 }

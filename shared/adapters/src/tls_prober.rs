@@ -77,6 +77,7 @@ impl Prober for TlsProber {
                 not_after: leaf.not_after,
                 chain_valid: e.status.is_valid(),
                 status: e.status.as_str().to_string(),
+                ari_id: leaf.ari_id.clone(),
             });
         }
         Ok(out)

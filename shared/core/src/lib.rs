@@ -63,6 +63,7 @@ pub mod lease;
 pub mod plan;
 pub mod policy;
 pub mod ports;
+pub mod renewal_info;
 pub mod runbook;
 pub mod signature;
 pub mod validation;

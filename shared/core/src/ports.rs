@@ -316,6 +316,34 @@ pub struct IssueRequest {
     pub common_name: String,
     /// SANs.
     pub sans: Vec<String>,
+    /// The ARI identifier of the certificate this one replaces (RFC 9773 §5: an ACME order's
+    /// `replaces`), when known. Other issuers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+}
+
+/// A CA's suggested renewal window for one certificate (ACME Renewal Information, RFC 9773).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewalWindow {
+    /// The certificate's ARI identifier.
+    pub certificate_id: String,
+    /// Renew no earlier than this.
+    pub start: DateTime<Utc>,
+    /// Renew before this.
+    pub end: DateTime<Utc>,
+    /// Ask again no earlier than this (the CA's `Retry-After`).
+    pub next_check: DateTime<Utc>,
+    /// Why the window is what it is, if the CA says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation_url: Option<String>,
+}
+
+impl RenewalWindow {
+    /// Whether a renewal at `now` is inside or past the window (due).
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        now >= self.start
+    }
 }
 
 /// Issuers (ACME / internal PKI / Private CA / local CA).
@@ -335,6 +363,17 @@ pub trait Issuer: Send + Sync {
     ) -> Result<Option<String>, Error> {
         let _ = issuer;
         self.trust_anchors_pem().await
+    }
+    /// The renewal window inventory issuer `issuer` suggests for the certificate with ARI
+    /// identifier `certificate_id` (ACME Renewal Information). `None`: the issuer has none
+    /// (not ACME, or a CA without ARI); the planned threshold alone decides what is due.
+    async fn renewal_window(
+        &self,
+        issuer: &crate::inventory::Issuer,
+        certificate_id: &str,
+    ) -> Result<Option<RenewalWindow>, Error> {
+        let _ = (issuer, certificate_id);
+        Ok(None)
     }
 }
 
@@ -420,6 +459,9 @@ pub struct Observation {
     pub chain_valid: bool,
     /// Classification (`ok`, `expired`, `untrusted`, …).
     pub status: String,
+    /// The served leaf's ACME Renewal Information identifier (RFC 9773), if it has an AKI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ari_id: Option<String>,
 }
 
 /// The outside-in prober (rustls handshake + x509-parser).

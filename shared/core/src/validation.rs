@@ -174,6 +174,10 @@ pub struct Facts {
     /// key type on re-import holds now, by target id (an ACM certificate re-imported in place).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub target_key_algorithms: BTreeMap<String, String>,
+    /// The CA's suggested renewal window for the served certificate (ACME Renewal
+    /// Information, see [`crate::renewal_info`]), if the scan has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_window: Option<crate::ports::RenewalWindow>,
 }
 
 /// How a change gets approved.
@@ -508,6 +512,21 @@ pub fn validate(
     check_fingerprint(&mut checks, cert, trigger);
     if let Some(left) = left {
         check_due(&mut checks, policy, trigger, left);
+        if let Some(w) = facts.renewal_window.as_ref().filter(|w| w.is_due(now)) {
+            if status_of(&checks, CheckName::RenewalDue) == Some(CheckStatus::Fail) {
+                checks.pass(
+                    CheckName::RenewalDue,
+                    format!(
+                        "inside the CA's renewal window (ARI) since {}{}",
+                        w.start.to_rfc3339(),
+                        w.explanation_url
+                            .as_deref()
+                            .map(|u| format!("; the CA explains: {u}"))
+                            .unwrap_or_default()
+                    ),
+                );
+            }
+        }
     }
     check_ownership(&mut checks, cert);
 
@@ -785,6 +804,10 @@ fn same_fingerprint(a: &str, b: &str) -> bool {
     norm(a) == norm(b)
 }
 
+fn status_of(checks: &Checks, name: CheckName) -> Option<CheckStatus> {
+    checks.0.get(&name).map(|c| c.status)
+}
+
 fn check_due(checks: &mut Checks, policy: &Policy, trigger: &Trigger, left: TimeDelta) {
     let threshold = policy.renewal.planned_threshold_days;
     let days = left.num_days();
@@ -924,6 +947,7 @@ mod tests {
                 .collect(),
             acme: None,
             target_key_algorithms: BTreeMap::new(),
+            renewal_window: None,
         }
     }
 
@@ -1059,6 +1083,42 @@ mod tests {
         let report = validate(&inv, &policy(), &trigger, &f, tuesday());
         assert_eq!(report.approval_path, ApprovalPath::Normal);
         assert_eq!(report.key_type, Some(KeyType::EcdsaP256));
+    }
+
+    #[test]
+    fn a_renewal_inside_the_cas_window_is_due_beyond_the_threshold() {
+        let trigger = scan("shop-web-prod", TimeDelta::days(60), tuesday());
+        assert_eq!(
+            run(&trigger, &facts(), tuesday()).approval_path,
+            ApprovalPath::Blocked
+        );
+        let window = |start: DateTime<Utc>| crate::ports::RenewalWindow {
+            certificate_id: "aki.serial".into(),
+            start,
+            end: start + TimeDelta::days(2),
+            next_check: tuesday() + TimeDelta::hours(6),
+            explanation_url: Some("https://ca.example/incident".into()),
+        };
+        let mut f = facts();
+        f.renewal_window = Some(window(tuesday() - TimeDelta::hours(1)));
+        let report = run(&trigger, &f, tuesday());
+        assert_eq!(
+            report.approval_path,
+            ApprovalPath::Normal,
+            "{:#?}",
+            report.checks
+        );
+        let why = reason(&report, CheckName::RenewalDue);
+        assert!(
+            why.contains("renewal window (ARI)") && why.contains("ca.example"),
+            "{why}"
+        );
+        // A window that has not opened leaves the threshold in charge.
+        f.renewal_window = Some(window(tuesday() + TimeDelta::days(1)));
+        assert_eq!(
+            run(&trigger, &f, tuesday()).approval_path,
+            ApprovalPath::Blocked
+        );
     }
 
     #[test]

@@ -417,6 +417,7 @@ async fn build_world(dir: &Path, rec: &Arc<Recorder>) -> Result<World, Error> {
             csr_pem: csr,
             common_name: CN.into(),
             sans: vec![CN.into()],
+            replaces: None,
         })
         .await?;
     let fallback = adapters

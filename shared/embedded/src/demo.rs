@@ -259,6 +259,7 @@ async fn setup(
                 csr_pem: csr,
                 common_name: s.cn.into(),
                 sans: vec![s.cn.into()],
+                replaces: None,
             },
         )
         .await?;

@@ -78,22 +78,25 @@ pub struct AcmeIssuer {
 }
 
 /// A CA's suggested renewal window for one certificate (RFC 9773 §4.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenewalWindow {
-    /// Renew no earlier than this.
-    pub start: DateTime<Utc>,
-    /// Renew before this.
-    pub end: DateTime<Utc>,
-    /// Ask again after this.
-    pub next_check: DateTime<Utc>,
-    /// Why the window is what it is, if the CA says.
-    pub explanation_url: Option<String>,
-}
+pub use certops_core::ports::RenewalWindow;
 
-impl RenewalWindow {
-    /// Whether a renewal at `now` is inside or past the window (due).
-    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
-        now >= self.start
+/// Parses an ARI identifier (`base64url(AKI keyIdentifier).base64url(serial)`), as
+/// [`certificate_id`] makes and [`certops_core::ports::Observation::ari_id`] carries.
+pub fn parse_certificate_id(text: &str) -> Result<CertificateIdentifier<'static>, Error> {
+    let valid = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    match text.split_once('.') {
+        Some((aki, serial)) if valid(aki) && valid(serial) => Ok(CertificateIdentifier {
+            authority_key_identifier: aki.to_string().into(),
+            serial: serial.to_string().into(),
+        }),
+        _ => Err(Error::InvalidInput(format!(
+            "{text:?} is not an ARI certificate identifier (base64url AKI, '.', base64url serial)"
+        ))),
     }
 }
 
@@ -349,11 +352,22 @@ impl AcmeIssuer {
             .iter()
             .map(|n| Identifier::Dns(n.clone()))
             .collect();
-        let replaces = self
-            .replaces
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&request.cert_id).cloned());
+        // What the order replaces: the certificate the plan names (the served one, from the
+        // scan's ARI record), else the last one this process issued for the object.
+        let replaces = match request.replaces.as_deref().map(parse_certificate_id) {
+            Some(Ok(id)) => Some(id),
+            Some(Err(e)) => {
+                tracing::warn!(issuer = %self.config.name, error = %e, "replaces ignored");
+                None
+            }
+            None => None,
+        }
+        .or_else(|| {
+            self.replaces
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&request.cert_id).cloned())
+        });
         let ordered = match Self::new_order(&account, &identifiers, &cert, replaces.as_ref()).await
         {
             // A CA without ARI: order without `replaces`.
@@ -415,23 +429,43 @@ impl AcmeIssuer {
     /// The CA's suggested renewal window for the leaf of `chain_pem` (ARI, RFC 9773 §4).
     /// A CA without ARI is [`Error::InvalidInput`] saying so.
     pub async fn renewal_window(&self, chain_pem: &str) -> Result<RenewalWindow, Error> {
-        let id = certificate_id(chain_pem)?;
-        let account = self.account().await?;
-        let (info, retry) = account.renewal_info(&id).await.map_err(|e| match e {
-            instant_acme::Error::Unsupported(what) => Error::InvalidInput(format!(
-                "ACME {}: the CA does not offer {what}",
+        self.renewal_window_by_id(&certificate_id(chain_pem)?).await
+    }
+
+    /// The CA's suggested renewal window for the certificate with ARI identifier `id`.
+    /// A CA without ARI is [`Error::InvalidInput`] saying so.
+    pub async fn renewal_window_by_id(
+        &self,
+        id: &CertificateIdentifier<'static>,
+    ) -> Result<RenewalWindow, Error> {
+        self.offered_window(id).await?.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "ACME {}: the CA does not offer renewal information",
                 self.config.name
-            )),
-            other => self.map_error("renewalInfo", other),
-        })?;
+            ))
+        })
+    }
+
+    /// The CA's window for `id`; `None` when the CA offers no ARI.
+    pub async fn offered_window(
+        &self,
+        id: &CertificateIdentifier<'static>,
+    ) -> Result<Option<RenewalWindow>, Error> {
+        let account = self.account().await?;
+        let (info, retry) = match account.renewal_info(id).await {
+            Ok(found) => found,
+            Err(instant_acme::Error::Unsupported(_)) => return Ok(None),
+            Err(other) => return Err(self.map_error("renewalInfo", other)),
+        };
         let now = Utc::now();
-        Ok(RenewalWindow {
+        Ok(Some(RenewalWindow {
+            certificate_id: id.to_string(),
             start: chrono_of(info.suggested_window.start),
             end: chrono_of(info.suggested_window.end),
             next_check: now
                 + chrono::TimeDelta::from_std(retry).unwrap_or(chrono::TimeDelta::hours(6)),
             explanation_url: info.explanation_url,
-        })
+        }))
     }
 
     async fn validate_order(

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use certops_core::integrations::SecretResolver;
 use certops_core::inventory::{RenewalMethod, Solver};
-use certops_core::ports::{Config, IssueRequest, Issuer, Keystore};
+use certops_core::ports::{Config, IssueRequest, Issuer, Keystore, RenewalWindow};
 use certops_core::Error;
 
 use crate::acme::{AcmeCertificate, AcmeConfig, AcmeIssuer};
@@ -113,6 +113,16 @@ impl Issuer for IssuerRouter {
     ) -> Result<Option<String>, Error> {
         self.pick(issuer)?.trust_anchors_pem().await
     }
+
+    async fn renewal_window(
+        &self,
+        issuer: &certops_core::Issuer,
+        certificate_id: &str,
+    ) -> Result<Option<RenewalWindow>, Error> {
+        self.pick(issuer)?
+            .renewal_window(issuer, certificate_id)
+            .await
+    }
 }
 
 #[async_trait]
@@ -123,6 +133,16 @@ impl Issuer for AcmeIssuer {
 
     async fn trust_anchors_pem(&self) -> Result<Option<String>, Error> {
         Ok(self.trust_anchors().map(str::to_string))
+    }
+
+    /// The CA's window for the certificate; `None` when the CA offers no ARI.
+    async fn renewal_window(
+        &self,
+        _issuer: &certops_core::Issuer,
+        certificate_id: &str,
+    ) -> Result<Option<RenewalWindow>, Error> {
+        let id = crate::acme::parse_certificate_id(certificate_id)?;
+        self.offered_window(&id).await
     }
 }
 

@@ -36,6 +36,30 @@ pub struct CertSummary {
     pub self_issued: bool,
     /// Whether basicConstraints says CA.
     pub is_ca: bool,
+    /// The ACME Renewal Information identifier (RFC 9773 §4.1): base64url of the authority
+    /// key identifier's `keyIdentifier` bytes, a dot, base64url of the DER serial's content
+    /// bytes. `None` without an AKI `keyIdentifier`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ari_id: Option<String>,
+}
+
+/// The ARI identifier of `cert` ([`CertSummary::ari_id`]).
+fn ari_id(cert: &X509Certificate<'_>) -> Option<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use x509_parser::extensions::ParsedExtension;
+    let aki = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => aki.key_identifier.as_ref(),
+            _ => None,
+        })?;
+    Some(format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(aki.0),
+        URL_SAFE_NO_PAD.encode(cert.raw_serial())
+    ))
 }
 
 /// A certificate parsed just enough for chain analysis; keeps raw names for comparison.
@@ -128,6 +152,7 @@ pub(crate) fn parse(der: &[u8]) -> Result<ParsedCert, String> {
         not_after: to_utc(cert.validity().not_after.timestamp()),
         self_issued: raw_subject == raw_issuer,
         is_ca: cert.is_ca(),
+        ari_id: ari_id(&cert),
     };
     Ok(ParsedCert {
         summary,
@@ -173,6 +198,7 @@ mod tests {
             not_before: Utc::now(),
             not_after: Utc::now(),
             self_issued,
+            ari_id: None,
             is_ca: false,
         }
     }

@@ -251,6 +251,7 @@ mod tests {
             not_after: now + Duration::days(days),
             self_issued: false,
             is_ca: false,
+            ari_id: None,
         }
     }
 

@@ -25,6 +25,7 @@ pub async fn issuer(
         csr_pem: csr,
         common_name: names[0].to_string(),
         sans: names.iter().map(|n| n.to_string()).collect(),
+        replaces: None,
     };
     let mut serials = Vec::new();
     for kind in [KeyType::EcdsaP256, KeyType::Rsa2048] {

@@ -52,6 +52,7 @@ struct Inner {
     issued_ids: HashSet<String>,
     window: (DateTime<Utc>, DateTime<Utc>),
     renewal_info_requests: Vec<String>,
+    validity_days: i64,
 }
 
 struct Shared {
@@ -324,7 +325,8 @@ async fn finalize(
     let now = Utc::now();
     csr.params.not_before = time::OffsetDateTime::from_unix_timestamp(now.timestamp() - 60)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    csr.params.not_after = csr.params.not_before + time::Duration::days(7);
+    let days = s.inner.lock().map(|i| i.validity_days).unwrap_or(7);
+    csr.params.not_after = csr.params.not_before + time::Duration::days(days);
     let Ok(cert) = csr.signed_by(&s.ca.issuer) else {
         return problem(&s, StatusCode::BAD_REQUEST, "badCSR", "cannot sign");
     };
@@ -427,6 +429,7 @@ impl MiniAcme {
                     now + chrono::TimeDelta::days(4),
                 ),
                 renewal_info_requests: Vec::new(),
+                validity_days: 7,
             }),
         });
         let app = Router::new()
@@ -454,6 +457,13 @@ impl MiniAcme {
     /// The CA certificate everything issued here chains to.
     pub fn ca_pem(&self) -> String {
         self.shared.ca.pem.clone()
+    }
+
+    /// Sets how many days the certificates issued from now on are valid (default 7).
+    pub fn set_validity_days(&self, days: i64) {
+        if let Ok(mut i) = self.shared.inner.lock() {
+            i.validity_days = days;
+        }
     }
 
     /// Sets the suggested renewal window `renewalInfo` answers with.

@@ -74,6 +74,7 @@ pub fn request(config: &Config, cert_id: &str, csr: String) -> IssueRequest {
         csr_pem: csr,
         common_name: cert.common_name.clone(),
         sans: names,
+        replaces: None,
     }
 }
 

@@ -169,6 +169,7 @@ pub async fn real_world(opts: WorldOptions) -> RealWorld {
             csr_pem: csr,
             common_name: DNS.into(),
             sans: vec![DNS.into()],
+            replaces: None,
         })
         .await
         .expect("fallback");
