@@ -2,14 +2,15 @@
 //! serve` on loopback and the system chromium (headless, driven by
 //! playwright-core) check that every page loads without a console error or a
 //! failed request, that scenario 4's graph shows Verify failed and Rollback
-//! taken, that an approval done in the browser completes the waiting execution
+//! taken, that an approval done in the browser completes the waiting execution (renewed,
+//! deployed to a real nginx and verified)
 //! with the signed-in approver on the ticket, that self-approval is refused
 //! with its reason, and that POSTs without the CSRF token and pages without a
 //! session are refused. With `SCREENSHOT_DIR` set, a PNG of every page is saved
 //! there (`scripts/screenshots.sh`).
 
 use certops_tests::console::{
-    add_user, node_dir, open_incident, revive_endpoint, run_demo, start_console,
+    add_user, node_dir, open_incident, revive_on_nginx, run_demo, start_console,
     start_waiting_for_approval,
 };
 use certops_tests::process::free_port;
@@ -37,9 +38,12 @@ fn the_console_works_in_a_real_browser() {
     let requester_password = "olivia: another long password";
     add_user(&data, APPROVER, approver_password);
     add_user(&data, REQUESTER, requester_password);
-    // The demo's endpoints ended with it; serve shop-web-prod's certificate again so
-    // validation and the scheduled scan can probe it.
-    let _endpoint = revive_endpoint(&data, "shop-web-prod", "shop.example.com");
+    // The demo's endpoints ended with it; a real nginx serves shop-web-prod's certificate
+    // again, so validation and the scan probe it and the approved renewal deploys to it.
+    let nginx = revive_on_nginx(&data, "shop-web-prod");
+    let served_before = certops_tests::servers::fingerprint(
+        &std::fs::read_to_string(&nginx.cert_path).expect("nginx's certificate"),
+    );
     // Olivia (service owner, in the change authority) asks for a renewal: she may not approve it.
     let number = open_incident(&data, "shop-web-prod", REQUESTER);
     let waiting = start_waiting_for_approval(&data, &number, "shop-web-prod", REQUESTER);
@@ -71,4 +75,11 @@ fn the_console_works_in_a_real_browser() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains(" checks passed, 0 failed"), "{stdout}");
+    // The renewal approved in the browser is what nginx serves now.
+    let served = std::fs::read_to_string(&nginx.cert_path).expect("nginx's certificate");
+    assert_ne!(
+        certops_tests::servers::fingerprint(&served),
+        served_before,
+        "the renewed certificate was deployed to nginx"
+    );
 }

@@ -127,67 +127,74 @@ pub fn start_waiting_for_approval(data: &Path, number: &str, ci: &str, requester
         .to_string()
 }
 
-/// A live TLS endpoint for one of the demo's certificate objects (the demo's
-/// own endpoints end with the demo process): the bundle the demo left as
-/// `keystore:current/<cert_id>`, served on a free loopback port, and the
-/// data directory's `config/inventory.toml` pointed at it. Stops on drop.
-pub struct LiveEndpoint {
-    _endpoints: certops_adapters::LocalEndpoints,
-    runtime: Option<tokio::runtime::Runtime>,
-    /// Its port.
-    pub port: u16,
-}
-
-impl Drop for LiveEndpoint {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-/// Serves `keystore:current/<cert_id>` again and repoints the inventory entry whose SNI is `sni`.
-pub fn revive_endpoint(data: &Path, cert_id: &str, sni: &str) -> LiveEndpoint {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+/// Serves one of the demo's certificate objects again, on a real nginx: the demo's own
+/// in-process endpoints end with the demo process, and `certops serve` (another process)
+/// could not deploy to them. The bundle the demo left as `keystore:current/<cert_id>` is
+/// served by a private nginx on loopback, and the data directory's `config/inventory.toml`
+/// entry is pointed at it: its target becomes that nginx (with its connection table) and its
+/// endpoint the nginx's port, so a renewal approved in the console deploys, reloads and
+/// verifies for real. Stops on drop.
+pub fn revive_on_nginx(data: &Path, cert_id: &str) -> crate::servers::nginx::Nginx {
+    use certops_core::ports::Keystore;
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let keystore = std::sync::Arc::new(
-        certops_adapters::FileKeystore::open(&data.join(certops_adapters::KEYSTORE_DIR))
-            .expect("keystore"),
-    );
-    let endpoints = certops_adapters::LocalEndpoints::new(keystore);
-    let addr = runtime
-        .block_on(endpoints.start(
-            &format!("lb-{cert_id}"),
-            &format!("keystore:current/{cert_id}"),
-        ))
-        .expect("start the endpoint");
+    let keystore = certops_adapters::FileKeystore::open(&data.join(certops_adapters::KEYSTORE_DIR))
+        .expect("keystore");
+    let bundle = runtime
+        .block_on(keystore.get_bundle(&format!("keystore:current/{cert_id}")))
+        .expect("the demo's current bundle");
+    let nginx = crate::servers::nginx::Nginx::start(&crate::contract::keystore::Issued {
+        chain_pem: bundle.chain_pem.clone(),
+        leaf_pem: String::new(),
+        key_pem: bundle.key.expose().to_string(),
+        not_after: 0,
+    });
+    let target = format!("edge-{cert_id}");
     let inventory = data.join("config/inventory.toml");
     let text = std::fs::read_to_string(&inventory).expect("demo config/inventory.toml");
-    let marker = format!(", sni = \"{sni}\" }}");
-    let repointed: Vec<String> = text
-        .lines()
-        .map(|line| match (line.find("port = "), line.find(&marker)) {
-            (Some(p), Some(m)) if line.starts_with("endpoints") && p < m => {
-                format!("{}port = {}{}", &line[..p], addr.port(), &line[m..])
-            }
-            _ => line.to_string(),
-        })
-        .collect();
-    assert_ne!(
-        repointed.join("\n"),
-        text.trim_end(),
-        "no endpoint with SNI {sni} in {}",
+    let mut out = Vec::new();
+    let mut inside = false;
+    let mut rewritten = 0;
+    for line in text.lines() {
+        if line.starts_with("[[certificate]]") || line.starts_with('[') {
+            inside = false;
+        }
+        if line.trim() == format!("id = \"{cert_id}\"") {
+            inside = true;
+        }
+        if inside && line.starts_with("targets = ") {
+            out.push(format!(
+                "targets = [{{ kind = \"nginx\", id = \"{target}\", reload = \"nginx-reload\" }}]"
+            ));
+            rewritten += 1;
+        } else if inside && line.starts_with("endpoints = ") {
+            let sni = line
+                .split("sni = \"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .expect("the endpoint's SNI");
+            out.push(format!(
+                "endpoints = [{{ host = \"127.0.0.1\", port = {}, sni = \"{sni}\" }}]",
+                nginx.port
+            ));
+            rewritten += 1;
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    assert_eq!(
+        rewritten,
+        2,
+        "no targets/endpoints of {cert_id} in {}",
         inventory.display()
     );
-    std::fs::write(&inventory, repointed.join("\n") + "\n").expect("write inventory");
-    LiveEndpoint {
-        _endpoints: endpoints,
-        runtime: Some(runtime),
-        port: addr.port(),
-    }
+    let mut text = out.join("\n");
+    text.push_str("\n\n");
+    text.push_str(&nginx.connection_toml(&target));
+    std::fs::write(&inventory, text).expect("write inventory");
+    nginx
 }
 
 /// `certops serve` with the console, killed on drop.

@@ -234,7 +234,7 @@ try {
     .catch(() => check(false, "the open execution page refreshed itself when the execution moved on"));
   check(watcherProblems.length === 0, `the live page had no console error or failed request${watcherProblems.length ? ": " + watcherProblems.join("; ") : ""}`);
   await watcher.close();
-  check(status !== "" && status !== "RUNNING", `the approved execution completed (${status})`);
+  check(status === "SUCCEEDED", `the approved execution completed: renewed, deployed to nginx, verified (${status})`);
   const approvedBy = (await s.page.locator(".approved-by").textContent().catch(() => "")) || "";
   check(approvedBy === approver, `the ticket shows the signed-in approver (${approvedBy})`);
   check((await cls("RecordApproval")).split(" ").includes("taken"), "the approved execution went past RecordApproval");
