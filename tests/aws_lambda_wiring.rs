@@ -75,6 +75,10 @@ async fn lambda_deps_on_the_aws_backend_drive_dynamodb_sqs_step_functions_and_se
             "a-sealing-seed-of-more-than-thirty-two-characters",
         ),
         ("certops/servicenow-webhook", "servicenow-hmac-key"),
+        (
+            "certops/audit-key",
+            "an-audit-key-of-more-than-thirty-two-characters",
+        ),
     ] {
         let arn = secrets
             .create_secret()
@@ -115,6 +119,7 @@ async fn lambda_deps_on_the_aws_backend_drive_dynamodb_sqs_step_functions_and_se
         ("CERTOPS_INTAKE_QUEUE_URL", intake_url.as_str()),
         ("CERTOPS_STATE_MACHINE_ARN", state_machine.as_str()),
         ("CERTOPS_SEALING_KEY_ARN", arns[0].as_str()),
+        ("CERTOPS_AUDIT_KEY_ARN", arns[2].as_str()),
         ("CERTOPS_WEBHOOK_SECRET_ARN", arns[1].as_str()),
         ("CERTOPS_DATA_DIR", &data.path().display().to_string()),
     ] {
@@ -292,6 +297,13 @@ async fn lambda_deps_on_the_aws_backend_drive_dynamodb_sqs_step_functions_and_se
     let records = deps.store.audit(&execution).await.unwrap();
     assert_eq!(records.len(), 2);
     certops_core::verify_chain(&records).expect("chain verifies");
+    // The head is anchored with the key read from CERTOPS_AUDIT_KEY_ARN.
+    let head = deps.store.audit_head(&execution).await.unwrap();
+    let key =
+        certops_core::AuditKey::new(b"an-audit-key-of-more-than-thirty-two-characters".to_vec())
+            .unwrap();
+    certops_core::verify_anchored(&execution, &records, head.as_ref(), &key)
+        .expect("anchored with the key from Secrets Manager");
     let rows = ddb
         .query()
         .table_name(&audit)

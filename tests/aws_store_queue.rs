@@ -10,7 +10,7 @@ use certops_aws::dynamo::{aws_sdk_dynamodb, DynamoStore, Tables, TtlPolicy, HEAD
 use certops_aws::sqs::aws_sdk_sqs::types::QueueAttributeName;
 use certops_aws::sqs::{aws_sdk_sqs, SqsQueue};
 use certops_core::ports::{Clock, Queue, Store};
-use certops_core::{verify_chain, verify_chain_head};
+use certops_core::{verify_anchored, verify_chain};
 use certops_tests::contract::queue::{self as queue_contract, QueueBackend, DLQ, QUEUE};
 use certops_tests::contract::store::{self as store_contract, entry};
 use certops_tests::moto::{create_contract_tables, Moto};
@@ -113,7 +113,7 @@ async fn store_contract_on_dynamodb() {
         let (sdk, client) = (sdk.clone(), client.clone());
         async move {
             let tables = create_contract_tables(&client, &case.replace('_', "-")).await;
-            Arc::new(DynamoStore::new(&sdk, tables)) as Arc<dyn Store>
+            Arc::new(DynamoStore::new(&sdk, tables, audit_key())) as Arc<dyn Store>
         }
     })
     .await;
@@ -150,7 +150,7 @@ async fn dynamodb_layout_ttl_and_chain_head() {
     let tables = create_contract_tables(&client, "layout").await;
     let clock = TestClock::now_real();
     let now = clock.now().timestamp();
-    let store = DynamoStore::new(&sdk, tables.clone())
+    let store = DynamoStore::new(&sdk, tables.clone(), audit_key())
         .with_clock(clock.clone())
         .with_ttl(
             "observations",
@@ -230,12 +230,20 @@ async fn dynamodb_layout_ttl_and_chain_head() {
     }
     let records = store.audit("exec-h").await.unwrap();
     assert_eq!(verify_chain(&records), Ok(()));
-    let (seq, hash) = store.audit_head("exec-h").await.unwrap().expect("head");
-    assert_eq!(seq, 2);
-    assert_eq!(verify_chain_head(&records, &hash), Ok(()));
+    let anchored = store.audit_head("exec-h").await.unwrap().expect("head");
+    assert_eq!(anchored.length, 3);
+    assert_eq!(
+        verify_anchored("exec-h", &records, Some(&anchored), &audit_key()),
+        Ok(())
+    );
+    let truncated = verify_anchored("exec-h", &records[..2], Some(&anchored), &audit_key());
     assert!(
-        verify_chain_head(&records[..2], &hash).is_err(),
-        "truncation shows"
+        matches!(&truncated, Err(certops_core::Error::ChainBreak { seq: 2, reason }) if reason.contains("missing tail")),
+        "truncation shows: {truncated:?}"
+    );
+    assert!(
+        !anchored.is_authentic(&certops_core::AuditKey::new(vec![9u8; 32]).unwrap()),
+        "the head's MAC needs the key"
     );
     let raw = client
         .get_item()
@@ -258,7 +266,10 @@ async fn dynamodb_layout_ttl_and_chain_head() {
         .unwrap();
     let head: serde_json::Value =
         serde_json::from_str(head.item().expect("head item")[HEAD].as_s().unwrap()).unwrap();
-    assert_eq!(head, json!({"seq": 2, "hash": records[2].hash}));
+    assert_eq!(head["length"], 3);
+    assert_eq!(head["head"], records[2].hash.as_str());
+    assert_eq!(head["execution"], "exec-h");
+    assert_eq!(head["mac"].as_str().map(str::len), Some(64));
     let in_state = client
         .scan()
         .table_name(&tables.state)
@@ -273,6 +284,47 @@ async fn dynamodb_layout_ttl_and_chain_head() {
         "no chain head in the state table, which is deleted with the stack"
     );
     assert_eq!(store.audit_head("exec-none").await.unwrap(), None);
+
+    // Someone with write access to the table but not the key: edits record 1 and re-hashes
+    // the rest. The head no longer matches, verification names it, and the store refuses to
+    // extend the tampered chain.
+    let mut forged = records.clone();
+    forged[1].summary = json!({"i": 99});
+    for i in 1..forged.len() {
+        forged[i].prev_hash = forged[i - 1].hash.clone();
+        forged[i].hash = forged[i].compute_hash();
+    }
+    for r in &forged[1..] {
+        client
+            .put_item()
+            .table_name(&tables.audit)
+            .item("execution", AttributeValue::S("exec-h".into()))
+            .item("seq", AttributeValue::N(r.seq.to_string()))
+            .item(
+                "record",
+                AttributeValue::S(serde_json::to_string(r).unwrap()),
+            )
+            .item("hash", AttributeValue::S(r.hash.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let stored = store.audit("exec-h").await.unwrap();
+    assert_eq!(verify_chain(&stored), Ok(()), "the bare chain links");
+    let verdict = verify_anchored("exec-h", &stored, Some(&anchored), &audit_key());
+    assert!(
+        matches!(&verdict, Err(certops_core::Error::ChainBreak { reason, .. }) if reason.contains("re-hashed")),
+        "{verdict:?}"
+    );
+    let refused = store
+        .append_audit("exec-h", entry(9, json!({"i": 9})))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.name(), "ChainBreak", "{refused}");
+}
+
+fn audit_key() -> certops_core::AuditKey {
+    certops_core::AuditKey::new(b"a test audit key of at least 32 bytes".to_vec()).unwrap()
 }
 
 /// Turns the first successful `TransactWriteItems` answer into an HTTP 500 after DynamoDB
@@ -335,7 +387,7 @@ async fn an_append_whose_answer_is_lost_is_not_appended_twice() {
     let sdk = moto.sdk_config().await;
     let plain = aws_sdk_dynamodb::Client::new(&sdk);
     let tables = create_contract_tables(&plain, "lost").await;
-    let store = DynamoStore::new(&sdk, tables.clone());
+    let store = DynamoStore::new(&sdk, tables.clone(), audit_key());
     store
         .append_audit("exec-lost", entry(0, json!({"i": 0})))
         .await
@@ -346,7 +398,11 @@ async fn an_append_whose_answer_is_lost_is_not_appended_twice() {
             ArcIntercept(lose.clone()),
         ))
         .build();
-    let lossy = DynamoStore::from_client(aws_sdk_dynamodb::Client::from_conf(conf), tables);
+    let lossy = DynamoStore::from_client(
+        aws_sdk_dynamodb::Client::from_conf(conf),
+        tables,
+        audit_key(),
+    );
     let record = lossy
         .append_audit("exec-lost", entry(1, json!({"i": 1})))
         .await
@@ -369,8 +425,8 @@ async fn an_append_whose_answer_is_lost_is_not_appended_twice() {
     assert_eq!(records.len(), 2, "one record per append: {records:#?}");
     assert_eq!(records[1], record);
     assert_eq!(verify_chain(&records), Ok(()));
-    let (seq, hash) = store.audit_head("exec-lost").await.unwrap().expect("head");
-    assert_eq!((seq, hash), (1, record.hash));
+    let head = store.audit_head("exec-lost").await.unwrap().expect("head");
+    assert_eq!((head.length, head.head), (2, record.hash));
 }
 
 /// Shares one interceptor between the client and the test.
@@ -411,6 +467,7 @@ async fn dynamodb_errors_map_to_routable_variants() {
             approvals: "no-such-approvals".into(),
             audit: "no-such-audit".into(),
         },
+        audit_key(),
     );
     let err = missing.get("locks", "k").await.unwrap_err();
     assert_eq!(err.name(), "InvalidInput", "{err}");
@@ -426,7 +483,7 @@ async fn dynamodb_errors_map_to_routable_variants() {
         ))
         .load()
         .await;
-    let store = DynamoStore::new(&down, missing.tables().clone());
+    let store = DynamoStore::new(&down, missing.tables().clone(), audit_key());
     let err = store
         .put_if_absent("locks", "k", &json!({"secret-ish": "value-text"}))
         .await

@@ -245,7 +245,7 @@ fn sam_translator_transforms_the_template() {
         ("AWS::StepFunctions::StateMachineAlias", 1),
         ("AWS::Scheduler::Schedule", 1),
         ("AWS::Lambda::EventSourceMapping", 2),
-        ("AWS::SecretsManager::Secret", 8),
+        ("AWS::SecretsManager::Secret", 9),
         ("AWS::CloudWatch::Alarm", 6),
     ] {
         assert_eq!(

@@ -48,12 +48,18 @@ async fn demo_scenarios_all_end_as_expected_with_intact_audit() {
     assert_eq!(report.scenarios.len(), 6);
     // Every execution's audit chain verifies, and the trail names who approved.
     let db = certops_adapters::LocalDb::open(&dir.path().join("certops.db")).expect("db");
-    let store = certops_adapters::SqliteStore::new(db);
+    let store = certops_adapters::SqliteStore::new(
+        db,
+        certops_adapters::audit_key(dir.path()).expect("audit key"),
+    );
     let executions = store.audited_executions().await.expect("executions");
     assert!(executions.len() >= 6, "{executions:?}");
     for e in &executions {
         let records = store.audit(e).await.expect("audit");
-        certops_core::verify_chain(&records).unwrap_or_else(|err| panic!("{e}: {err}"));
+        let head = store.audit_head(e).await.expect("head");
+        let key = certops_adapters::audit_key(dir.path()).expect("audit key");
+        certops_core::verify_anchored(e, &records, head.as_ref(), &key)
+            .unwrap_or_else(|err| panic!("{e}: {err}"));
     }
     let first = report.scenarios[0].execution.clone().expect("execution");
     let trail = store.audit(&first).await.expect("trail");
@@ -480,6 +486,160 @@ async fn audit_verification_finds_a_tampered_record() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("BROKEN"));
+}
+
+/// `certops audit verify --json` over `dir`: (exit code, the one execution's verdict).
+fn audit_verify(dir: &std::path::Path) -> (Option<i32>, serde_json::Value) {
+    let out = std::process::Command::new(certops_tests::process::certops_bin())
+        .args(["--data-dir"])
+        .arg(dir)
+        .args(["audit", "verify", "--json"])
+        .output()
+        .expect("run certops");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), doc)
+}
+
+/// Finding 4: what an edit of the database file without the audit key can do — drop the
+/// tail, re-hash an edited chain, delete a whole chain with its head — is each named by
+/// `audit verify`, and the tampered chain is not extended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_names_a_missing_tail_a_rehashed_chain_and_a_missing_chain() {
+    // A missing tail.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    card(&w, &exec).await;
+    let records = w.stack.deps.store.audit(&exec).await.expect("audit");
+    assert!(records.len() >= 2, "{records:?}");
+    let last = records.len() as u64 - 1;
+    assert_eq!(
+        w.stack
+            .adapters
+            .store
+            .tamper_truncate(&exec, last)
+            .expect("truncate"),
+        1
+    );
+    certops_core::verify_chain(&w.stack.deps.store.audit(&exec).await.expect("audit"))
+        .expect("the shorter chain still links");
+    let refused = w
+        .stack
+        .deps
+        .store
+        .append_audit(
+            &exec,
+            certops_core::AuditEntry {
+                at: chrono::Utc::now(),
+                kind: certops_core::AuditKind::Action,
+                actor: "test".into(),
+                summary: serde_json::json!({}),
+                runbook_version: "1".into(),
+            },
+        )
+        .await
+        .expect_err("a truncated chain is not extended");
+    assert_eq!(refused.name(), "ChainBreak", "{refused}");
+    drop(w);
+    let (code, doc) = audit_verify(dir.path());
+    assert_eq!(code, Some(1), "{doc:#}");
+    let verdict = doc["executions"]
+        .as_array()
+        .expect("executions")
+        .iter()
+        .find(|e| e["execution"] == exec.as_str())
+        .expect("the execution");
+    assert!(
+        verdict["break"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("missing tail: records {last}..{last}")),
+        "{verdict:#}"
+    );
+
+    // An edit, re-hashed to the end: the bare chain links, the anchored head does not.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    card(&w, &exec).await;
+    let mut records = w.stack.deps.store.audit(&exec).await.expect("audit");
+    records[0].actor = "mallory".into();
+    for i in 0..records.len() {
+        if i > 0 {
+            records[i].prev_hash = records[i - 1].hash.clone();
+        }
+        records[i].hash = records[i].compute_hash();
+        assert!(w
+            .stack
+            .adapters
+            .store
+            .tamper_replace_record(&records[i])
+            .expect("replace"));
+    }
+    certops_core::verify_chain(&w.stack.deps.store.audit(&exec).await.expect("audit"))
+        .expect("the re-hashed chain links");
+    drop(w);
+    let (code, doc) = audit_verify(dir.path());
+    assert_eq!(code, Some(1), "{doc:#}");
+    let verdict = doc["executions"]
+        .as_array()
+        .expect("executions")
+        .iter()
+        .find(|e| e["execution"] == exec.as_str())
+        .expect("the execution");
+    assert!(
+        verdict["break"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("re-hashed without the audit key"),
+        "{verdict:#}"
+    );
+
+    // A whole chain deleted with its head: the engine ran Validate, so the chain is missing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    card(&w, &exec).await;
+    assert!(
+        w.stack
+            .adapters
+            .store
+            .tamper_truncate(&exec, 0)
+            .expect("truncate")
+            >= 2
+    );
+    assert!(w
+        .stack
+        .adapters
+        .store
+        .tamper_delete_head(&exec)
+        .expect("delete head"));
+    drop(w);
+    let (code, doc) = audit_verify(dir.path());
+    assert_eq!(code, Some(1), "{doc:#}");
+    let verdict = doc["executions"]
+        .as_array()
+        .expect("executions")
+        .iter()
+        .find(|e| e["execution"] == exec.as_str())
+        .expect("the execution is still listed");
+    assert!(
+        verdict["break"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("missing chain"),
+        "{verdict:#}"
+    );
+    // And an untouched data directory verifies.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    card(&w, &exec).await;
+    drop(w);
+    let (code, doc) = audit_verify(dir.path());
+    assert_eq!(code, Some(0), "{doc:#}");
+    assert_eq!(doc["broken"], 0);
 }
 
 fn key_canaries(dir: &std::path::Path, out: &mut Vec<String>) {

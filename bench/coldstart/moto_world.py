@@ -79,6 +79,9 @@ print(
                 "certops/sealing-key", "a-sealing-seed-of-more-than-thirty-two-characters"
             ),
             "CERTOPS_WEBHOOK_SECRET_ARN": secret("certops/webhook", "coldstart-webhook-secret"),
+            "CERTOPS_AUDIT_KEY_ARN": secret(
+                "certops/audit-key", "an-audit-key-of-more-than-thirty-two-characters"
+            ),
         }
     )
 )

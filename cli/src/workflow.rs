@@ -375,6 +375,28 @@ pub async fn plan(data: &Path, trigger: &Path, cfg: &ConfigArgs, json_out: bool)
     Ok(if report.is_blocked() { 1 } else { 0 })
 }
 
+/// The executions in the engine's state that ran Validate to its end (ARNs): each must have
+/// an audit chain. None when there is no engine state yet.
+fn executions_past_validate(data: &Path) -> Result<std::collections::BTreeSet<String>> {
+    let db = data_dir::state_db(data);
+    let mut out = std::collections::BTreeSet::new();
+    if !db.exists() {
+        return Ok(out);
+    }
+    let engine = certops_asl::store::SqliteStore::open(&db)?;
+    for (execution, _) in engine.executions()? {
+        let arn = execution.meta.execution_arn;
+        let ran = engine.history(&arn)?.iter().any(|ev| {
+            ev.kind == certops_asl::EventType::TaskStateExited
+                && ev.details_value().is_some_and(|d| d["name"] == "Validate")
+        });
+        if ran {
+            out.insert(arn);
+        }
+    }
+    Ok(out)
+}
+
 /// `certops audit verify`.
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {
@@ -384,7 +406,10 @@ pub struct AuditArgs {
 
 #[derive(clap::Subcommand, Debug)]
 enum AuditCommand {
-    /// Check every record's hash chain (or one execution's); non-zero exit on any break.
+    /// Check every execution's audit chain (or one execution's) against its anchored head:
+    /// names the first bad record, a missing tail, a missing chain or a head not made with
+    /// the data directory's audit key. An execution the engine ran past Validate (which
+    /// records the trigger) must have a chain. Non-zero exit on any break.
     Verify {
         /// Execution id; all executions when omitted.
         execution: Option<String>,
@@ -408,8 +433,10 @@ pub async fn audit(data: &Path, args: AuditArgs) -> Result<u8> {
             data.display()
         );
     }
+    let key = certops_adapters::audit_key(data).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = certops_adapters::SqliteStore::new(
         certops_adapters::LocalDb::open(&db).map_err(|e| anyhow::anyhow!("{e}"))?,
+        key.clone(),
     );
     use certops_core::ports::Store;
     match args.command {
@@ -422,19 +449,44 @@ pub async fn audit(data: &Path, args: AuditArgs) -> Result<u8> {
             Ok(0)
         }
         AuditCommand::Verify { execution, json } => {
+            let past_validate = executions_past_validate(data)?;
             let executions = match execution {
                 Some(e) => vec![e],
-                None => store
-                    .audited_executions()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                None => {
+                    let mut all: std::collections::BTreeSet<String> = store
+                        .audited_executions()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                        .into_iter()
+                        .collect();
+                    all.extend(past_validate.iter().cloned());
+                    all.into_iter().collect()
+                }
             };
             let mut results = Vec::new();
             for e in &executions {
-                let records = store.audit(e).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                let verdict = certops_core::verify_chain(&records);
+                let records = store.audit(e).await;
+                let head = store.audit_head(e).await;
+                let (count, verdict) = match (records, head) {
+                    (Ok(records), Ok(head)) => {
+                        let verdict =
+                            if records.is_empty() && head.is_none() && past_validate.contains(e) {
+                                Err(certops_core::Error::ChainBreak {
+                                    seq: 0,
+                                    reason:
+                                        "missing chain: the execution ran Validate, which records \
+                                         its trigger, and no record or head of it is stored"
+                                            .into(),
+                                })
+                            } else {
+                                certops_core::verify_anchored(e, &records, head.as_ref(), &key)
+                            };
+                        (records.len(), verdict)
+                    }
+                    (Err(err), _) | (_, Err(err)) => (0, Err(err)),
+                };
                 results.push(
-                    json!({"execution": e, "records": records.len(), "ok": verdict.is_ok(),
+                    json!({"execution": e, "records": count, "ok": verdict.is_ok(),
                     "break": verdict.as_ref().err().map(|x| x.to_string())}),
                 );
             }

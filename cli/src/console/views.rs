@@ -259,13 +259,22 @@ pub fn find(stack: &Stack, key: &str) -> Option<ExecutionInfo> {
         .find(|i| i.meta.name == key || i.meta.execution_arn == key)
 }
 
-/// The audit chain (records are keyed by execution ARN; by name as a fallback).
+/// The audit chain (records are keyed by execution ARN; by name as a fallback), verified
+/// against its anchored head.
 pub async fn audit(stack: &Stack, info: &ExecutionInfo) -> Result<AuditView, Error> {
-    let mut records = stack.deps.store.audit(&info.meta.execution_arn).await?;
+    let mut key = info.meta.execution_arn.clone();
+    let mut records = stack.deps.store.audit(&key).await?;
     if records.is_empty() {
-        records = stack.deps.store.audit(&info.meta.name).await?;
+        let by_name = stack.deps.store.audit(&info.meta.name).await?;
+        if !by_name.is_empty() {
+            key = info.meta.name.clone();
+            records = by_name;
+        }
     }
-    let check = certops_core::verify_chain(&records);
+    // Checked against the anchored head, with the data directory's audit key.
+    let head = stack.deps.store.audit_head(&key).await?;
+    let check = certops_adapters::audit_key(&stack.adapters.data_dir)
+        .and_then(|k| certops_core::verify_anchored(&key, &records, head.as_ref(), &k));
     let records = records
         .into_iter()
         .map(|mut r| {

@@ -55,6 +55,7 @@
 
 pub mod engine_workflow;
 pub mod file_keystore;
+pub mod key_file;
 pub mod local_ca;
 pub mod local_cdn;
 pub mod local_chat;
@@ -95,6 +96,9 @@ pub const DB_FILE: &str = "certops.db";
 pub const KEYSTORE_DIR: &str = "keystore";
 /// The token-sealing key file inside the data directory.
 pub const TOKEN_KEY_FILE: &str = "token.key";
+/// The audit key file in the data directory: the HMAC key of the audit chains' anchored
+/// heads (0600, generated on first use).
+pub const AUDIT_KEY_FILE: &str = "audit.key";
 
 /// Every embedded adapter over one data directory. Each field is an `Arc` of the concrete
 /// adapter, so it can be handed to `Deps` as an `Arc<dyn Port>` and still be used for
@@ -161,7 +165,7 @@ impl Embedded {
         let sealer = Arc::new(AesGcmSealer::open(&data_dir.join(TOKEN_KEY_FILE))?);
         Ok(Embedded {
             data_dir: data_dir.to_path_buf(),
-            store: Arc::new(SqliteStore::new(db.clone())),
+            store: Arc::new(SqliteStore::new(db.clone(), audit_key(data_dir)?)),
             queue: Arc::new(SqliteQueue::new(
                 db.clone(),
                 clock.clone(),
@@ -178,6 +182,12 @@ impl Embedded {
             clock,
         })
     }
+}
+
+/// The audit key of the data directory ([`AUDIT_KEY_FILE`]), generated on first use.
+pub fn audit_key(data_dir: &Path) -> Result<certops_core::AuditKey, Error> {
+    let bytes = key_file::load_or_create(&data_dir.join(AUDIT_KEY_FILE), "audit key")?;
+    certops_core::AuditKey::new(bytes.to_vec())
 }
 
 #[cfg(test)]

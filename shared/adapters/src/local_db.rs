@@ -34,6 +34,13 @@ BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 
+CREATE TABLE IF NOT EXISTS audit_heads (
+    execution TEXT PRIMARY KEY,
+    head      TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_heads_no_delete BEFORE DELETE ON audit_heads
+BEGIN SELECT RAISE(ABORT, 'audit heads are never deleted'); END;
+
 CREATE TABLE IF NOT EXISTS queue_messages (
     pos           INTEGER PRIMARY KEY AUTOINCREMENT,
     id            TEXT    NOT NULL UNIQUE,

@@ -5,11 +5,13 @@
 //! cannot be separated by another writer in this or another process. Audit rows carry a
 //! `UNIQUE (execution, seq)` constraint and SQL triggers that abort any `UPDATE` or
 //! `DELETE`: the chain can only grow, and two concurrent appends can never both become
-//! record *n*.
+//! record *n*. Each append also moves the chain's anchored head (`audit_heads`: length, last
+//! hash and an HMAC under the [`AuditKey`]) in the same transaction, and refuses to extend a
+//! chain whose head is missing or does not match its last record.
 
 use async_trait::async_trait;
 use certops_core::ports::Store;
-use certops_core::{AuditEntry, AuditRecord, Error};
+use certops_core::{AuditEntry, AuditKey, AuditRecord, ChainHead, Error};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 
@@ -19,12 +21,88 @@ use crate::local_db::{db_err, from_json, to_json, LocalDb};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     db: LocalDb,
+    key: AuditKey,
 }
 
 impl SqliteStore {
-    /// A store over `db`'s `kv` and `audit` tables.
-    pub fn new(db: LocalDb) -> SqliteStore {
-        SqliteStore { db }
+    /// A store over `db`'s `kv`, `audit` and `audit_heads` tables; `key` MACs the heads.
+    pub fn new(db: LocalDb, key: AuditKey) -> SqliteStore {
+        SqliteStore { db, key }
+    }
+
+    /// **For tests of `certops audit verify` only.** Deletes the anchored head of
+    /// `execution`, bypassing the trigger that forbids it (dropped and re-created in one
+    /// transaction), as someone with write access to the database file could.
+    pub fn tamper_delete_head(&self, execution: &str) -> Result<bool, Error> {
+        self.db.with(|c| {
+            let tx = c.transaction().map_err(db_err)?;
+            tx.execute_batch("DROP TRIGGER audit_heads_no_delete;")
+                .map_err(db_err)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM audit_heads WHERE execution = ?1",
+                    params![execution],
+                )
+                .map_err(db_err)?;
+            tx.execute_batch(
+                "CREATE TRIGGER audit_heads_no_delete BEFORE DELETE ON audit_heads \
+                 BEGIN SELECT RAISE(ABORT, 'audit heads are never deleted'); END;",
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(n > 0)
+        })
+    }
+
+    /// **For tests of `certops audit verify` only.** Deletes the records of `execution`
+    /// from `from_seq` on, bypassing the append-only trigger, as someone with write access
+    /// to the database file could.
+    pub fn tamper_truncate(&self, execution: &str, from_seq: u64) -> Result<usize, Error> {
+        self.db.with(|c| {
+            let tx = c.transaction().map_err(db_err)?;
+            tx.execute_batch("DROP TRIGGER audit_no_delete;")
+                .map_err(db_err)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM audit WHERE execution = ?1 AND seq >= ?2",
+                    params![execution, seq_to_sql(from_seq)?],
+                )
+                .map_err(db_err)?;
+            tx.execute_batch(
+                "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit \
+                 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;",
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(n)
+        })
+    }
+
+    /// **For tests of `certops audit verify` only.** Replaces the stored record at
+    /// `record.seq` of `record.execution` with `record` as given (for instance edited and
+    /// re-hashed), bypassing the append-only trigger, as someone with write access to the
+    /// database file but not the audit key could. Returns whether a record was replaced.
+    pub fn tamper_replace_record(&self, record: &AuditRecord) -> Result<bool, Error> {
+        let seq = seq_to_sql(record.seq)?;
+        let text = to_json(record)?;
+        self.db.with(|c| {
+            let tx = c.transaction().map_err(db_err)?;
+            tx.execute_batch("DROP TRIGGER audit_no_update;")
+                .map_err(db_err)?;
+            let n = tx
+                .execute(
+                    "UPDATE audit SET record = ?3 WHERE execution = ?1 AND seq = ?2",
+                    params![record.execution, seq, text],
+                )
+                .map_err(db_err)?;
+            tx.execute_batch(
+                "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit \
+                 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;",
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(n > 0)
+        })
     }
 
     /// **For tests of `certops audit verify` only.** Rewrites the `summary` of one stored
@@ -196,11 +274,28 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
             let prev: Option<AuditRecord> =
                 last.map(|t| from_json(&t, "audit record")).transpose()?;
+            let head: Option<ChainHead> = tx
+                .query_row(
+                    "SELECT head FROM audit_heads WHERE execution = ?1",
+                    params![execution],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()
+                .map_err(db_err)?
+                .map(|t| from_json(&t, "audit head"))
+                .transpose()?;
+            certops_core::audit::check_append(execution, prev.as_ref(), head.as_ref(), &self.key)?;
             // `next` refuses secret material (check_no_secrets) before anything is written.
             let record = AuditRecord::next(prev.as_ref(), execution, entry)?;
             tx.execute(
                 "INSERT INTO audit (execution, seq, record) VALUES (?1, ?2, ?3)",
                 params![execution, seq_to_sql(record.seq)?, to_json(&record)?],
+            )
+            .map_err(db_err)?;
+            tx.execute(
+                "INSERT INTO audit_heads (execution, head) VALUES (?1, ?2) \
+                 ON CONFLICT (execution) DO UPDATE SET head = excluded.head",
+                params![execution, to_json(&ChainHead::after(&record, &self.key))?],
             )
             .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
@@ -232,10 +327,34 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn audit_head(&self, execution: &str) -> Result<Option<ChainHead>, Error> {
+        self.db.with(|c| {
+            c.query_row(
+                "SELECT head FROM audit_heads WHERE execution = ?1",
+                params![execution],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(db_err)?
+            .map(|t| {
+                serde_json::from_str(&t).map_err(|e| Error::ChainBreak {
+                    seq: 0,
+                    reason: format!("the anchored head of {execution} does not parse: {e}"),
+                })
+            })
+            .transpose()
+        })
+    }
+
     async fn audited_executions(&self) -> Result<Vec<String>, Error> {
         self.db.with(|c| {
+            // Executions with records or with a head: a chain whose records are all gone
+            // still has its head, and is reported as missing.
             let mut stmt = c
-                .prepare("SELECT DISTINCT execution FROM audit ORDER BY execution")
+                .prepare(
+                    "SELECT execution FROM audit UNION SELECT execution FROM audit_heads \
+                     ORDER BY execution",
+                )
                 .map_err(db_err)?;
             let rows = stmt
                 .query_map([], |r| r.get::<_, String>(0))
@@ -261,7 +380,10 @@ mod tests {
     fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let db = LocalDb::open(&dir.path().join("certops.db")).unwrap();
-        (dir, SqliteStore::new(db))
+        (
+            dir,
+            SqliteStore::new(db, certops_core::AuditKey::new(vec![3u8; 32]).unwrap()),
+        )
     }
 
     fn entry(n: u32, summary: Value) -> AuditEntry {
@@ -282,7 +404,10 @@ mod tests {
         let f = Arc::new(f);
         let threads: Vec<_> = (0..n)
             .map(|i| {
-                let store = SqliteStore::new(LocalDb::open(path).unwrap());
+                let store = SqliteStore::new(
+                    LocalDb::open(path).unwrap(),
+                    certops_core::AuditKey::new(vec![3u8; 32]).unwrap(),
+                );
                 let f = f.clone();
                 std::thread::spawn(move || f(store, i))
             })

@@ -9,9 +9,6 @@
 //! ([`AesGcmSealer::from_secret`]): the secret's text is stretched to the AES key with
 //! HKDF-SHA256, so any random string of enough entropy (SAM's `GenerateSecretString`) works.
 
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
@@ -21,7 +18,6 @@ use base64::Engine as _;
 use certops_core::ports::TokenSealer;
 use certops_core::Error;
 
-const KEY_LEN: usize = 32;
 const AAD: &[u8] = b"certops task token v1";
 
 /// Shortest secret text accepted by [`AesGcmSealer::from_secret`].
@@ -42,46 +38,17 @@ impl std::fmt::Debug for AesGcmSealer {
     }
 }
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::Transient(format!("{what} {}: {e}", path.display()))
-}
-
 impl AesGcmSealer {
     /// Loads the key from `key_file`, generating it (mode 0600) if the file does not exist.
     /// Fails with [`Error::InvalidInput`] if the file has the wrong length or is readable by
     /// group or others.
     pub fn open(key_file: &Path) -> Result<AesGcmSealer, Error> {
-        let mut bytes = match fs::read(key_file) {
-            Ok(b) => {
-                let mode = fs::metadata(key_file)
-                    .map_err(|e| io_err("stat token key", key_file, e))?
-                    .permissions()
-                    .mode();
-                if mode & 0o077 != 0 {
-                    return Err(Error::InvalidInput(format!(
-                        "token key {} has mode {:o}; it must be 0600",
-                        key_file.display(),
-                        mode & 0o777
-                    )));
-                }
-                b
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => Self::create(key_file)?,
-            Err(e) => return Err(io_err("read token key", key_file, e)),
-        };
-        let result = if bytes.len() == KEY_LEN {
-            UnboundKey::new(&AES_256_GCM, &bytes)
-                .map(LessSafeKey::new)
-                .map_err(|_| Error::InvalidInput("token key is not usable".into()))
-        } else {
-            Err(Error::InvalidInput(format!(
-                "token key {} must be {KEY_LEN} bytes",
-                key_file.display()
-            )))
-        };
-        bytes.iter_mut().for_each(|b| *b = 0);
+        let bytes = crate::key_file::load_or_create(key_file, "token key")?;
+        let key = UnboundKey::new(&AES_256_GCM, &bytes)
+            .map(LessSafeKey::new)
+            .map_err(|_| Error::InvalidInput("token key is not usable".into()))?;
         Ok(AesGcmSealer {
-            key: result?,
+            key,
             path: Some(key_file.to_path_buf()),
         })
     }
@@ -106,30 +73,6 @@ impl AesGcmSealer {
             key: LessSafeKey::new(key),
             path: None,
         })
-    }
-
-    fn create(key_file: &Path) -> Result<Vec<u8>, Error> {
-        let mut key = vec![0u8; KEY_LEN];
-        aws_lc_rs::rand::fill(&mut key)
-            .map_err(|_| Error::Transient("no randomness for the token key".into()))?;
-        // create_new: if another process wins the race, use its key instead.
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(key_file)
-        {
-            Ok(mut f) => {
-                f.write_all(&key)
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| io_err("write token key", key_file, e))?;
-                Ok(key)
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                fs::read(key_file).map_err(|e| io_err("read token key", key_file, e))
-            }
-            Err(e) => Err(io_err("create token key", key_file, e)),
-        }
     }
 
     /// The key file (`None` when the key was derived from a secret).
@@ -176,6 +119,9 @@ impl TokenSealer for AesGcmSealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key_file::KEY_LEN;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     const TOKEN: &str = "AAAAKgAAAAIAAAAAAAAAAQ-task-token-for-approval-42";
 

@@ -14,15 +14,17 @@
 //! `SqliteStore` compares parsed JSON: key order never matters, `1` and `1.0` differ.
 //! A failed condition is `Ok(false)`, never an error.
 //!
-//! Each execution's chain head (`{"seq", "hash"}` of its last record) lives in the audit
+//! Each execution's anchored chain head ([`ChainHead`]: length, last hash and an HMAC under
+//! the [`AuditKey`], which the functions read from Secrets Manager) lives in the audit
 //! table itself, in the execution's partition at sort key [`HEAD_SEQ`] (`-1`, before every
 //! record), in the attribute `head`: it is retained and protected exactly as the records are
 //! (the audit table outlives the stack; no role may delete from it). An append writes the
 //! record and moves the head in one `TransactWriteItems`, conditional on the record's slot
 //! being free and the head being the one it read: of two concurrent appends one commits and
 //! the other re-reads the new head and tries again, so the chain never forks. The head kept
-//! apart from the records also lets a reader detect a truncated chain
-//! ([`certops_core::verify_chain_head`], see [`DynamoStore::audit_head`]).
+//! apart from the records lets a reader detect a truncated, deleted or re-hashed chain
+//! ([`certops_core::verify_anchored`]); an append refuses to extend a chain whose head is
+//! missing, not made with the key, or not its last record's.
 //!
 //! The transaction carries a `ClientRequestToken` derived from the execution, the sequence
 //! number and the record's hash ([`append_token`]): when the SDK retries an append whose
@@ -50,9 +52,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use certops_core::canonical::to_canonical_string;
 use certops_core::ports::{Clock, Store, SystemClock};
-use certops_core::{AuditEntry, AuditRecord, Error};
+use certops_core::{AuditEntry, AuditKey, AuditRecord, ChainHead, Error};
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The SDK this adapter is built on, re-exported so tools and tests build matching clients
 /// (for example to create tables on an emulator).
@@ -222,6 +224,7 @@ pub struct DynamoStore {
     tables: Tables,
     ttl: HashMap<String, TtlPolicy>,
     clock: Arc<dyn Clock>,
+    key: AuditKey,
 }
 
 impl fmt::Debug for DynamoStore {
@@ -236,20 +239,22 @@ impl fmt::Debug for DynamoStore {
 impl DynamoStore {
     /// A store on `tables`, with a client built from `sdk`, the [`default_ttl_policies`] and
     /// the system clock.
-    pub fn new(sdk: &aws_config::SdkConfig, tables: Tables) -> DynamoStore {
+    pub fn new(sdk: &aws_config::SdkConfig, tables: Tables, key: AuditKey) -> DynamoStore {
         DynamoStore {
             client: Client::new(sdk),
             tables,
             ttl: default_ttl_policies(),
             clock: Arc::new(SystemClock),
+            key,
         }
     }
 
     /// A store on `tables` through an existing client (for example one with interceptors).
-    pub fn from_client(client: Client, tables: Tables) -> DynamoStore {
+    pub fn from_client(client: Client, tables: Tables, key: AuditKey) -> DynamoStore {
         DynamoStore {
             client,
             tables,
+            key,
             ttl: default_ttl_policies(),
             clock: Arc::new(SystemClock),
         }
@@ -259,7 +264,7 @@ impl DynamoStore {
     /// `CERTOPS_AUDIT_TABLE`. Each function is given only the tables it uses, so a variable
     /// may be missing: the store then fails with [`Error::InvalidInput`] naming the variable
     /// when (and only when) that table is used. Fails here if none is set.
-    pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<DynamoStore, Error> {
+    pub fn from_env(sdk: &aws_config::SdkConfig, key: AuditKey) -> Result<DynamoStore, Error> {
         let read = |n: &str| {
             std::env::var(n)
                 .ok()
@@ -275,7 +280,7 @@ impl DynamoStore {
             // Names every variable.
             Tables::from_vars(|_| None)?;
         }
-        Ok(DynamoStore::new(sdk, tables))
+        Ok(DynamoStore::new(sdk, tables, key))
     }
 
     /// A physical table name, or the error naming the variable that was not set.
@@ -324,15 +329,6 @@ impl DynamoStore {
             Self::physical(&self.tables.state, STATE_TABLE_ENV)?
         };
         Ok((physical, format!("{table}#{key}")))
-    }
-
-    /// The stored head (`seq`, `hash`) of `execution`'s chain, for
-    /// [`certops_core::verify_chain_head`]; `None` before its first append.
-    pub async fn audit_head(&self, execution: &str) -> Result<Option<(u64, String)>, Error> {
-        Ok(self
-            .read_head(execution)
-            .await?
-            .map(|(seq, hash, _)| (seq, hash)))
     }
 
     fn item(&self, table: &str, pk: String, value: &Value) -> HashMap<String, AttributeValue> {
@@ -417,7 +413,7 @@ impl DynamoStore {
     }
 
     /// The head of `execution`'s chain: `(seq, hash, stored text)`.
-    async fn read_head(&self, execution: &str) -> Result<Option<(u64, String, String)>, Error> {
+    async fn read_head(&self, execution: &str) -> Result<Option<(ChainHead, String)>, Error> {
         let audit = self.audit_table()?;
         let out = self
             .client
@@ -432,18 +428,12 @@ impl DynamoStore {
         let Some(item) = out.item() else {
             return Ok(None);
         };
-        let text = string_attr(item, HEAD).ok_or_else(|| {
-            Error::InvalidInput(format!("audit head of {execution} has no {HEAD} text"))
-        })?;
-        let head: Value = serde_json::from_str(text).map_err(|_| {
-            Error::InvalidInput(format!("audit head of {execution} does not parse"))
-        })?;
-        match (head["seq"].as_u64(), head["hash"].as_str()) {
-            (Some(seq), Some(hash)) => Ok(Some((seq, hash.to_string(), text.to_string()))),
-            _ => Err(Error::InvalidInput(format!(
-                "audit head of {execution} lacks seq or hash"
-            ))),
-        }
+        let broken = |reason: String| Error::ChainBreak { seq: 0, reason };
+        let text = string_attr(item, HEAD)
+            .ok_or_else(|| broken(format!("the audit head of {execution} has no {HEAD} text")))?;
+        let head: ChainHead = serde_json::from_str(text)
+            .map_err(|e| broken(format!("the audit head of {execution} does not parse: {e}")))?;
+        Ok(Some((head, text.to_string())))
     }
 
     /// One audit record by position (strongly consistent).
@@ -491,23 +481,21 @@ impl DynamoStore {
         &self,
         execution: &str,
     ) -> Result<(Option<AuditRecord>, Option<String>), Error> {
-        match self.read_head(execution).await? {
-            Some((seq, hash, text)) => {
-                let record = self.read_record(execution, seq).await?;
-                match record {
-                    Some(r) if r.hash == hash => Ok((Some(r), Some(text))),
-                    Some(_) => Err(Error::ChainBreak {
-                        seq,
-                        reason: "the stored record's hash is not the chain head's".into(),
-                    }),
-                    None => Err(Error::ChainBreak {
-                        seq,
-                        reason: "the chain head names a record that does not exist".into(),
-                    }),
-                }
+        let (prev, head) = match self.read_head(execution).await? {
+            Some((head, text)) => {
+                let seq = head.length.saturating_sub(1);
+                (self.read_record(execution, seq).await?, Some((head, text)))
             }
-            None => Ok((self.last_record(execution).await?, None)),
-        }
+            // No head: the chain must be empty (a record without a head is refused below).
+            None => (self.last_record(execution).await?, None),
+        };
+        certops_core::audit::check_append(
+            execution,
+            prev.as_ref(),
+            head.as_ref().map(|(h, _)| h),
+            &self.key,
+        )?;
+        Ok((prev, head.map(|(_, text)| text)))
     }
 
     /// Writes `record` and moves the head from `head` (its stored text; `None`: absent) in
@@ -526,7 +514,8 @@ impl DynamoStore {
             .expression_attribute_names("#e", "execution")
             .build()
             .map_err(|e| Error::InvalidInput(format!("audit record write: {e}")))?;
-        let new_head = json!({"seq": record.seq, "hash": record.hash});
+        let new_head = serde_json::to_value(ChainHead::after(record, &self.key))
+            .map_err(|e| Error::InvalidInput(format!("audit head not serializable: {e}")))?;
         let head_put = Put::builder()
             .table_name(self.audit_table()?)
             .item("execution", AttributeValue::S(record.execution.clone()))
@@ -776,6 +765,10 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn audit_head(&self, execution: &str) -> Result<Option<ChainHead>, Error> {
+        Ok(self.read_head(execution).await?.map(|(head, _)| head))
+    }
+
     async fn audited_executions(&self) -> Result<Vec<String>, Error> {
         let audit = self.audit_table()?;
         let mut executions = BTreeSet::new();
@@ -886,6 +879,7 @@ fn safe_message(message: Option<&str>) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use serde_json::json;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()
@@ -903,6 +897,7 @@ mod tests {
                 approvals: String::new(),
                 audit: String::new(),
             },
+            AuditKey::new(vec![5u8; 32]).unwrap(),
         );
         // Neither call reaches the network: the missing table is found first.
         let e = store.get(APPROVALS, "a-1").await.unwrap_err();

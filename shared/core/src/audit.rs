@@ -4,6 +4,13 @@
 //! record's `prev_hash` is 64 zeros. Editing, removing, inserting or reordering a record breaks
 //! the chain at that record, and [`verify_chain`] reports where.
 //!
+//! Removing the tail, or editing a record and re-hashing the rest, leaves a chain that still
+//! links. So every store also keeps, apart from the records, each chain's **anchored head**
+//! ([`ChainHead`]): its length and last hash, with an HMAC-SHA-256 under a key held with the
+//! keystore ([`AuditKey`]), moved in the same transaction as each append. [`verify_anchored`]
+//! checks records and head together and names the first bad record, the missing tail, the
+//! missing chain or a head not made with the key.
+//!
 //! Private keys and secret tokens never enter a record: [`AuditChain::append`] refuses any
 //! entry in which [`check_no_secrets`] finds something that looks like one. Use [`redact`]
 //! first when recording a response that may carry one.
@@ -14,6 +21,9 @@ use serde_json::Value;
 
 use crate::canonical::{sha256_hex, to_canonical_string};
 use crate::Error;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
 
 /// The `prev_hash` of the first record of every execution.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -258,6 +268,215 @@ pub fn verify_chain_head(records: &[AuditRecord], head: &str) -> Result<(), Erro
             seq: records.len() as u64,
             reason: format!("chain ends at {actual}, expected head {head}: records removed"),
         })
+    }
+}
+
+/// The key of the audit heads' MACs: 32 bytes or more, wiped on drop, never printed.
+#[derive(Clone)]
+pub struct AuditKey(Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey([REDACTED])")
+    }
+}
+
+/// Shortest audit key accepted, in bytes.
+pub const MIN_AUDIT_KEY_LEN: usize = 32;
+
+impl AuditKey {
+    /// A key from its bytes; [`Error::InvalidInput`] under [`MIN_AUDIT_KEY_LEN`] bytes.
+    pub fn new(bytes: Vec<u8>) -> Result<AuditKey, Error> {
+        let bytes = Zeroizing::new(bytes);
+        if bytes.len() < MIN_AUDIT_KEY_LEN {
+            return Err(Error::InvalidInput(format!(
+                "the audit key must be at least {MIN_AUDIT_KEY_LEN} bytes"
+            )));
+        }
+        Ok(AuditKey(bytes))
+    }
+
+    fn mac(&self, execution: &str, length: u64, head: &str) -> Hmac<Sha256> {
+        // HMAC takes keys of any length; the constructor cannot fail for HMAC-SHA-256.
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {
+            Ok(m) => m,
+            Err(_) => unreachable_hmac(),
+        };
+        for part in [
+            b"certops audit head v1".as_slice(),
+            execution.as_bytes(),
+            length.to_string().as_bytes(),
+            head.as_bytes(),
+        ] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_hmac() -> ! {
+    panic!("HMAC-SHA-256 accepts keys of every length")
+}
+
+/// An execution's anchored head: how many records its chain has and the last one's hash,
+/// MACed with the [`AuditKey`]. Stored apart from the records and moved with each append.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainHead {
+    /// The execution.
+    pub execution: String,
+    /// Records in the chain.
+    pub length: u64,
+    /// The last record's hash.
+    pub head: String,
+    /// `HMAC-SHA-256(key, execution, length, head)`, hex (each part length-prefixed).
+    pub mac: String,
+}
+
+impl ChainHead {
+    /// The head after `record` was appended, MACed with `key`.
+    pub fn after(record: &AuditRecord, key: &AuditKey) -> ChainHead {
+        let length = record.seq + 1;
+        let mac = hex::encode(
+            key.mac(&record.execution, length, &record.hash)
+                .finalize()
+                .into_bytes(),
+        );
+        ChainHead {
+            execution: record.execution.clone(),
+            length,
+            head: record.hash.clone(),
+            mac,
+        }
+    }
+
+    /// Whether the MAC was made with `key` over this head (constant-time compare).
+    pub fn is_authentic(&self, key: &AuditKey) -> bool {
+        let Ok(tag) = hex::decode(&self.mac) else {
+            return false;
+        };
+        key.mac(&self.execution, self.length, &self.head)
+            .verify_slice(&tag)
+            .is_ok()
+    }
+}
+
+/// Verifies `records` against their anchored `head` with `key`:
+/// - no head but records: the head was deleted (or the records were written around it);
+/// - a head but no records: the chain is missing;
+/// - a head whose MAC does not verify: forged or rewritten without the key;
+/// - the records themselves ([`verify_chain`]): the first bad record;
+/// - fewer records than the head anchors: the missing tail, by position;
+/// - more records, or a last hash other than the head's: records appended or re-hashed
+///   without the key.
+///
+/// Every failure is [`Error::ChainBreak`] at the first position that does not hold.
+pub fn verify_anchored(
+    execution: &str,
+    records: &[AuditRecord],
+    head: Option<&ChainHead>,
+    key: &AuditKey,
+) -> Result<(), Error> {
+    let brk = |seq: u64, reason: String| Err(Error::ChainBreak { seq, reason });
+    let Some(head) = head else {
+        if records.is_empty() {
+            return Ok(());
+        }
+        return brk(
+            0,
+            format!(
+                "{} record(s) of {execution} but no anchored head: the head was deleted",
+                records.len()
+            ),
+        );
+    };
+    if head.execution != execution {
+        return brk(
+            0,
+            format!("the anchored head belongs to \"{}\"", head.execution),
+        );
+    }
+    if !head.is_authentic(key) {
+        return brk(
+            head.length,
+            "the anchored head's MAC does not verify: head forged or rewritten without the audit key"
+                .into(),
+        );
+    }
+    if records.is_empty() {
+        return brk(
+            0,
+            format!(
+                "missing chain: the anchored head holds {} record(s) of {execution} and none is stored",
+                head.length
+            ),
+        );
+    }
+    verify_chain(records)?;
+    let length = records.len() as u64;
+    if length < head.length {
+        return brk(
+            length,
+            format!(
+                "missing tail: records {length}..{} of the {} anchored are gone",
+                head.length - 1,
+                head.length
+            ),
+        );
+    }
+    if length > head.length {
+        return brk(
+            head.length,
+            format!(
+                "{} record(s) after the anchored head: appended without the audit key",
+                length - head.length
+            ),
+        );
+    }
+    let last = records.last().map_or(GENESIS_HASH, |r| r.hash.as_str());
+    if last != head.head {
+        return brk(
+            length - 1,
+            "the chain's last hash is not the anchored head's: records re-hashed without the audit key"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Refuses to extend a chain whose anchored head is missing, not made with `key`, or not
+/// the head of its last record `prev`: a tampered chain stops growing and the refusal says why.
+pub fn check_append(
+    execution: &str,
+    prev: Option<&AuditRecord>,
+    head: Option<&ChainHead>,
+    key: &AuditKey,
+) -> Result<(), Error> {
+    let brk = |seq: u64, reason: String| Err(Error::ChainBreak { seq, reason });
+    match (prev, head) {
+        (None, None) => Ok(()),
+        (Some(p), None) => brk(
+            p.seq,
+            format!("{execution} has records but no anchored head: not appending"),
+        ),
+        (None, Some(h)) => brk(
+            0,
+            format!(
+                "the anchored head of {execution} holds {} record(s) and none is stored: not appending",
+                h.length
+            ),
+        ),
+        (Some(p), Some(h)) => {
+            if !h.is_authentic(key) {
+                brk(p.seq, format!("the anchored head of {execution} does not verify with the audit key: not appending"))
+            } else if h.length != p.seq + 1 || h.head != p.hash {
+                brk(p.seq, format!("the last record of {execution} is not its anchored head: not appending"))
+            } else {
+                Ok(())
+            }
+        }
     }
 }
 
@@ -564,6 +783,94 @@ mod tests {
             .unwrap();
         records[0] = other.into_records().remove(0);
         assert_eq!(break_seq(verify_chain(&records)), 1);
+    }
+
+    fn key() -> AuditKey {
+        AuditKey::new(vec![7u8; 32]).unwrap()
+    }
+
+    fn anchored() -> (Vec<AuditRecord>, ChainHead) {
+        let records = chain().into_records();
+        let head = ChainHead::after(records.last().unwrap(), &key());
+        (records, head)
+    }
+
+    fn anchored_break(records: &[AuditRecord], head: Option<&ChainHead>) -> (u64, String) {
+        match verify_anchored("exec-1", records, head, &key()) {
+            Err(Error::ChainBreak { seq, reason }) => (seq, reason),
+            other => panic!("expected a break, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_anchored_chain_verifies_and_its_head_needs_the_key() {
+        let (records, head) = anchored();
+        assert_eq!(head.length, records.len() as u64);
+        assert_eq!(
+            verify_anchored("exec-1", &records, Some(&head), &key()),
+            Ok(())
+        );
+        assert!(!head.is_authentic(&AuditKey::new(vec![8u8; 32]).unwrap()));
+        assert!(AuditKey::new(vec![1u8; 31]).is_err());
+        assert_eq!(format!("{:?}", key()), "AuditKey([REDACTED])");
+    }
+
+    #[test]
+    fn a_truncated_tail_is_named_by_position() {
+        let (mut records, head) = anchored();
+        records.pop();
+        let n = records.len() as u64;
+        let (seq, reason) = anchored_break(&records, Some(&head));
+        assert_eq!(seq, n);
+        assert!(
+            reason.contains(&format!("missing tail: records {n}..{n}")),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_missing_chain_or_a_missing_head_is_named() {
+        let (records, head) = anchored();
+        let (_, reason) = anchored_break(&[], Some(&head));
+        assert!(reason.contains("missing chain"), "{reason}");
+        let (_, reason) = anchored_break(&records, None);
+        assert!(reason.contains("no anchored head"), "{reason}");
+        assert_eq!(verify_anchored("exec-1", &[], None, &key()), Ok(()));
+    }
+
+    #[test]
+    fn an_edit_rehashed_without_the_key_is_detected() {
+        let (mut records, head) = anchored();
+        // Edit record 1 and re-hash it and every record after it, as anyone could.
+        records[1].summary = json!({"approver": "mallory"});
+        for i in 1..records.len() {
+            records[i].prev_hash = records[i - 1].hash.clone();
+            records[i].hash = records[i].compute_hash();
+        }
+        assert_eq!(verify_chain(&records), Ok(()), "the bare chain still links");
+        let last = records.len() - 1;
+        let (seq, reason) = anchored_break(&records, Some(&head));
+        assert_eq!(seq, last as u64);
+        assert!(reason.contains("re-hashed"), "{reason}");
+        // Moving the head too needs the key: a head re-made without it does not verify.
+        let forged = ChainHead {
+            head: records[last].hash.clone(),
+            ..head.clone()
+        };
+        let (_, reason) = anchored_break(&records, Some(&forged));
+        assert!(reason.contains("MAC does not verify"), "{reason}");
+        // A record appended past the head is named too.
+        let (mut longer, head) = anchored();
+        let extra = AuditRecord::next(
+            longer.last(),
+            "exec-1",
+            entry(9, AuditKind::Action, json!({})),
+        )
+        .unwrap();
+        longer.push(extra);
+        let (seq, reason) = anchored_break(&longer, Some(&head));
+        assert_eq!(seq, head.length);
+        assert!(reason.contains("after the anchored head"), "{reason}");
     }
 
     #[test]

@@ -71,8 +71,8 @@ pub mod workflow;
 
 pub use approval::{approval_id, check_decision, ApprovalDecision, ApprovalRequest, Verdict};
 pub use audit::{
-    check_no_secrets, redact, verify_chain, verify_chain_head, AuditChain, AuditEntry, AuditKind,
-    AuditRecord, GENESIS_HASH,
+    check_no_secrets, redact, verify_anchored, verify_chain, verify_chain_head, AuditChain,
+    AuditEntry, AuditKey, AuditKind, AuditRecord, ChainHead, GENESIS_HASH,
 };
 pub use error::{Error, ERROR_NAMES};
 pub use inventory::{

@@ -100,6 +100,10 @@ pub trait Store: Send + Sync {
     async fn audit(&self, execution: &str) -> Result<Vec<AuditRecord>, Error>;
     /// Every execution that has audit records.
     async fn audited_executions(&self) -> Result<Vec<String>, Error>;
+    /// The anchored head of `execution`'s chain (stored apart from the records and moved in
+    /// the same transaction as each append; see [`crate::audit::ChainHead`]); `None` before
+    /// its first append.
+    async fn audit_head(&self, execution: &str) -> Result<Option<crate::audit::ChainHead>, Error>;
 }
 
 /// A received queue message.

@@ -5,6 +5,8 @@
 //! the token-sealing key is read from Secrets Manager only by the functions
 //! given `CERTOPS_SEALING_KEY_ARN` (approval-request and approval-callback).
 //!
+//! The audit key (`CERTOPS_AUDIT_KEY_ARN`) is read at init by every function.
+//!
 //! ITSM, chat and the issuer are built from the configuration's integrations; a port
 //! without one gets a refusing stand-in and no renewal starts ([`crate::stand_in`]).
 
@@ -97,6 +99,20 @@ async fn issuer_adapter(
     Ok(Some(router))
 }
 
+/// The HMAC key of the audit chains' anchored heads (`CERTOPS_AUDIT_KEY_ARN`, the template's
+/// `AuditKeySecret`). Every function appends audit, so every function needs it.
+async fn audit_key() -> Result<certops_core::AuditKey, Error> {
+    let secret = EnvSecret::from_env("CERTOPS_AUDIT_KEY");
+    if !secret.is_configured() {
+        return Err(Error::InvalidInput(
+            "CERTOPS_AUDIT_KEY_ARN is not set: the audit chains' heads cannot be anchored \
+             (the template sets it to AuditKeySecret)"
+                .into(),
+        ));
+    }
+    certops_core::AuditKey::new(secret.get().await?.to_vec())
+}
+
 pub(crate) async fn deps(
     config: Config,
     clock: Arc<dyn Clock>,
@@ -104,7 +120,8 @@ pub(crate) async fn deps(
 ) -> Result<Deps, Error> {
     let sdk = crate::sdk_config().await;
     let keystore: Arc<dyn Keystore> = Arc::new(SecretsKeystore::from_env(sdk));
-    let store: Arc<dyn Store> = Arc::new(DynamoStore::from_env(sdk)?.with_clock(clock.clone()));
+    let store: Arc<dyn Store> =
+        Arc::new(DynamoStore::from_env(sdk, audit_key().await?)?.with_clock(clock.clone()));
     let config = Arc::new(config);
     let sealing = EnvSecret::from_env("CERTOPS_SEALING_KEY");
     let sealer: Arc<dyn TokenSealer> = if sealing.is_configured() {
