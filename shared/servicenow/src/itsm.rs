@@ -4,6 +4,8 @@
 //!   (`/api/sn_chg_rest/change/normal|emergency`, `/change/standard/{template}`) and moved
 //!   only along the transitions the instance offers (`/change/{sys_id}/nextstates`), one
 //!   step at a time; an approval is recorded through `/change/{sys_id}/approvals`.
+//! - Pre-approved renewals are opened from the standard change template named like the
+//!   policy's standard change, looked up through `/change/standard/template`.
 //! - Idempotent: `open` looks the trigger's correlation id up before creating; every work
 //!   note ends in a marker line `[certops:<digest> by=<author> …]` and a note whose digest
 //!   is already on the record is not written again; an attachment whose file name is
@@ -39,7 +41,8 @@ pub struct Behaviour {
     pub change_close_code: String,
     /// Close notes on resolve/close.
     pub close_notes: String,
-    /// The standard change template (sys_id) pre-approved renewals are opened from.
+    /// The standard change template (sys_id) a standard change naming no template is
+    /// opened from; a named one is looked up by its name.
     pub standard_change_template: Option<String>,
     /// How many times a write that may not have landed is checked and tried again.
     pub write_attempts: u32,
@@ -66,6 +69,8 @@ impl Default for Behaviour {
 pub struct ServiceNowItsm {
     http: Http,
     cfg: Behaviour,
+    /// Standard change template sys_ids by template name, as looked up.
+    templates: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 const INCIDENT: &str = "incident";
@@ -231,7 +236,61 @@ struct Journal {
 impl ServiceNowItsm {
     /// The adapter over an instance client.
     pub fn new(http: Http, cfg: Behaviour) -> ServiceNowItsm {
-        ServiceNowItsm { http, cfg }
+        ServiceNowItsm {
+            http,
+            cfg,
+            templates: Default::default(),
+        }
+    }
+
+    /// The sys_id of the active standard change template called `name`, through the
+    /// Change Management API (`GET /api/sn_chg_rest/change/standard/template` with
+    /// `sysparm_query=active=true^name=<name>`); cached for the adapter's life.
+    pub async fn standard_template(&self, name: &str) -> Result<String, Error> {
+        if let Some(id) = self
+            .templates
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).cloned())
+        {
+            return Ok(id);
+        }
+        let v = self
+            .http
+            .json(&Call::get(
+                "/api/sn_chg_rest/change/standard/template",
+                vec![
+                    ("sysparm_query", format!("active=true^name={}", q(name))),
+                    ("sysparm_limit", "2".into()),
+                ],
+            ))
+            .await?;
+        let found: Vec<String> = v["result"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| field_value(r, "sys_id"))
+                    .filter(|id| !id.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let id = match found.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                return Err(Error::NotFound(format!(
+                    "ServiceNow has no active standard change template named '{name}' (the policy's standard change); publish it or rename the policy's [[standard_changes]] entry"
+                )))
+            }
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "ServiceNow has more than one active standard change template named '{name}'; template names must be unique"
+                )))
+            }
+        };
+        if let Ok(mut m) = self.templates.lock() {
+            m.insert(name.to_string(), id.clone());
+        }
+        Ok(id)
     }
 
     fn tables_for(number: &str) -> &'static [&'static str] {
@@ -485,14 +544,18 @@ impl ServiceNowItsm {
             TicketKind::Incident => "/api/now/table/incident".to_string(),
             TicketKind::NormalChange => "/api/sn_chg_rest/change/normal".to_string(),
             TicketKind::EmergencyChange => "/api/sn_chg_rest/change/emergency".to_string(),
-            TicketKind::StandardChange => match &self.cfg.standard_change_template {
-                Some(tpl) => format!("/api/sn_chg_rest/change/standard/{tpl}"),
-                None => {
-                    return Err(Error::InvalidInput(
-                        "a pre-approved renewal needs [servicenow] standard_change_template (the sys_id of the standard change template the policy names)".into(),
-                    ))
-                }
-            },
+            TicketKind::StandardChange => {
+                let tpl = match (&t.standard_change, &self.cfg.standard_change_template) {
+                    (Some(name), _) => self.standard_template(name).await?,
+                    (None, Some(sys_id)) => sys_id.clone(),
+                    (None, None) => {
+                        return Err(Error::InvalidInput(
+                            "a pre-approved renewal names no standard change (the policy's [[standard_changes]] name is the ServiceNow template's name), and [servicenow] standard_change_template is not set".into(),
+                        ))
+                    }
+                };
+                format!("/api/sn_chg_rest/change/standard/{tpl}")
+            }
         };
         self.http
             .send(&Call::write(Method::POST, path, body))

@@ -2,7 +2,8 @@
 //! (ServiceNowDocs `api-reference`): the Table API (`/api/now/[v1|v2/]table/{table}` with
 //! `sysparm_query`, `sysparm_fields`, `sysparm_display_value` = `false`/`true`/`all`,
 //! `sysparm_limit`/`sysparm_offset`, `X-Total-Count`), the Change Management API
-//! (`/api/sn_chg_rest/change/normal|emergency`, `/change/standard/{template}`,
+//! (`/api/sn_chg_rest/change/normal|emergency`, `/change/standard/{template}`, the template
+//! list `/change/standard/template[/{sys_id}]`,
 //! `/change/{sys_id}`, `/change/{sys_id}/nextstates`, `/change/{sys_id}/approvals`) with the
 //! default state models, the Attachment API (`/api/now/[v1/]attachment[...]`), work-note and
 //! comment journals (`sys_journal_field`), `/oauth_token.do` (password, client-credentials
@@ -190,6 +191,8 @@ impl ServiceNowEmulator {
                 .push(obj(json!({
                     "sys_id": template,
                     "name": "STD-CERT-NONPROD: certificate renewal outside production",
+                    "short_description": "Renew a TLS certificate outside production",
+                    "template": new_sys_id(),
                     "active": "true",
                 })));
         }
@@ -288,6 +291,24 @@ impl ServiceNowEmulator {
     /// The sys_id of the `STD-CERT-NONPROD` standard change template.
     pub fn standard_template(&self) -> String {
         lock(&self.shared.db).template.clone()
+    }
+
+    /// Publishes a standard change template (a `std_change_record_producer` record) named
+    /// `name`; an inactive one stands for a retired template. Returns its sys_id.
+    pub fn add_standard_template(&self, name: &str, active: bool) -> String {
+        let sys_id = new_sys_id();
+        lock(&self.shared.db)
+            .tables
+            .entry("std_change_record_producer".into())
+            .or_default()
+            .push(obj(json!({
+                "sys_id": sys_id,
+                "name": name,
+                "short_description": name,
+                "template": new_sys_id(),
+                "active": active.to_string(),
+            })));
+        sys_id
     }
 
     /// Refuses the next `requests` API calls with 429 and `Retry-After: retry_after`.
@@ -875,11 +896,35 @@ fn route(
                 Err(r) => *r,
             }
         }
+        // Standard change templates, as the Change Management API lists them: every field
+        // as {value, display_value}, filtered by sysparm_query, paged by sysparm_limit/offset.
+        (Method::GET, ["api", "sn_chg_rest", "change", "standard", "template"]) => {
+            let mut q = p.clone();
+            q.insert("sysparm_display_value".into(), "all".into());
+            q.insert("sysparm_exclude_reference_link".into(), "true".into());
+            q.remove("sysparm_fields");
+            table_list(db, base, user, "std_change_record_producer", &q)
+        }
+        (Method::GET, ["api", "sn_chg_rest", "change", "standard", "template", id]) => {
+            if !allowed(db, user, "std_change_record_producer", Op::Read) {
+                return acl_denied(Op::Read);
+            }
+            match find(db, "std_change_record_producer", id) {
+                Some(rec) => json_response(
+                    StatusCode::OK,
+                    json!({"result": render(db, base, "std_change_record_producer", &rec, "all", true, None)}),
+                ),
+                None => no_record(),
+            }
+        }
         (Method::POST, ["api", "sn_chg_rest", "change", "standard", template]) => {
             let exists = db
                 .tables
                 .get("std_change_record_producer")
-                .map(|rs| rs.iter().any(|r| r["sys_id"] == *template))
+                .map(|rs| {
+                    rs.iter()
+                        .any(|r| r["sys_id"] == *template && r["active"] == "true")
+                })
                 .unwrap_or(false);
             if !exists {
                 return error(
