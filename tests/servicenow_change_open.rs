@@ -5,11 +5,13 @@
 //!   the adapter looks the name up through the Change Management API
 //!   (`GET /api/sn_chg_rest/change/standard/template?sysparm_query=active=true^name=…`)
 //!   and opens `/change/standard/{that sys_id}`; an unknown or retired name is a clear
-//!   `NotFound`, and nothing is opened.
+//!   `NotFound`, and nothing is opened;
+//! - two opens of one trigger (one correlation id) at the same time, in one process or in
+//!   two, leave exactly one change that certops works on.
 
 use certops_adapters::LocalSecrets;
 use certops_core::integrations::Integrations;
-use certops_core::ports::{Itsm, NewTicket, TicketKind};
+use certops_core::ports::{Itsm, NewTicket, TicketKind, TicketState};
 use certops_tests::servicenow::ServiceNowEmulator;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
@@ -180,4 +182,91 @@ async fn a_standard_change_is_opened_from_the_template_the_policy_names() {
     .await;
     assert_eq!(one["result"]["name"]["value"], NONPROD);
     assert_eq!(one["result"]["sys_id"]["value"], emu.standard_template());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_opens_of_one_trigger_in_one_process_yield_one_change() {
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    let itsm = adapter(&emu, dir.path()).await;
+    let cid = "scan:shop-web-staging:concurrent-1";
+    let opens: Vec<_> = (0..8)
+        .map(|_| {
+            let itsm = itsm.clone();
+            tokio::spawn(
+                async move { itsm.open(change(TicketKind::NormalChange, cid, None)).await },
+            )
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for o in opens {
+        numbers.push(o.await.unwrap().unwrap().number);
+    }
+    numbers.dedup();
+    assert_eq!(numbers.len(), 1, "{numbers:?}");
+    let records = with_correlation(&emu, cid);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(
+        emu.records("change_request").len(),
+        1,
+        "no second record at all"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_opens_of_one_trigger_in_two_processes_leave_one_change_standing() {
+    let emu = emulator();
+    let dir = tempfile::tempdir().unwrap();
+    // Two adapters share nothing, as two Lambda sandboxes or two `certops` processes.
+    let (a, b) = (
+        adapter(&emu, dir.path()).await,
+        adapter(&emu, dir.path()).await,
+    );
+    // Both creates are held until both arrived: each process looked for the record and
+    // found none, so the race is certain, not left to timing.
+    emu.hold_creates(2);
+    for round in 0..3 {
+        let cid = format!("scan:shop-web-staging:race-{round}");
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let run = |itsm: Arc<dyn Itsm>| {
+            let cid = cid.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                itsm.open(change(TicketKind::NormalChange, &cid, None))
+                    .await
+            })
+        };
+        let (ra, rb) = (run(a.clone()), run(b.clone()));
+        let (ta, tb) = (ra.await.unwrap().unwrap(), rb.await.unwrap().unwrap());
+        assert_eq!(ta.number, tb.number, "both callers work on one change");
+        let standing = with_correlation(&emu, &cid);
+        assert_eq!(standing.len(), 1, "{standing:#?}");
+        assert_eq!(standing[0]["number"], ta.number.as_str());
+        // The second record the race created is canceled, says which one stands, and no
+        // longer carries the trigger's correlation id.
+        let retired: Vec<Value> = emu
+            .records("change_request")
+            .into_iter()
+            .filter(|r| {
+                r["correlation_id"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with(&format!("{cid}#duplicate-of-")))
+            })
+            .collect();
+        assert_eq!(retired.len(), 1, "the race created a second record");
+        for dup in retired {
+            assert_eq!(dup["state"], "4", "canceled: {dup:#?}");
+            let notes = emu.work_notes(dup["sys_id"].as_str().unwrap());
+            assert!(notes.iter().any(|n| n.contains(&ta.number)), "{notes:?}");
+            assert_ne!(dup["number"], ta.number.as_str());
+        }
+        // The change certops works on goes on normally.
+        let t = itsm_state(&a, &ta.number).await;
+        assert_eq!(t, TicketState::New);
+    }
+}
+
+async fn itsm_state(itsm: &Arc<dyn Itsm>, number: &str) -> TicketState {
+    itsm.get(number).await.unwrap().expect("exists").state
 }

@@ -6,7 +6,9 @@
 //!   step at a time; an approval is recorded through `/change/{sys_id}/approvals`.
 //! - Pre-approved renewals are opened from the standard change template named like the
 //!   policy's standard change, looked up through `/change/standard/template`.
-//! - Idempotent: `open` looks the trigger's correlation id up before creating; every work
+//! - Idempotent: `open` looks the trigger's correlation id up before creating (opens of one
+//!   trigger take turns in a process; across processes the earliest record stands and a
+//!   later one is canceled and its correlation id moved aside); every work
 //!   note ends in a marker line `[certops:<digest> by=<author> …]` and a note whose digest
 //!   is already on the record is not written again; an attachment whose file name is
 //!   already on the record is not uploaded again. A write that may have landed before a
@@ -71,6 +73,10 @@ pub struct ServiceNowItsm {
     cfg: Behaviour,
     /// Standard change template sys_ids by template name, as looked up.
     templates: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// One open at a time per correlation id in this process (see [`Itsm::open`]).
+    opening: tokio::sync::Mutex<
+        std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>,
+    >,
 }
 
 const INCIDENT: &str = "incident";
@@ -240,6 +246,7 @@ impl ServiceNowItsm {
             http,
             cfg,
             templates: Default::default(),
+            opening: Default::default(),
         }
     }
 
@@ -349,6 +356,103 @@ impl ServiceNowItsm {
             }
         }
         Ok(None)
+    }
+
+    /// The record opened for `correlation_id`: the earliest created. Any later one (a
+    /// concurrent open in another process) is canceled with a note naming the record that
+    /// stands, and its correlation id is moved aside in the same write, so every caller
+    /// and every later lookup finds one record.
+    async fn settle_duplicates(&self, correlation_id: &str) -> Result<Option<Rec>, Error> {
+        for table in [INCIDENT, CHANGE] {
+            let v = self
+                .http
+                .json(&Call::get(
+                    format!("/api/now/table/{table}"),
+                    vec![
+                        (
+                            "sysparm_query",
+                            format!(
+                                "correlation_id={}^ORDERBYsys_created_on^ORDERBYnumber",
+                                q(correlation_id)
+                            ),
+                        ),
+                        ("sysparm_limit", "20".into()),
+                        ("sysparm_display_value", "all".into()),
+                        ("sysparm_exclude_reference_link", "true".into()),
+                        ("sysparm_fields", FIELDS.into()),
+                    ],
+                ))
+                .await?;
+            let recs: Vec<Rec> = v["result"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|r| Rec {
+                            table,
+                            v: r.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Some((keep, later)) = recs.split_first() else {
+                continue;
+            };
+            for dup in later {
+                self.retire_duplicate(dup, keep, correlation_id).await?;
+            }
+            return Ok(Some(keep.clone()));
+        }
+        Ok(None)
+    }
+
+    async fn retire_duplicate(
+        &self,
+        dup: &Rec,
+        keep: &Rec,
+        correlation_id: &str,
+    ) -> Result<(), Error> {
+        let sys_id = dup.sys_id();
+        let standing = keep.val("number");
+        tracing::warn!(duplicate = %dup.val("number"), %standing, correlation_id, "a concurrent open created a second record; canceling it");
+        if dup.table == CHANGE {
+            let canceled = self.cfg.states.change_request.canceled;
+            if let Err(e) = self.walk_change(&sys_id, canceled).await {
+                // The other process may have canceled it between our read and our write.
+                if e.is_retryable() || self.change_state_now(&sys_id).await?.0 != canceled {
+                    return Err(e);
+                }
+            }
+        } else {
+            self.set_incident_state(dup, self.cfg.states.incident.canceled)
+                .await?;
+        }
+        let path = format!("/api/now/table/{}/{sys_id}", dup.table);
+        let body = json!({
+            "correlation_id": format!("{correlation_id}#duplicate-of-{standing}"),
+            "work_notes": format!(
+                "certops: canceled — opened concurrently for the same trigger ({correlation_id}) as {standing}, which is the record certops works on."
+            ),
+        });
+        self.write_once(
+            "retire duplicate",
+            || async {
+                let v = self
+                    .http
+                    .json(&Call::get(
+                        path.clone(),
+                        vec![("sysparm_fields", "correlation_id".into())],
+                    ))
+                    .await?;
+                Ok(field_value(&v["result"], "correlation_id") != correlation_id)
+            },
+            || async {
+                self.http
+                    .send(&Call::write(Method::PATCH, path.clone(), body.clone()))
+                    .await
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     async fn journal(&self, sys_id: &str) -> Result<Vec<Journal>, Error> {
@@ -805,15 +909,37 @@ impl Itsm for ServiceNowItsm {
         }
         refuse_secrets(&ticket, "ticket")?;
         let cid = ticket.correlation_id.clone();
-        self.write_once(
-            "open",
-            || async { Ok(self.find_by_correlation(&cid).await?.is_some()) },
-            || self.create(&ticket),
-        )
-        .await?;
-        let rec = self
-            .find_by_correlation(&cid)
-            .await?
+        // In this process, opens of one trigger take turns: the second finds the first's
+        // record instead of racing it.
+        let gate = self
+            .opening
+            .lock()
+            .await
+            .entry(cid.clone())
+            .or_default()
+            .clone();
+        let held = gate.lock().await;
+        let opened = self
+            .write_once(
+                "open",
+                || async { Ok(self.find_by_correlation(&cid).await?.is_some()) },
+                || self.create(&ticket),
+            )
+            .await;
+        // Across processes ServiceNow has no conditional create, so a concurrent open may
+        // have created a second record: the earliest stands, later ones are retired.
+        let settled = match opened {
+            Ok(_) => self.settle_duplicates(&cid).await,
+            Err(e) => Err(e),
+        };
+        drop(held);
+        {
+            let mut m = self.opening.lock().await;
+            if std::sync::Arc::strong_count(&gate) <= 2 {
+                m.remove(&cid);
+            }
+        }
+        let rec = settled?
             .ok_or_else(|| Error::Transient(format!("the record for {cid} is not readable yet")))?;
         let t = self.ticket(&rec).await?;
         tracing::info!(number = %t.number, ci = %t.ci, "ServiceNow record opened or found");

@@ -93,6 +93,9 @@ struct Shared {
     faults: Mutex<Faults>,
     requests: Mutex<Vec<String>>,
     base: Mutex<String>,
+    /// When set, every record-creating request waits here until as many have arrived as
+    /// the barrier counts (a race between concurrent opens, made certain).
+    hold_creates: Mutex<Option<Arc<tokio::sync::Barrier>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -309,6 +312,15 @@ impl ServiceNowEmulator {
                 "active": active.to_string(),
             })));
         sys_id
+    }
+
+    /// Holds every record-creating request (a Table API or Change API `POST`) until
+    /// `together` of them have arrived, then lets them through at once: concurrent opens
+    /// are then certain to have all looked for the record before any of them created it.
+    /// `0` ends the hold.
+    pub fn hold_creates(&self, together: usize) {
+        *lock(&self.shared.hold_creates) =
+            (together > 0).then(|| Arc::new(tokio::sync::Barrier::new(together)));
     }
 
     /// Refuses the next `requests` API calls with 429 and `Retry-After: retry_after`.
@@ -629,6 +641,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
             .map(|q| format!("?{q}"))
             .unwrap_or_default()
     );
+    let creates = req.method() == Method::POST
+        && (req.uri().path().starts_with("/api/sn_chg_rest/change/")
+            || req.uri().path().starts_with("/api/now/table/"));
+    let hold = lock(&shared.hold_creates).clone();
+    if let (true, Some(barrier)) = (creates, hold) {
+        // Bounded: a test that sends fewer creates than it announced is not hung by it.
+        let _ = tokio::time::timeout(Duration::from_secs(5), barrier.wait()).await;
+    }
     let resp = answer(shared.clone(), req).await;
     lock(&shared.requests).push(format!("{line} -> {}", resp.status().as_u16()));
     resp
