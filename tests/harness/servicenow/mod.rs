@@ -96,6 +96,11 @@ struct Shared {
     /// When set, every record-creating request waits here until as many have arrived as
     /// the barrier counts (a race between concurrent opens, made certain).
     hold_creates: Mutex<Option<Arc<tokio::sync::Barrier>>>,
+    /// Armed outages: the first request whose line starts with the prefix is applied, then
+    /// the instance goes down (its answer lost) for the duration.
+    outages: Mutex<Vec<(String, Duration)>>,
+    /// The server's control channel, for an outage a request sets off.
+    ctl: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Ctl>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -205,6 +210,7 @@ impl ServiceNowEmulator {
         let scheme = if tls.is_some() { "https" } else { "http" };
         *lock(&shared.base) = format!("{scheme}://{addr}");
         let (ctl, rx) = tokio::sync::mpsc::unbounded_channel();
+        *lock(&shared.ctl) = Some(ctl.clone());
         let s2 = shared.clone();
         let thread = std::thread::Builder::new()
             .name("servicenow-emulator".into())
@@ -321,6 +327,19 @@ impl ServiceNowEmulator {
     pub fn hold_creates(&self, together: usize) {
         *lock(&self.shared.hold_creates) =
             (together > 0).then(|| Arc::new(tokio::sync::Barrier::new(together)));
+    }
+
+    /// Arms an outage: the first request whose line (`METHOD /path?query`) starts with
+    /// `prefix` is applied, then the instance goes unreachable before answering it (the
+    /// answer is lost, every connection dropped) and comes back on the same port after
+    /// `length`.
+    pub fn outage_after(&self, prefix: &str, length: Duration) {
+        lock(&self.shared.outages).push((prefix.to_string(), length));
+    }
+
+    /// Whether every armed outage has happened.
+    pub fn outages_done(&self) -> bool {
+        lock(&self.shared.outages).is_empty()
     }
 
     /// Refuses the next `requests` API calls with 429 and `Retry-After: retry_after`.
@@ -651,6 +670,26 @@ async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     }
     let resp = answer(shared.clone(), req).await;
     lock(&shared.requests).push(format!("{line} -> {}", resp.status().as_u16()));
+    let outage = {
+        let mut armed = lock(&shared.outages);
+        armed
+            .iter()
+            .position(|(prefix, _)| line.starts_with(prefix.as_str()))
+            .map(|i| armed.remove(i).1)
+    };
+    let ctl = lock(&shared.ctl).clone();
+    if let (Some(length), Some(ctl)) = (outage, ctl) {
+        // The request took effect; its answer is lost with every open connection, and the
+        // instance stays unreachable for `length` (the fault's definition, not a wait).
+        let (done, _) = std::sync::mpsc::channel();
+        let _ = ctl.send(Ctl::Down(done));
+        tokio::spawn(async move {
+            tokio::time::sleep(length).await;
+            let (done, _) = std::sync::mpsc::channel();
+            let _ = ctl.send(Ctl::Up(done));
+        });
+        std::future::pending::<()>().await;
+    }
     resp
 }
 
