@@ -384,3 +384,191 @@ async fn the_http_api_function_decides_a_signed_base64_interaction_and_refuses_a
         Some("cab-alice@example.com")
     );
 }
+
+/// An invocation of the chat-approval Lambda function: `event` handled on a runtime of its
+/// own that is dropped as soon as the function answers, as Lambda freezes the sandbox after
+/// the response; a task the handler left running is gone with it. Returns the answer and
+/// how long it took.
+fn invoke_lambda(
+    approvals: std::sync::Arc<certops_chatops::inbound::ChatApprovals>,
+    event: serde_json::Value,
+) -> (serde_json::Value, Duration) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let started = std::time::Instant::now();
+        let answer = rt
+            .block_on(certops_fn_chat_approval::handle_event(&approvals, event))
+            .expect("handled");
+        let took = started.elapsed();
+        drop(rt);
+        (answer, took)
+    })
+    .join()
+    .expect("invocation thread")
+}
+
+/// The chat-approval function as a fresh Lambda sandbox builds it.
+fn lambda_sandbox(cw: &ChatWorld) -> std::sync::Arc<certops_chatops::inbound::ChatApprovals> {
+    lambda_sandbox_with(cw, cw.world.stack.deps.clone())
+}
+
+fn lambda_sandbox_with(
+    cw: &ChatWorld,
+    deps: certops_core::ports::Deps,
+) -> std::sync::Arc<certops_chatops::inbound::ChatApprovals> {
+    std::sync::Arc::new(
+        certops_fn_chat_approval::lambda_approvals(
+            deps,
+            std::sync::Arc::new(certops_adapters::LocalSecrets),
+        )
+        .expect("chat routes")
+        .with_wall_clock(cw.wall.clone()),
+    )
+}
+
+/// An ITSM whose writes take `delay` (a slow ServiceNow) over the world's ticket book.
+struct SlowItsm {
+    inner: std::sync::Arc<dyn certops_core::ports::Itsm>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl certops_core::ports::Itsm for SlowItsm {
+    async fn open(
+        &self,
+        ticket: certops_core::ports::NewTicket,
+    ) -> Result<certops_core::ports::Ticket, certops_core::Error> {
+        self.inner.open(ticket).await
+    }
+    async fn get(
+        &self,
+        number: &str,
+    ) -> Result<Option<certops_core::ports::Ticket>, certops_core::Error> {
+        self.inner.get(number).await
+    }
+    async fn update(
+        &self,
+        number: &str,
+        author: &str,
+        update: certops_core::ports::TicketUpdate,
+    ) -> Result<certops_core::ports::Ticket, certops_core::Error> {
+        // The fault's definition: this write is slow.
+        tokio::time::sleep(self.delay).await;
+        self.inner.update(number, author, update).await
+    }
+    async fn read_record(
+        &self,
+        number: &str,
+    ) -> Result<Option<serde_json::Value>, certops_core::Error> {
+        self.inner.read_record(number).await
+    }
+}
+
+/// The event the SAM template's card-refresh schedule sends (its `Input`).
+fn scheduled_event() -> serde_json::Value {
+    serde_json::json!({"version": "0", "id": "5f2b7c1e-0000-4000-8000-000000000001",
+        "detail-type": "Scheduled Event", "source": "aws.scheduler", "account": "123456789012",
+        "time": "2026-12-07T10:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:scheduler:us-east-1:123456789012:schedule/default/certops-chat-card-refresh"],
+        "detail": {}})
+}
+
+/// On Lambda nothing runs after the response, so the function records the decision before
+/// it answers Slack: within the 3 s budget even while Slack's Web API takes 6 s per
+/// `chat.update` and the ITSM 6 s per write, with the approval spent by the time the
+/// answer leaves. What did not fit (the message update, the ticket note) is kept and done
+/// by the next card refresh, not lost with the frozen sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_lambda_a_click_is_decided_before_the_answer_and_the_rest_is_left_to_the_refresh() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cw = chat_world(dir.path()).await;
+    let (exec, id, ts) = pending(&cw).await;
+    cw.slack.slow_updates(Duration::from_secs(6));
+    let body = SlackApi::interaction("U0ALICE", "approve", &id, &ts);
+    let now = cw.wall.now().timestamp();
+    let request = serde_json::json!({
+        "version": "2.0", "routeKey": "POST /slack/interactions", "rawPath": "/slack/interactions",
+        "rawQueryString": "", "isBase64Encoded": true,
+        "headers": {"content-type": "application/x-www-form-urlencoded",
+                    "x-slack-request-timestamp": now.to_string(),
+                    "x-slack-signature": sign(SIGNING_SECRET, now, &body)},
+        "body": base64::engine::general_purpose::STANDARD.encode(&body),
+        "requestContext": {"http": {"method": "POST", "path": "/slack/interactions"}},
+    });
+    let mut slow = cw.world.stack.deps.clone();
+    slow.itsm = std::sync::Arc::new(SlowItsm {
+        inner: slow.itsm.clone(),
+        delay: Duration::from_secs(6),
+    });
+    let (answer, took) = invoke_lambda(lambda_sandbox_with(&cw, slow), request);
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    // Decided before the answer, not in a task the frozen sandbox would have lost.
+    assert_eq!(cw.approval(&id).await["status"], "approved");
+    let done = cw
+        .world
+        .stack
+        .wait(&exec, Duration::from_secs(90))
+        .await
+        .expect("done");
+    assert_eq!(done.status.as_str(), "SUCCEEDED", "{:?}", done.error);
+    assert_eq!(cw.task_successes(&exec), 1);
+    eprintln!("Lambda answered Slack in {took:?} with chat.update and the ITSM taking 6 s");
+    let noted = |t: certops_core::ports::Ticket| {
+        t.work_notes
+            .into_iter()
+            .filter(|n| n.text.contains("in Slack by cab-alice@example.com"))
+            .count()
+    };
+    assert_eq!(
+        noted(cw.ticket(&id).await),
+        0,
+        "the note did not fit in the budget"
+    );
+
+    // The next scheduled invocation (a fresh sandbox) shows the decision on the message.
+    cw.slack.slow_updates(Duration::ZERO);
+    let (refreshed, _) = invoke_lambda(lambda_sandbox(&cw), scheduled_event());
+    assert_eq!(refreshed["cardsUpdated"], 1, "{refreshed}");
+    let u = updates(&cw, 1).await;
+    let shown = u.last().expect("an update").to_string();
+    assert!(shown.contains("cab-alice@example.com"), "{shown}");
+    // The ticket names the Slack approver, once.
+    assert_eq!(noted(cw.ticket(&id).await), 1);
+    // Nothing left for a second refresh.
+    let (again, _) = invoke_lambda(lambda_sandbox(&cw), scheduled_event());
+    assert_eq!(again["cardsUpdated"], 0, "{again}");
+}
+
+/// On AWS the card of an approval that expired is closed by the scheduled invocation of
+/// the chat-approval function, the same refresh `certops serve` runs every minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_lambda_the_schedule_closes_the_card_of_an_expired_approval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cw = chat_world(dir.path()).await;
+    let (_exec, id, ts) = pending(&cw).await;
+    let (early, _) = invoke_lambda(lambda_sandbox(&cw), scheduled_event());
+    assert_eq!(early["cardsUpdated"], 0, "nothing to refresh yet: {early}");
+    cw.world.clock.advance(chrono::Duration::minutes(6)); // normal approvals expire after 5 minutes
+    let (refreshed, _) = invoke_lambda(lambda_sandbox(&cw), scheduled_event());
+    assert_eq!(refreshed["cardsUpdated"], 1, "{refreshed}");
+    let u = updates(&cw, 1).await;
+    assert_eq!(u[0]["ts"], ts.as_str());
+    let shown = u[0].to_string();
+    assert!(shown.contains("expired"), "{shown}");
+    assert!(
+        !u[0]["blocks"]
+            .as_array()
+            .expect("blocks")
+            .iter()
+            .any(|b| b["type"] == "actions"),
+        "buttons left on an expired approval's message"
+    );
+    let (again, _) = invoke_lambda(lambda_sandbox(&cw), scheduled_event());
+    assert_eq!(again["cardsUpdated"], 0, "{again}");
+    assert!(cw.approval(&id).await["status"] == "pending");
+}

@@ -243,7 +243,7 @@ fn sam_translator_transforms_the_template() {
         ("AWS::SQS::Queue", 5),
         ("AWS::StepFunctions::StateMachine", 1),
         ("AWS::StepFunctions::StateMachineAlias", 1),
-        ("AWS::Scheduler::Schedule", 1),
+        ("AWS::Scheduler::Schedule", 2),
         ("AWS::Lambda::EventSourceMapping", 2),
         ("AWS::SecretsManager::Secret", 9),
         ("AWS::CloudWatch::Alarm", 6),
@@ -257,12 +257,21 @@ fn sam_translator_transforms_the_template() {
     // The scheduled event reaches the scan handler as the EventBridge event it parses.
     let transformed: Value =
         serde_json::from_str(&std::fs::read_to_string(&out_file).expect("read")).expect("json");
-    let schedule = transformed["Resources"]
-        .as_object()
-        .expect("resources")
-        .values()
-        .find(|r| r["Type"] == "AWS::Scheduler::Schedule")
-        .expect("a schedule");
+    let schedule_on = |function: &str| {
+        transformed["Resources"]
+            .as_object()
+            .expect("resources")
+            .values()
+            .find(|r| {
+                r["Type"] == "AWS::Scheduler::Schedule"
+                    && r["Properties"]["Target"]["Arn"]
+                        .to_string()
+                        .contains(function)
+            })
+            .unwrap_or_else(|| panic!("a schedule on {function}"))
+            .clone()
+    };
+    let schedule = schedule_on("ScanFunction");
     let input = schedule["Properties"]["Target"]["Input"]["Fn::Sub"]
         .as_str()
         .expect("Input is an Fn::Sub string")
@@ -286,6 +295,32 @@ fn sam_translator_transforms_the_template() {
     assert_eq!(
         schedule["Properties"]["ScheduleExpressionTimezone"]["Ref"],
         "ScanTimezone"
+    );
+    // The chat card refresh: every minute, the chat-approval function, with the scheduled
+    // event its handler dispatches on (certops_fn_chat_approval::handle_event).
+    let refresh = schedule_on("ChatApprovalFunction");
+    assert_eq!(
+        refresh["Properties"]["ScheduleExpression"],
+        "rate(1 minute)"
+    );
+    let input = refresh["Properties"]["Target"]["Input"]["Fn::Sub"]
+        .as_str()
+        .expect("Input is an Fn::Sub string")
+        .replace("${AWS::AccountId}", "123456789012")
+        .replace("${AWS::Region}", "us-east-1");
+    let event: Value = serde_json::from_str(&input).expect("the refresh's Input is JSON");
+    assert_eq!(event["detail-type"], "Scheduled Event");
+}
+
+#[test]
+fn a_card_refresh_that_is_not_every_minute_or_another_schedule_fails() {
+    let bad = MiniRepo::with_template(
+        "ScheduleExpression: rate(1 minute)",
+        "ScheduleExpression: rate(1 hour)",
+    );
+    fails(
+        &["hardening", &bad.template()],
+        "the chat card refresh must run every minute",
     );
 }
 

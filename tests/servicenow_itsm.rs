@@ -127,6 +127,7 @@ fn ticket(kind: TicketKind, cid: &str) -> NewTicket {
         ci: "shop-web-prod".into(),
         priority: 2,
         correlation_id: cid.into(),
+        standard_change: None,
     }
 }
 

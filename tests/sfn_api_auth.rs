@@ -72,6 +72,7 @@ async fn the_local_api_authenticates_and_enforces_its_policy() {
             ci: "shop-web-prod".into(),
             priority: 3,
             correlation_id: "sn-auth-1".into(),
+            standard_change: None,
         })
         .await
         .expect("ticket")

@@ -215,6 +215,7 @@ async fn self_approval_and_outsiders_are_refused_and_the_request_stays_open() {
             ci: "shop-web-prod".into(),
             priority: 3,
             correlation_id: "sn-chg-1".into(),
+            standard_change: None,
         })
         .await
         .expect("ticket");

@@ -220,9 +220,11 @@ async fn signed_start(app: &AppState, timestamp: &str, signature: &str, body: St
         body: Some(body),
         ..Default::default()
     };
+    // The trigger input carries the signed body as a JSON string.
     for (name, value) in [
         (certops_fn_intake::TIMESTAMP_HEADER, timestamp),
         (certops_fn_intake::SIGNATURE_HEADER, signature),
+        ("content-type", "application/json"),
     ] {
         if let Ok(v) = value.parse() {
             req.headers.insert(name, v);
@@ -296,6 +298,7 @@ async fn servicenow(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
     for name in [
         certops_fn_intake::SIGNATURE_HEADER,
         certops_fn_intake::TIMESTAMP_HEADER,
+        "content-type",
     ] {
         if let Some(v) = headers.get(name) {
             req.headers.insert(name, v.clone());

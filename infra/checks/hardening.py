@@ -15,8 +15,9 @@ template and, where SAM hides a setting, the source template.
 - itsm-secret:  the ITSM secret (variable and grant) goes to exactly the functions whose
                 handler calls the ITSM port (`deps.itsm` in functions/<crate>/src).
 - versions:     Globals.Function.AutoPublishAliasAllProperties is true.
-- schedule:     the scan schedule is named per stack, has a dead-letter queue, and the scan
-                function an on-failure destination.
+- schedule:     every schedule is named per stack and has a dead-letter queue; the scan
+                schedule's function has an on-failure destination; the only other schedule
+                is the chat card refresh, every minute, on the chat-approval function.
 - limits:       functions behind the HTTP API time out before its 30 s; every maxReceiveCount
                 is at least 5; every dead-letter queue has a RedriveAllowPolicy.
 - alarms:       every SNS topic is encrypted with a customer-managed key of this stack whose
@@ -124,6 +125,19 @@ def check(template_path):
         problems.append("no AWS::Scheduler::Schedule: the daily scan is missing")
     for sid, sch in schedules.items():
         props = sch.get("Properties", {})
+        targets = {iam.function_of(resources, t) for t in _names(props.get("Target", {}).get("Arn"))}
+        if targets == {"ChatApprovalFunction"}:
+            # The card refresh: idempotent, harmless on an unconfigured stack (no open
+            # cards), and what keeps chat cards true on AWS, so it runs from the start.
+            if props.get("ScheduleExpression") != "rate(1 minute)":
+                problems.append(f"{sid}: the chat card refresh must run every minute (rate(1 minute)); got {props.get('ScheduleExpression')!r}")
+            if "AWS::StackName" not in str(props.get("Name")):
+                problems.append(f"{sid}: Name must include the stack name (a second stack's schedule collides); got {props.get('Name')!r}")
+            if not props.get("Target", {}).get("DeadLetterConfig", {}).get("Arn"):
+                problems.append(f"{sid}: the schedule has no dead-letter queue")
+            continue
+        if targets != {"ScanFunction"}:
+            problems.append(f"{sid}: a schedule on {sorted(targets)}; only the scan and the chat card refresh are scheduled")
         state = props.get("State")
         pname = state.get("Ref") if isinstance(state, dict) else None
         if pname not in params or params[pname].get("Default") != "DISABLED":

@@ -409,6 +409,13 @@ def _inspect(template_path, doc, filtered, physical, client):
         problems.append(f"{len(schedules)} schedules, expected {_count(filtered, 'AWS::Scheduler::Schedule')}")
     for s in schedules:
         got = sched.get_schedule(Name=s["Name"])
+        if s["Name"].endswith("-chat-card-refresh"):
+            chat_arn = lam.get_function(FunctionName=physical["ChatApprovalFunction"])["Configuration"]["FunctionArn"]
+            if got["ScheduleExpression"] != "rate(1 minute)":
+                problems.append(f"schedule {s['Name']}: {got['ScheduleExpression']}, not every minute")
+            if not got["Target"]["Arn"].startswith(chat_arn):
+                problems.append(f"schedule {s['Name']} targets {got['Target']['Arn']}, not the chat-approval function")
+            continue
         if got.get("ScheduleExpressionTimezone") != "UTC" or not got["ScheduleExpression"].startswith("cron("):
             problems.append(f"schedule {s['Name']}: {got.get('ScheduleExpression')} {got.get('ScheduleExpressionTimezone')}")
         scan_arn = lam.get_function(FunctionName=physical["ScanFunction"])["Configuration"]["FunctionArn"]

@@ -84,6 +84,7 @@ pub fn open_incident(data: &Path, ci: &str, requester: &str) -> String {
             ci: ci.into(),
             priority: 3,
             correlation_id: format!("console-test-{ci}-{requester}"),
+            standard_change: None,
         }))
         .expect("open the incident");
     ticket.number

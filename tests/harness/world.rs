@@ -106,6 +106,25 @@ pub async fn world_with(
     policy_extra: &str,
     integrations: certops_core::integrations::Integrations,
 ) -> World {
+    world_on(
+        dir,
+        prod_window,
+        policy_extra,
+        integrations,
+        Arc::new(certops_asl::TokioClock::system()),
+    )
+    .await
+}
+
+/// [`world_with`] with the engine on `engine_clock` (e.g. a [`certops_asl::ScaledClock`],
+/// so the definition's minutes of Retry back-off pass in seconds).
+pub async fn world_on(
+    dir: &Path,
+    prod_window: Option<&str>,
+    policy_extra: &str,
+    integrations: certops_core::integrations::Integrations,
+    engine_clock: Arc<dyn certops_asl::Clock>,
+) -> World {
     let clock = TestClock::now_real();
     let dyn_clock: Arc<dyn Clock> = clock.clone();
     let adapters = Embedded::open(dir, dyn_clock.clone()).expect("adapters");
@@ -195,9 +214,16 @@ endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "shop.example.com" }}]
         default_oncall: "oncall@example.com".into(),
         integrations,
     };
-    let stack = Stack::with_adapters(dir, adapters, config, dyn_clock, Duration::from_secs(3))
-        .await
-        .expect("stack");
+    let stack = Stack::with_engine_clock(
+        dir,
+        adapters,
+        config,
+        dyn_clock,
+        Duration::from_secs(3),
+        engine_clock,
+    )
+    .await
+    .expect("stack");
     World {
         stack,
         clock,

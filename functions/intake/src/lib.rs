@@ -183,9 +183,23 @@ fn response(status: i64, body: Value) -> ApiGatewayV2httpResponse {
     r
 }
 
-/// Handles a ServiceNow webhook delivered through API Gateway: the
-/// `x-certops-timestamp` and `x-certops-signature` headers must sign
-/// `"{timestamp}.{body}"` with the ServiceNow webhook secret.
+/// The largest webhook body accepted, bytes. A ServiceNow record notification is a few
+/// KiB; anything near this is not one, and is refused before its signature is computed.
+pub const MAX_WEBHOOK_BODY: usize = 64 * 1024;
+
+/// Whether a `content-type` header names JSON (`application/json`, any parameters).
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|c| c.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Handles a ServiceNow webhook delivered through API Gateway. In order, each refusal
+/// starting nothing: a body over [`MAX_WEBHOOK_BODY`] is 413 `PayloadTooLarge`; a
+/// `content-type` other than `application/json` is 415 `UnsupportedMediaType`; the
+/// `x-certops-timestamp` and `x-certops-signature` headers must sign `"{timestamp}.{body}"`
+/// with the ServiceNow webhook secret, within 300 s of now, else 401; a body that is not
+/// UTF-8 or not JSON is 400 `InvalidInput`.
 pub async fn handle_webhook(
     deps: &Deps,
     secret: &[u8],
@@ -205,6 +219,23 @@ pub async fn handle_webhook(
         (None, _) => Vec::new(),
     };
     let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    if raw.len() > MAX_WEBHOOK_BODY {
+        return response(
+            413,
+            json!({"error": "PayloadTooLarge", "message": format!(
+                "body is {} bytes; a webhook body is at most {MAX_WEBHOOK_BODY}", raw.len()
+            )}),
+        );
+    }
+    if !is_json(header("content-type")) {
+        return response(
+            415,
+            json!({"error": "UnsupportedMediaType", "message": format!(
+                "content-type must be application/json, not {:?}",
+                header("content-type").unwrap_or("(none)")
+            )}),
+        );
+    }
     let now = deps.clock.now().timestamp();
     if let Err(e) = verify_webhook(
         secret,
@@ -218,7 +249,13 @@ pub async fn handle_webhook(
             json!({"error": "Unauthorized", "message": e.to_string()}),
         );
     }
-    let payload: Value = match serde_json::from_slice(&raw) {
+    let Ok(text) = std::str::from_utf8(&raw) else {
+        return response(
+            400,
+            json!({"error": "InvalidInput", "message": "body is not UTF-8"}),
+        );
+    };
+    let payload: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             return response(
@@ -308,6 +345,26 @@ pub async fn handle_sqs(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_json_content_types_are_json() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+        ] {
+            assert!(is_json(Some(ok)), "{ok}");
+        }
+        for no in [
+            "text/plain",
+            "application/jsonp",
+            "application/x-www-form-urlencoded",
+            "",
+        ] {
+            assert!(!is_json(Some(no)), "{no}");
+        }
+        assert!(!is_json(None));
+    }
 
     #[test]
     fn servicenow_records_map_to_triggers() {

@@ -147,6 +147,10 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
                     ci: s.ci.clone(),
                     priority: if path == ApprovalPath::Emergency { 1 } else { 3 },
                     correlation_id: state.idempotency_key.clone(),
+                    // The ITSM opens a standard change from the template of this name.
+                    standard_change: (kind == TicketKind::StandardChange)
+                        .then(|| report.standard_change.clone())
+                        .flatten(),
                 })
                 .await?;
             (t.number.clone(), Some(t.number))

@@ -41,6 +41,7 @@
 //!     ci: "shop-www".into(),
 //!     priority: 2,
 //!     correlation_id: "scan:shop-www:2026-12-01".into(),
+//!     standard_change: None,
 //! };
 //! let first = embedded.tickets.open(ticket.clone()).await?;
 //! assert_eq!(first.number, "CHG0030001");

@@ -270,6 +270,7 @@ mod tests {
             ci: "shop-www".into(),
             priority: 2,
             correlation_id: correlation.into(),
+            standard_change: None,
         }
     }
 

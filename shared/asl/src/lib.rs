@@ -39,7 +39,7 @@ pub mod path;
 pub mod sigv4;
 pub mod store;
 
-pub use clock::{Clock, TokioClock};
+pub use clock::{Clock, ScaledClock, TokioClock};
 pub use definition::{DefinitionError, StateMachine};
 pub use engine::{
     BoxFuture, Engine, EngineError, EngineOptions, ExecutionInfo, MachineInfo, NoTasks, Storage,

@@ -28,7 +28,7 @@ use crate::card::{CardStatus, ADAPTIVE_CARD};
 use crate::config::ChatAdapters;
 use crate::openid_keys::OpenIdKeys;
 use crate::slack::SlackChat;
-use crate::teams::TeamsChat;
+use crate::teams::{TeamsChat, MESSAGES_TABLE};
 use crate::teams_auth::BotAuthenticator;
 use crate::{slack_signature, InboundError};
 
@@ -76,6 +76,27 @@ pub type DecisionFuture = Pin<Box<dyn Future<Output = Result<String, Error>> + S
 /// returns the approval's new status (`approved`, `rejected`), or the refusal.
 pub type DecisionPath = Arc<dyn Fn(Deps, ChatDecision) -> DecisionFuture + Send + Sync>;
 
+/// How a Slack interaction is acknowledged (Slack wants its answer within 3 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlackAck {
+    /// Answer within the budget and let the decision finish in a task that outlives the
+    /// answer: for a long-running server (`certops serve`).
+    #[default]
+    Detached,
+    /// Record the decision (approval-callback's checks, the conditional write, the task's
+    /// completion, the audit) before answering, then do what fits of the rest (the ticket
+    /// note, the card updates) within the budget and leave what does not to
+    /// [`ChatApprovals::sync_cards`]. For Lambda, which freezes the sandbox once the
+    /// response is returned: nothing is left running after the answer.
+    Inline,
+}
+
+/// Where a chat decision's ticket note waits until written (see [`SlackAck::Inline`]): in
+/// the chat messages table, which is all the chat role may write.
+fn pending_note_key(approval_id: &str) -> String {
+    format!("note:{approval_id}")
+}
+
 /// The inbound side of both platforms over one set of ports.
 pub struct ChatApprovals {
     deps: Deps,
@@ -84,6 +105,7 @@ pub struct ChatApprovals {
     slack: Option<Arc<SlackChat>>,
     wall_clock: Arc<dyn Clock>,
     ack_within: Duration,
+    slack_ack: SlackAck,
 }
 
 impl std::fmt::Debug for ChatApprovals {
@@ -167,7 +189,14 @@ impl ChatApprovals {
             slack: adapters.slack,
             wall_clock: Arc::new(SystemClock),
             ack_within: Duration::from_millis(2500),
+            slack_ack: SlackAck::Detached,
         }
+    }
+
+    /// Acknowledges Slack interactions as `ack` says ([`SlackAck::Inline`] on Lambda).
+    pub fn with_slack_ack(mut self, ack: SlackAck) -> ChatApprovals {
+        self.slack_ack = ack;
+        self
     }
 
     /// Uses `clock` for Slack's ±300 s timestamp window (tests pin it).
@@ -231,6 +260,7 @@ impl ChatApprovals {
                 user,
                 approval_id,
                 verb.unwrap_or_default(),
+                None,
             )
             .await;
         let outcome = match outcome {
@@ -310,24 +340,48 @@ impl ChatApprovals {
         };
         let (verb, approval_id, user) =
             (verb.to_string(), approval_id.to_string(), user.to_string());
-        // Slack wants an answer within 3 s; the decision finishes even if it takes longer.
+        let deadline = tokio::time::Instant::now() + self.ack_within;
         let this = self.clone();
         let chat = chat.clone();
-        let work = tokio::spawn(async move {
+        let follow_up_by = (self.slack_ack == SlackAck::Inline).then_some(deadline);
+        let work = async move {
             match this
-                .decide(ChatPlatform::Slack, &user, &approval_id, &verb)
+                .decide(
+                    ChatPlatform::Slack,
+                    &user,
+                    &approval_id,
+                    &verb,
+                    follow_up_by,
+                )
                 .await
             {
                 Ok(o) if !o.for_everyone => {
-                    if let Err(e) = chat.update_card(&approval_id, &o.status).await {
+                    let shown = chat.update_card(&approval_id, &o.status);
+                    let shown = match follow_up_by {
+                        Some(by) => tokio::time::timeout_at(by, shown)
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(Error::Transient("out of the acknowledgement budget".into()))
+                            }),
+                        None => shown.await,
+                    };
+                    if let Err(e) = shown {
                         tracing::warn!(%approval_id, "chat.update failed: {e}");
                     }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(%approval_id, "Slack decision not taken: {}", e.reason),
             }
-        });
-        let _ = tokio::time::timeout(self.ack_within, work).await;
+        };
+        match self.slack_ack {
+            // Slack wants an answer within 3 s; the decision finishes even if it takes longer.
+            SlackAck::Detached => {
+                let _ = tokio::time::timeout_at(deadline, tokio::spawn(work)).await;
+            }
+            // The decision is recorded before the answer, whatever it takes; only the
+            // follow-ups are bounded by the budget.
+            SlackAck::Inline => work.await,
+        }
         Reply {
             status: 200,
             content_type: "text/plain",
@@ -341,6 +395,7 @@ impl ChatApprovals {
         user: &str,
         approval_id: &str,
         verb: &str,
+        follow_up_by: Option<tokio::time::Instant>,
     ) -> Result<Outcome, InboundError> {
         let verdict = match verb {
             "approve" => Verdict::Approve,
@@ -385,6 +440,7 @@ impl ChatApprovals {
         let now = deps.clock.now();
         let attempt = json!({"platform": prefix, "platformUser": user, "identity": identity, "approvalId": approval_id, "verdict": verdict, "at": now});
         let result = (self.decide)(deps.clone(), decision).await;
+        let mut ticket_note = None;
         let outcome = match result {
             Ok(status) => {
                 let at = now;
@@ -403,20 +459,9 @@ impl ChatApprovals {
                     at.to_rfc3339()
                 );
                 if !ticket.is_empty() {
-                    if let Err(e) = deps
-                        .itsm
-                        .update(
-                            &ticket,
-                            &format!("chat:{prefix}"),
-                            TicketUpdate {
-                                work_note: Some(note),
-                                ..TicketUpdate::default()
-                            },
-                        )
-                        .await
-                    {
-                        tracing::warn!(%ticket, "work note for the chat decision failed: {e}");
-                    }
+                    ticket_note = Some(
+                        json!({"ticket": ticket, "author": format!("chat:{prefix}"), "note": note}),
+                    );
                 }
                 Outcome {
                     status: CardStatus::Decided {
@@ -482,23 +527,99 @@ impl ChatApprovals {
                 }
             }
         };
-        if outcome.for_everyone {
-            self.update_everywhere(approval_id, &outcome.status).await;
-            if let Err(e) = crate::open_cards::remove(deps.store.as_ref(), approval_id).await {
-                tracing::warn!(%approval_id, "closing the card in the index failed: {e}");
+        if let (Some(note), Some(_)) = (&ticket_note, follow_up_by) {
+            // Kept until written, so the card refresh writes it if the budget runs out.
+            if let Err(e) = deps
+                .store
+                .put_if_absent(MESSAGES_TABLE, &pending_note_key(approval_id), note)
+                .await
+            {
+                tracing::warn!(%approval_id, "keeping the ticket note for later failed: {e}");
+            }
+        }
+        let follow_up = async {
+            if let Some(note) = &ticket_note {
+                self.write_note(approval_id, note).await;
+            }
+            if outcome.for_everyone {
+                self.update_everywhere(approval_id, &outcome.status).await;
+                if let Err(e) = crate::open_cards::remove(deps.store.as_ref(), approval_id).await {
+                    tracing::warn!(%approval_id, "closing the card in the index failed: {e}");
+                }
+            }
+        };
+        match follow_up_by {
+            None => follow_up.await,
+            Some(by) => {
+                if tokio::time::timeout_at(by, follow_up).await.is_err() {
+                    tracing::info!(%approval_id, "decision recorded; the ticket note and card updates left to the card refresh");
+                }
             }
         }
         Ok(outcome)
     }
 
+    /// Writes a chat decision's ticket note (`{"ticket", "author", "note"}`) and drops it
+    /// from the pending notes. The ITSM adapters do not write a note of the same author
+    /// and text twice, so a note whose removal was cut short is not duplicated later.
+    async fn write_note(&self, approval_id: &str, note: &Value) {
+        let (Some(ticket), Some(author), Some(text)) = (
+            note["ticket"].as_str(),
+            note["author"].as_str(),
+            note["note"].as_str(),
+        ) else {
+            return;
+        };
+        let written = self
+            .deps
+            .itsm
+            .update(
+                ticket,
+                author,
+                TicketUpdate {
+                    work_note: Some(text.to_string()),
+                    ..TicketUpdate::default()
+                },
+            )
+            .await;
+        match written {
+            Ok(_) => {
+                let mut written = note.clone();
+                written["written"] = json!(true);
+                let key = pending_note_key(approval_id);
+                let store = self.deps.store.as_ref();
+                let marked = match store.get(MESSAGES_TABLE, &key).await {
+                    Ok(Some(current)) => store
+                        .compare_and_swap(MESSAGES_TABLE, &key, Some(&current), &written)
+                        .await
+                        .map(|_| ()),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = marked {
+                    tracing::warn!(%approval_id, "marking a ticket note written failed: {e}");
+                }
+            }
+            Err(e) => tracing::warn!(%ticket, "work note for the chat decision failed: {e}"),
+        }
+    }
+
     /// Updates every open card whose approval is no longer pending (decided elsewhere,
-    /// spent) or has expired, and closes it in the index. Returns how many were updated.
-    /// `certops serve` runs this periodically; it is idempotent.
+    /// spent) or has expired, and closes it in the index, and writes the ticket notes of
+    /// decisions that did not fit in Slack's acknowledgement budget. Returns how many cards
+    /// were updated. `certops serve` runs this every minute, and so does the card-refresh
+    /// schedule of the SAM template (the chat-approval function); it is idempotent.
     pub async fn sync_cards(&self) -> Result<usize, Error> {
         let store = self.deps.store.as_ref();
         let now = self.deps.clock.now();
         let mut updated = 0;
         for id in crate::open_cards::list(store).await? {
+            // A decision's ticket note that did not fit in Slack's acknowledgement budget.
+            if let Some(note) = store.get(MESSAGES_TABLE, &pending_note_key(&id)).await? {
+                if note["written"] != json!(true) {
+                    self.write_note(&id, &note).await;
+                }
+            }
             let Some(record) = store.get("approvals", &id).await? else {
                 crate::open_cards::remove(store, &id).await?;
                 continue;

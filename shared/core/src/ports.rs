@@ -237,6 +237,10 @@ pub struct NewTicket {
     pub priority: u8,
     /// Correlation id (idempotency).
     pub correlation_id: String,
+    /// The policy's standard change a [`TicketKind::StandardChange`] is opened under (its
+    /// name, e.g. the ServiceNow standard change template's name); `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standard_change: Option<String>,
 }
 
 /// An update to a ticket.

@@ -599,7 +599,7 @@ async fn expired_incident(stack: &Stack, prober: &TlsProber, ep: &Endpoint) -> S
         let inc = stack
             .deps
             .itsm
-            .open(NewTicket { kind: TicketKind::Incident, short_description: "pay.example.com: connection not private".into(), description: "Users report certificate errors on pay.example.com".into(), ci: "pay-api-prod".into(), priority: 1, correlation_id: "servicenow-INC-pay".into() })
+            .open(NewTicket { kind: TicketKind::Incident, short_description: "pay.example.com: connection not private".into(), description: "Users report certificate errors on pay.example.com".into(), ci: "pay-api-prod".into(), priority: 1, correlation_id: "servicenow-INC-pay".into(), standard_change: None })
             .await?;
         let payload = json!({"number": inc.number, "sys_id": "6f1c2a", "sys_class_name": "incident", "category": "Certificate",
             "cmdb_ci": {"display_value": "pay-api-prod"}, "u_environment": "prod", "opened_by": {"display_value": "sam@example.com"}, "priority": "1"});
@@ -761,7 +761,7 @@ async fn unknown_ci(stack: &Stack, endpoints: &[Endpoint]) -> ScenarioResult {
         let inc = stack
             .deps
             .itsm
-            .open(NewTicket { kind: TicketKind::Incident, short_description: "billing.example.com certificate warning".into(), description: "Browser warning on the legacy billing portal".into(), ci: "legacy-billing-prod".into(), priority: 2, correlation_id: "servicenow-INC-billing".into() })
+            .open(NewTicket { kind: TicketKind::Incident, short_description: "billing.example.com certificate warning".into(), description: "Browser warning on the legacy billing portal".into(), ci: "legacy-billing-prod".into(), priority: 2, correlation_id: "servicenow-INC-billing".into(), standard_change: None })
             .await?;
         let payload = json!({"number": inc.number, "sys_id": "9a0b77", "sys_class_name": "incident", "category": "Certificate",
             "cmdb_ci": "legacy-billing-prod", "u_environment": "prod", "opened_by": "sam@example.com", "priority": "2"});

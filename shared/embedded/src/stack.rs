@@ -188,6 +188,28 @@ impl Stack {
         clock: Arc<dyn Clock>,
         probe_timeout: Duration,
     ) -> Result<Stack, Error> {
+        Self::with_engine_clock(
+            data_dir,
+            adapters,
+            config,
+            clock,
+            probe_timeout,
+            Arc::new(TokioClock::system()),
+        )
+        .await
+    }
+
+    /// [`Stack::with_adapters`] with the engine's own clock given: the one its Wait
+    /// states, Retry back-off and timeouts run on (e.g. a [`certops_asl::ScaledClock`] in
+    /// a test that puts minutes of retries against a server down for seconds).
+    pub async fn with_engine_clock(
+        data_dir: &Path,
+        adapters: Embedded,
+        config: Config,
+        clock: Arc<dyn Clock>,
+        probe_timeout: Duration,
+        engine_clock: Arc<dyn certops_asl::Clock>,
+    ) -> Result<Stack, Error> {
         let functions = FunctionRegistry::with_builtins();
         // Paused until the step functions below are registered: a step that
         // was in flight at a crash is invoked again on resume, and must find them.
@@ -197,7 +219,7 @@ impl Stack {
                 ..EngineOptions::default()
             },
             Arc::new(functions.clone()),
-            Arc::new(TokioClock::system()),
+            engine_clock,
         )
         .map_err(|e| Error::Transient(format!("opening the engine: {e}")))?;
         let definition = definition()?;

@@ -4,7 +4,11 @@
 //!   (`/api/sn_chg_rest/change/normal|emergency`, `/change/standard/{template}`) and moved
 //!   only along the transitions the instance offers (`/change/{sys_id}/nextstates`), one
 //!   step at a time; an approval is recorded through `/change/{sys_id}/approvals`.
-//! - Idempotent: `open` looks the trigger's correlation id up before creating; every work
+//! - Pre-approved renewals are opened from the standard change template named like the
+//!   policy's standard change, looked up through `/change/standard/template`.
+//! - Idempotent: `open` looks the trigger's correlation id up before creating (opens of one
+//!   trigger take turns in a process; across processes the earliest record stands and a
+//!   later one is canceled and its correlation id moved aside); every work
 //!   note ends in a marker line `[certops:<digest> by=<author> …]` and a note whose digest
 //!   is already on the record is not written again; an attachment whose file name is
 //!   already on the record is not uploaded again. A write that may have landed before a
@@ -39,7 +43,8 @@ pub struct Behaviour {
     pub change_close_code: String,
     /// Close notes on resolve/close.
     pub close_notes: String,
-    /// The standard change template (sys_id) pre-approved renewals are opened from.
+    /// The standard change template (sys_id) a standard change naming no template is
+    /// opened from; a named one is looked up by its name.
     pub standard_change_template: Option<String>,
     /// How many times a write that may not have landed is checked and tried again.
     pub write_attempts: u32,
@@ -66,6 +71,12 @@ impl Default for Behaviour {
 pub struct ServiceNowItsm {
     http: Http,
     cfg: Behaviour,
+    /// Standard change template sys_ids by template name, as looked up.
+    templates: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// One open at a time per correlation id in this process (see [`Itsm::open`]).
+    opening: tokio::sync::Mutex<
+        std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>,
+    >,
 }
 
 const INCIDENT: &str = "incident";
@@ -231,7 +242,62 @@ struct Journal {
 impl ServiceNowItsm {
     /// The adapter over an instance client.
     pub fn new(http: Http, cfg: Behaviour) -> ServiceNowItsm {
-        ServiceNowItsm { http, cfg }
+        ServiceNowItsm {
+            http,
+            cfg,
+            templates: Default::default(),
+            opening: Default::default(),
+        }
+    }
+
+    /// The sys_id of the active standard change template called `name`, through the
+    /// Change Management API (`GET /api/sn_chg_rest/change/standard/template` with
+    /// `sysparm_query=active=true^name=<name>`); cached for the adapter's life.
+    pub async fn standard_template(&self, name: &str) -> Result<String, Error> {
+        if let Some(id) = self
+            .templates
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).cloned())
+        {
+            return Ok(id);
+        }
+        let v = self
+            .http
+            .json(&Call::get(
+                "/api/sn_chg_rest/change/standard/template",
+                vec![
+                    ("sysparm_query", format!("active=true^name={}", q(name))),
+                    ("sysparm_limit", "2".into()),
+                ],
+            ))
+            .await?;
+        let found: Vec<String> = v["result"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| field_value(r, "sys_id"))
+                    .filter(|id| !id.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let id = match found.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                return Err(Error::NotFound(format!(
+                    "ServiceNow has no active standard change template named '{name}' (the policy's standard change); publish it or rename the policy's [[standard_changes]] entry"
+                )))
+            }
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "ServiceNow has more than one active standard change template named '{name}'; template names must be unique"
+                )))
+            }
+        };
+        if let Ok(mut m) = self.templates.lock() {
+            m.insert(name.to_string(), id.clone());
+        }
+        Ok(id)
     }
 
     fn tables_for(number: &str) -> &'static [&'static str] {
@@ -290,6 +356,103 @@ impl ServiceNowItsm {
             }
         }
         Ok(None)
+    }
+
+    /// The record opened for `correlation_id`: the earliest created. Any later one (a
+    /// concurrent open in another process) is canceled with a note naming the record that
+    /// stands, and its correlation id is moved aside in the same write, so every caller
+    /// and every later lookup finds one record.
+    async fn settle_duplicates(&self, correlation_id: &str) -> Result<Option<Rec>, Error> {
+        for table in [INCIDENT, CHANGE] {
+            let v = self
+                .http
+                .json(&Call::get(
+                    format!("/api/now/table/{table}"),
+                    vec![
+                        (
+                            "sysparm_query",
+                            format!(
+                                "correlation_id={}^ORDERBYsys_created_on^ORDERBYnumber",
+                                q(correlation_id)
+                            ),
+                        ),
+                        ("sysparm_limit", "20".into()),
+                        ("sysparm_display_value", "all".into()),
+                        ("sysparm_exclude_reference_link", "true".into()),
+                        ("sysparm_fields", FIELDS.into()),
+                    ],
+                ))
+                .await?;
+            let recs: Vec<Rec> = v["result"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|r| Rec {
+                            table,
+                            v: r.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Some((keep, later)) = recs.split_first() else {
+                continue;
+            };
+            for dup in later {
+                self.retire_duplicate(dup, keep, correlation_id).await?;
+            }
+            return Ok(Some(keep.clone()));
+        }
+        Ok(None)
+    }
+
+    async fn retire_duplicate(
+        &self,
+        dup: &Rec,
+        keep: &Rec,
+        correlation_id: &str,
+    ) -> Result<(), Error> {
+        let sys_id = dup.sys_id();
+        let standing = keep.val("number");
+        tracing::warn!(duplicate = %dup.val("number"), %standing, correlation_id, "a concurrent open created a second record; canceling it");
+        if dup.table == CHANGE {
+            let canceled = self.cfg.states.change_request.canceled;
+            if let Err(e) = self.walk_change(&sys_id, canceled).await {
+                // The other process may have canceled it between our read and our write.
+                if e.is_retryable() || self.change_state_now(&sys_id).await?.0 != canceled {
+                    return Err(e);
+                }
+            }
+        } else {
+            self.set_incident_state(dup, self.cfg.states.incident.canceled)
+                .await?;
+        }
+        let path = format!("/api/now/table/{}/{sys_id}", dup.table);
+        let body = json!({
+            "correlation_id": format!("{correlation_id}#duplicate-of-{standing}"),
+            "work_notes": format!(
+                "certops: canceled — opened concurrently for the same trigger ({correlation_id}) as {standing}, which is the record certops works on."
+            ),
+        });
+        self.write_once(
+            "retire duplicate",
+            || async {
+                let v = self
+                    .http
+                    .json(&Call::get(
+                        path.clone(),
+                        vec![("sysparm_fields", "correlation_id".into())],
+                    ))
+                    .await?;
+                Ok(field_value(&v["result"], "correlation_id") != correlation_id)
+            },
+            || async {
+                self.http
+                    .send(&Call::write(Method::PATCH, path.clone(), body.clone()))
+                    .await
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     async fn journal(&self, sys_id: &str) -> Result<Vec<Journal>, Error> {
@@ -485,14 +648,18 @@ impl ServiceNowItsm {
             TicketKind::Incident => "/api/now/table/incident".to_string(),
             TicketKind::NormalChange => "/api/sn_chg_rest/change/normal".to_string(),
             TicketKind::EmergencyChange => "/api/sn_chg_rest/change/emergency".to_string(),
-            TicketKind::StandardChange => match &self.cfg.standard_change_template {
-                Some(tpl) => format!("/api/sn_chg_rest/change/standard/{tpl}"),
-                None => {
-                    return Err(Error::InvalidInput(
-                        "a pre-approved renewal needs [servicenow] standard_change_template (the sys_id of the standard change template the policy names)".into(),
-                    ))
-                }
-            },
+            TicketKind::StandardChange => {
+                let tpl = match (&t.standard_change, &self.cfg.standard_change_template) {
+                    (Some(name), _) => self.standard_template(name).await?,
+                    (None, Some(sys_id)) => sys_id.clone(),
+                    (None, None) => {
+                        return Err(Error::InvalidInput(
+                            "a pre-approved renewal names no standard change (the policy's [[standard_changes]] name is the ServiceNow template's name), and [servicenow] standard_change_template is not set".into(),
+                        ))
+                    }
+                };
+                format!("/api/sn_chg_rest/change/standard/{tpl}")
+            }
         };
         self.http
             .send(&Call::write(Method::POST, path, body))
@@ -742,15 +909,37 @@ impl Itsm for ServiceNowItsm {
         }
         refuse_secrets(&ticket, "ticket")?;
         let cid = ticket.correlation_id.clone();
-        self.write_once(
-            "open",
-            || async { Ok(self.find_by_correlation(&cid).await?.is_some()) },
-            || self.create(&ticket),
-        )
-        .await?;
-        let rec = self
-            .find_by_correlation(&cid)
-            .await?
+        // In this process, opens of one trigger take turns: the second finds the first's
+        // record instead of racing it.
+        let gate = self
+            .opening
+            .lock()
+            .await
+            .entry(cid.clone())
+            .or_default()
+            .clone();
+        let held = gate.lock().await;
+        let opened = self
+            .write_once(
+                "open",
+                || async { Ok(self.find_by_correlation(&cid).await?.is_some()) },
+                || self.create(&ticket),
+            )
+            .await;
+        // Across processes ServiceNow has no conditional create, so a concurrent open may
+        // have created a second record: the earliest stands, later ones are retired.
+        let settled = match opened {
+            Ok(_) => self.settle_duplicates(&cid).await,
+            Err(e) => Err(e),
+        };
+        drop(held);
+        {
+            let mut m = self.opening.lock().await;
+            if std::sync::Arc::strong_count(&gate) <= 2 {
+                m.remove(&cid);
+            }
+        }
+        let rec = settled?
             .ok_or_else(|| Error::Transient(format!("the record for {cid} is not readable yet")))?;
         let t = self.ticket(&rec).await?;
         tracing::info!(number = %t.number, ci = %t.ci, "ServiceNow record opened or found");

@@ -110,7 +110,9 @@ pub struct ServiceNowConfig {
     /// First back-off step, milliseconds (doubled per attempt, jittered).
     #[serde(default = "d_backoff")]
     pub backoff_millis: u64,
-    /// The standard change template's sys_id (pre-approved renewals).
+    /// A standard change template's sys_id, used only for a standard change that names no
+    /// template: pre-approved renewals name the policy's standard change, and the template
+    /// of that name is looked up (see [`ServiceNowItsm::standard_template`]).
     pub standard_change_template: Option<String>,
     /// Incident resolution code.
     #[serde(default = "d_incident_close")]

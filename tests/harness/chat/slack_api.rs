@@ -42,6 +42,8 @@ struct Recorded {
     calls: Vec<SlackCall>,
     messages: HashMap<String, Value>,
     next: u64,
+    /// How long `chat.update` takes to answer (a slow Web API).
+    update_delay: std::time::Duration,
 }
 
 /// The running emulator.
@@ -66,6 +68,11 @@ impl SlackApi {
     /// The Web API base URL (`…/api`).
     pub fn api_url(&self) -> String {
         format!("{}/api", self.served.base())
+    }
+
+    /// Makes `chat.update` take `delay` before it answers (zero: answer at once).
+    pub fn slow_updates(&self, delay: std::time::Duration) {
+        self.rec.lock().expect("lock").update_delay = delay;
     }
 
     /// Every accepted call so far.
@@ -130,6 +137,11 @@ async fn call(
         if blocks.len() > 50 || blocks.iter().any(|b| !b["type"].is_string()) {
             return fail("invalid_blocks");
         }
+    }
+    if method == "chat.update" {
+        let delay = rec.lock().expect("lock").update_delay;
+        // The fault's definition: this call is slow.
+        tokio::time::sleep(delay).await;
     }
     let mut r = rec.lock().expect("lock");
     match method.as_str() {

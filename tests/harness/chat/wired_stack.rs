@@ -169,6 +169,7 @@ impl ChatWorld {
                 ci: "shop-web-prod".into(),
                 priority: 3,
                 correlation_id: "sn-chg-chat".into(),
+                standard_change: None,
             })
             .await
             .expect("ticket");

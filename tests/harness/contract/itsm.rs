@@ -46,6 +46,7 @@ fn new(kind: TicketKind, case: &str, n: u32) -> NewTicket {
         ci: "shop-web-prod".into(),
         priority: 3,
         correlation_id: format!("contract:{case}:{n}"),
+        standard_change: None,
     }
 }
 

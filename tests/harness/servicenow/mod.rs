@@ -2,7 +2,8 @@
 //! (ServiceNowDocs `api-reference`): the Table API (`/api/now/[v1|v2/]table/{table}` with
 //! `sysparm_query`, `sysparm_fields`, `sysparm_display_value` = `false`/`true`/`all`,
 //! `sysparm_limit`/`sysparm_offset`, `X-Total-Count`), the Change Management API
-//! (`/api/sn_chg_rest/change/normal|emergency`, `/change/standard/{template}`,
+//! (`/api/sn_chg_rest/change/normal|emergency`, `/change/standard/{template}`, the template
+//! list `/change/standard/template[/{sys_id}]`,
 //! `/change/{sys_id}`, `/change/{sys_id}/nextstates`, `/change/{sys_id}/approvals`) with the
 //! default state models, the Attachment API (`/api/now/[v1/]attachment[...]`), work-note and
 //! comment journals (`sys_journal_field`), `/oauth_token.do` (password, client-credentials
@@ -92,6 +93,14 @@ struct Shared {
     faults: Mutex<Faults>,
     requests: Mutex<Vec<String>>,
     base: Mutex<String>,
+    /// When set, every record-creating request waits here until as many have arrived as
+    /// the barrier counts (a race between concurrent opens, made certain).
+    hold_creates: Mutex<Option<Arc<tokio::sync::Barrier>>>,
+    /// Armed outages: the first request whose line starts with the prefix is applied, then
+    /// the instance goes down (its answer lost) for the duration.
+    outages: Mutex<Vec<(String, Duration)>>,
+    /// The server's control channel, for an outage a request sets off.
+    ctl: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Ctl>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -190,6 +199,8 @@ impl ServiceNowEmulator {
                 .push(obj(json!({
                     "sys_id": template,
                     "name": "STD-CERT-NONPROD: certificate renewal outside production",
+                    "short_description": "Renew a TLS certificate outside production",
+                    "template": new_sys_id(),
                     "active": "true",
                 })));
         }
@@ -199,6 +210,7 @@ impl ServiceNowEmulator {
         let scheme = if tls.is_some() { "https" } else { "http" };
         *lock(&shared.base) = format!("{scheme}://{addr}");
         let (ctl, rx) = tokio::sync::mpsc::unbounded_channel();
+        *lock(&shared.ctl) = Some(ctl.clone());
         let s2 = shared.clone();
         let thread = std::thread::Builder::new()
             .name("servicenow-emulator".into())
@@ -288,6 +300,46 @@ impl ServiceNowEmulator {
     /// The sys_id of the `STD-CERT-NONPROD` standard change template.
     pub fn standard_template(&self) -> String {
         lock(&self.shared.db).template.clone()
+    }
+
+    /// Publishes a standard change template (a `std_change_record_producer` record) named
+    /// `name`; an inactive one stands for a retired template. Returns its sys_id.
+    pub fn add_standard_template(&self, name: &str, active: bool) -> String {
+        let sys_id = new_sys_id();
+        lock(&self.shared.db)
+            .tables
+            .entry("std_change_record_producer".into())
+            .or_default()
+            .push(obj(json!({
+                "sys_id": sys_id,
+                "name": name,
+                "short_description": name,
+                "template": new_sys_id(),
+                "active": active.to_string(),
+            })));
+        sys_id
+    }
+
+    /// Holds every record-creating request (a Table API or Change API `POST`) until
+    /// `together` of them have arrived, then lets them through at once: concurrent opens
+    /// are then certain to have all looked for the record before any of them created it.
+    /// `0` ends the hold.
+    pub fn hold_creates(&self, together: usize) {
+        *lock(&self.shared.hold_creates) =
+            (together > 0).then(|| Arc::new(tokio::sync::Barrier::new(together)));
+    }
+
+    /// Arms an outage: the first request whose line (`METHOD /path?query`) starts with
+    /// `prefix` is applied, then the instance goes unreachable before answering it (the
+    /// answer is lost, every connection dropped) and comes back on the same port after
+    /// `length`.
+    pub fn outage_after(&self, prefix: &str, length: Duration) {
+        lock(&self.shared.outages).push((prefix.to_string(), length));
+    }
+
+    /// Whether every armed outage has happened.
+    pub fn outages_done(&self) -> bool {
+        lock(&self.shared.outages).is_empty()
     }
 
     /// Refuses the next `requests` API calls with 429 and `Retry-After: retry_after`.
@@ -608,8 +660,36 @@ async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Response<Body> {
             .map(|q| format!("?{q}"))
             .unwrap_or_default()
     );
+    let creates = req.method() == Method::POST
+        && (req.uri().path().starts_with("/api/sn_chg_rest/change/")
+            || req.uri().path().starts_with("/api/now/table/"));
+    let hold = lock(&shared.hold_creates).clone();
+    if let (true, Some(barrier)) = (creates, hold) {
+        // Bounded: a test that sends fewer creates than it announced is not hung by it.
+        let _ = tokio::time::timeout(Duration::from_secs(5), barrier.wait()).await;
+    }
     let resp = answer(shared.clone(), req).await;
     lock(&shared.requests).push(format!("{line} -> {}", resp.status().as_u16()));
+    let outage = {
+        let mut armed = lock(&shared.outages);
+        armed
+            .iter()
+            .position(|(prefix, _)| line.starts_with(prefix.as_str()))
+            .map(|i| armed.remove(i).1)
+    };
+    let ctl = lock(&shared.ctl).clone();
+    if let (Some(length), Some(ctl)) = (outage, ctl) {
+        // The request took effect; its answer is lost with every open connection, and the
+        // instance stays unreachable for `length` (the fault's definition, not a wait).
+        let (done, _) = std::sync::mpsc::channel();
+        let _ = ctl.send(Ctl::Down(done));
+        tokio::spawn(async move {
+            tokio::time::sleep(length).await;
+            let (done, _) = std::sync::mpsc::channel();
+            let _ = ctl.send(Ctl::Up(done));
+        });
+        std::future::pending::<()>().await;
+    }
     resp
 }
 
@@ -875,11 +955,35 @@ fn route(
                 Err(r) => *r,
             }
         }
+        // Standard change templates, as the Change Management API lists them: every field
+        // as {value, display_value}, filtered by sysparm_query, paged by sysparm_limit/offset.
+        (Method::GET, ["api", "sn_chg_rest", "change", "standard", "template"]) => {
+            let mut q = p.clone();
+            q.insert("sysparm_display_value".into(), "all".into());
+            q.insert("sysparm_exclude_reference_link".into(), "true".into());
+            q.remove("sysparm_fields");
+            table_list(db, base, user, "std_change_record_producer", &q)
+        }
+        (Method::GET, ["api", "sn_chg_rest", "change", "standard", "template", id]) => {
+            if !allowed(db, user, "std_change_record_producer", Op::Read) {
+                return acl_denied(Op::Read);
+            }
+            match find(db, "std_change_record_producer", id) {
+                Some(rec) => json_response(
+                    StatusCode::OK,
+                    json!({"result": render(db, base, "std_change_record_producer", &rec, "all", true, None)}),
+                ),
+                None => no_record(),
+            }
+        }
         (Method::POST, ["api", "sn_chg_rest", "change", "standard", template]) => {
             let exists = db
                 .tables
                 .get("std_change_record_producer")
-                .map(|rs| rs.iter().any(|r| r["sys_id"] == *template))
+                .map(|rs| {
+                    rs.iter()
+                        .any(|r| r["sys_id"] == *template && r["active"] == "true")
+                })
                 .unwrap_or(false);
             if !exists {
                 return error(
