@@ -7,79 +7,33 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use certops_tests::contract::keystore::TestCa;
-use certops_tests::process::certops_bin;
+use certops_tests::served::{self, certops, certops_root, json_of, poll, post, sfn, DNS, OWNER};
 use certops_tests::servers::haproxy::Haproxy;
 use certops_tests::servers::nginx::Nginx;
 use certops_tests::servers::observe;
-use serde_json::{json, Value};
-
-const DNS: &str = "shop.example.com";
-const OWNER: &str = "olivia@example.com";
-
-fn certops(data: &Path, args: &[&str]) -> Output {
-    Command::new(certops_bin())
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("run certops")
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
+use serde_json::json;
 
 /// A config dir whose inventory's targets are the two servers (one certificate object,
 /// both servers its targets and endpoints), the always-open test policy and the runbook.
 fn write_config(config: &Path, nginx: &Nginx, haproxy: &Haproxy) {
-    std::fs::create_dir_all(config).expect("config dir");
-    let inventory = format!(
-        r#"[[certificate]]
-id = "shop-web-prod"
-ci = "shop-web-prod"
-common_name = "{DNS}"
-environment = "prod"
-service_owner = "{OWNER}"
-escalation = ["oncall-shop@example.com"]
-change_authority = ["{OWNER}"]
-fallback_cert = "keystore:fallback/shop-web-prod"
-issuer = {{ name = "corp-pki", method = "internal-pki" }}
-targets = [
-  {{ kind = "nginx", id = "edge-nginx", reload = "nginx-reload" }},
-  {{ kind = "haproxy", id = "edge-haproxy", reload = "haproxy-runtime-api" }},
-]
-endpoints = [
-  {{ host = "127.0.0.1", port = {np}, sni = "{DNS}" }},
-  {{ host = "127.0.0.1", port = {hp}, sni = "{DNS}" }},
-]
-
-{nconn}
-{hconn}"#,
-        np = nginx.port,
-        hp = haproxy.port,
-        nconn = nginx.connection_toml("edge-nginx"),
-        hconn = haproxy.connection_toml("edge-haproxy"),
+    served::write_config(
+        config,
+        &[
+            (
+                "{ kind = \"nginx\", id = \"edge-nginx\", reload = \"nginx-reload\" }".into(),
+                nginx.connection_toml("edge-nginx"),
+                nginx.port,
+            ),
+            (
+                "{ kind = \"haproxy\", id = \"edge-haproxy\", reload = \"haproxy-runtime-api\" }"
+                    .into(),
+                haproxy.connection_toml("edge-haproxy"),
+                haproxy.port,
+            ),
+        ],
     );
-    std::fs::write(config.join("inventory.toml"), inventory).expect("inventory");
-    std::fs::write(
-        config.join("policy.toml"),
-        certops_tests::world::policy(None),
-    )
-    .expect("policy");
-    std::fs::write(
-        config.join("cert-renewal.runbook.toml"),
-        certops_tests::world::RUNBOOK,
-    )
-    .expect("runbook");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,76 +158,6 @@ async fn certops_run_and_approve_renew_and_deploy_to_a_real_nginx_and_haproxy() 
         String::from_utf8_lossy(&audit.stdout)
     );
     assert_eq!(json_of(&audit)["broken"], 0);
-}
-
-/// The embedded CA's root, read back through the keystore the CLI used.
-async fn certops_root(data: &Path) -> String {
-    let clock: std::sync::Arc<dyn certops_core::ports::Clock> =
-        std::sync::Arc::new(certops_core::ports::SystemClock);
-    let adapters = certops_adapters::Embedded::open(data, clock).expect("open");
-    certops_core::ports::Issuer::trust_anchors_pem(adapters.ca.as_ref())
-        .await
-        .expect("anchors")
-        .expect("a root")
-}
-
-/// One HTTP/1.1 POST to `certops serve` on loopback: (status, body).
-fn post(port: u16, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let extra: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}\r\n"))
-        .collect();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    (status, body)
-}
-
-/// A Step Functions API call (AWS JSON 1.0) to `certops serve`, signed (SigV4) with the
-/// operator's credentials of that server.
-fn sfn(port: u16, action: &str, body: Value) -> Value {
-    let (akid, secret) = certops_tests::process::operator_credentials(port);
-    let (status, text) = certops_tests::process::sigv4_post(
-        port,
-        &akid,
-        &secret,
-        chrono::Utc::now(),
-        &format!("AWSStepFunctions.{action}"),
-        &body.to_string(),
-    );
-    let text = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    assert_eq!(status, 200, "{action}: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{action}: {e}: {text}"))
-}
-
-/// Polls `check` every 50 ms until it yields a value or `within` passes.
-fn poll<T>(within: std::time::Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        if let Some(v) = check() {
-            return Some(v);
-        }
-        if std::time::Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ pub mod moto;
 pub mod process;
 pub mod scan_world;
 pub mod scripted;
+pub mod served;
 pub mod servers;
 pub mod servicenow;
 pub mod world;

@@ -72,6 +72,11 @@ impl Running {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Whether the process has exited (for instance aborted at a crash point).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Kills the process (as a crash would) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -108,6 +113,18 @@ pub fn start_serve_scanning(
     env: &[(&str, &str)],
     scan_every: &str,
 ) -> Running {
+    let mut running = spawn_serve(data_dir, port, env, scan_every);
+    assert!(
+        !running.exited(),
+        "certops serve on 127.0.0.1:{port} exited during start-up"
+    );
+    running
+}
+
+/// Starts `certops serve` as [`start_serve_scanning`] does and waits until it accepts
+/// connections or exits (a crash test's server may abort before the harness connects);
+/// check [`Running::exited`].
+pub fn spawn_serve(data_dir: &Path, port: u16, env: &[(&str, &str)], scan_every: &str) -> Running {
     let child = Command::new(certops_bin())
         .args([
             "serve",
@@ -124,9 +141,12 @@ pub fn start_serve_scanning(
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("could not start {}: {e}", certops_bin().display()));
-    let running = Running { child, port };
+    let mut running = Running { child, port };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
+        if running.exited() {
+            return running;
+        }
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             let creds = api_credentials(data_dir, "operator");
             if let Ok(mut all) = CREDENTIALS.lock() {
@@ -196,6 +216,19 @@ pub fn sigv4_post(
     target: &str,
     body: &str,
 ) -> (u16, String) {
+    try_sigv4_post(port, akid, secret, at, target, body)
+        .unwrap_or_else(|e| panic!("{target} to 127.0.0.1:{port}: {e}"))
+}
+
+/// [`sigv4_post`], with a connection that fails or is cut (a server that crashed) as `Err`.
+pub fn try_sigv4_post(
+    port: u16,
+    akid: &str,
+    secret: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    target: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     use sha2::Digest;
     use std::io::{Read, Write};
     let amz_date = at.format("%Y%m%dT%H%M%SZ").to_string();
@@ -219,18 +252,18 @@ pub fn sigv4_post(
         "AWS4-HMAC-SHA256 Credential={akid}/{scope}, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={}",
         hex::encode(hmac(&key, sts.as_bytes()))
     );
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     let req = format!(
         "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Date: {amz_date}\r\nX-Amz-Target: {target}\r\nAuthorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).expect("write");
+    s.write_all(req.as_bytes())?;
     let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
+    s.read_to_string(&mut out)?;
     let status = out
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    (status, out)
+    Ok((status, out))
 }

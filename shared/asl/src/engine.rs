@@ -956,7 +956,10 @@ impl Engine {
             Some(store) => {
                 let definition = (!slot.saved).then(|| slot.definition.clone());
                 match store.save_execution(&slot.exec, definition.as_deref(), &events, &invoked) {
-                    Ok(()) => slot.saved = true,
+                    Ok(()) => {
+                        slot.saved = true;
+                        crash_point(&events);
+                    }
                     Err(e) => {
                         tracing::error!(execution = arn, error = %e, "could not persist execution progress")
                     }
@@ -1221,5 +1224,37 @@ fn info(e: &Execution) -> ExecutionInfo {
         cause: e.cause.clone(),
         stop_ms: e.stop_ms,
         transitions: e.transitions,
+    }
+}
+
+/// The variable of the crash test's fault injection: see [`crash_point`].
+pub const CRASH_AFTER_BOUNDARY_ENV: &str = "CERTOPS_CRASH_AFTER_BOUNDARY";
+
+/// Fault injection for the crash tests: with `CERTOPS_CRASH_AFTER_BOUNDARY=<n>` in the
+/// environment, the process aborts (no unwinding, no cleanup: as `kill -9` would leave it)
+/// right after the transaction that persisted its n-th state boundary (a `…StateEntered` or
+/// `…StateExited` event) commits. Unset, this is one cached lookup per save.
+fn crash_point(events: &[crate::history::HistoryEvent]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let Some(limit) = *LIMIT.get_or_init(|| {
+        std::env::var(CRASH_AFTER_BOUNDARY_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+    }) else {
+        return;
+    };
+    let boundaries = events
+        .iter()
+        .filter(|e| {
+            let kind = e.kind.as_str();
+            kind.ends_with("StateEntered") || kind.ends_with("StateExited")
+        })
+        .count() as u64;
+    if boundaries > 0 && SEEN.fetch_add(boundaries, Ordering::SeqCst) + boundaries >= limit {
+        eprintln!("{CRASH_AFTER_BOUNDARY_ENV}={limit}: aborting after state boundary {limit}");
+        std::process::abort();
     }
 }
