@@ -57,3 +57,15 @@ cargo build --workspace --bins
 
 echo "==> running every test"
 cargo test --workspace --no-fail-fast
+
+# --- Fuzzing (issue 10): every cargo-fuzz target in fuzz/ over its committed corpus plus a
+# bounded number of new inputs, as a regression. Needs the nightly toolchain and cargo-fuzz
+# (installed from crates.io when missing); any crash fails the test command.
+# `bash scripts/fuzz.sh --time N` runs the targets longer.
+echo "==> fuzz regression (cargo-fuzz, nightly): every target, 100000 inputs each"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "==> installing cargo-fuzz (crates.io)"
+  cargo install cargo-fuzz --locked
+fi
+bash scripts/fuzz.sh --runs 100000
+# --- end Fuzzing
