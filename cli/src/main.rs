@@ -32,6 +32,7 @@ mod scan;
 mod schedule;
 
 mod serve;
+mod tls;
 mod workflow;
 
 use clap::{Parser, Subcommand};

@@ -29,6 +29,13 @@ pub struct ServeArgs {
     /// TCP port to listen on.
     #[arg(long, default_value_t = 8083)]
     port: u16,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); with --tls-key. The
+    /// console's cookies are then `Secure`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert (mode 0600).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Address to bind. Loopback by default.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -387,6 +394,10 @@ pub(crate) fn secrets(dir: &Path) -> Result<Secrets> {
 pub async fn run(dir: &Path, args: ServeArgs) -> Result<u8> {
     let _lock = data_dir::lock(dir)?;
     let secrets = secrets(dir)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let credentials = ApiCredentials::load_or_create(dir)?;
     let stack = Arc::new(open_stack(dir, &args.config).await?);
     let addr = SocketAddr::new(args.host, args.port);
@@ -395,30 +406,39 @@ pub async fn run(dir: &Path, args: ServeArgs) -> Result<u8> {
         .with_context(|| format!("binding {addr}"))?;
     let resumed = stack.engine.running_count();
     eprintln!(
-        "certops serve on http://{addr}: Step Functions API at /, ServiceNow webhook at /webhooks/servicenow, approvals at /approvals/<id>\n  \
+        "certops serve on {scheme}://{addr}: Step Functions API at /, ServiceNow webhook at /webhooks/servicenow, approvals at /approvals/<id>\n  \
          data in {}; {resumed} running execution(s) resumed; ServiceNow webhook secret in {} (or CERTOPS_WEBHOOK_SECRET), approval-callback secret in {} (or CERTOPS_APPROVAL_SECRET); Step Functions API credentials (SigV4) in {} (`certops credentials`); scan every {}",
         dir.display(),
         dir.join("webhook.secret").display(),
         dir.join("approval.secret").display(),
         api_auth::credentials_path(dir).display(),
-        if args.scan_every.is_zero() { "never".to_string() } else { humantime::format_duration(args.scan_every).to_string() }
+        if args.scan_every.is_zero() { "never".to_string() } else { humantime::format_duration(args.scan_every).to_string() },
+        scheme = if tls.is_some() { "https" } else { "http" },
     );
     let scheduler = crate::schedule::start(stack.clone(), args.scan_every);
     let console = crate::console::router(
         stack.clone(),
         crate::console::ConsoleOptions {
             data_dir: dir.to_path_buf(),
-            tls: false,
+            tls: tls.is_some(),
         },
     );
-    let served = axum::serve(
-        listener,
-        app(stack, secrets, credentials).nest("/console", console),
-    )
-    .with_graceful_shutdown(async {
+    let router = app(stack, secrets, credentials).nest("/console", console);
+    let stop = async {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    };
+    let served = match tls {
+        Some(config) => {
+            axum::serve(crate::tls::TlsListener::new(listener, config), router)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    }
     .context("serving");
     if let Some(s) = scheduler {
         s.abort();
