@@ -481,12 +481,21 @@ impl DynamoStore {
         &self,
         execution: &str,
     ) -> Result<(Option<AuditRecord>, Option<String>), Error> {
-        let (prev, head) = match self.read_head(execution).await? {
+        let mut read = self.read_head(execution).await?;
+        if read.is_none() {
+            // No head: the chain must be empty. A record seen now may be a concurrent first
+            // append that committed (record and head together) after the head was read:
+            // read the head again before calling the chain headless.
+            if self.last_record(execution).await?.is_some() {
+                read = self.read_head(execution).await?;
+            }
+        }
+        let (prev, head) = match read {
             Some((head, text)) => {
                 let seq = head.length.saturating_sub(1);
                 (self.read_record(execution, seq).await?, Some((head, text)))
             }
-            // No head: the chain must be empty (a record without a head is refused below).
+            // Still no head: a record now means the head was removed (refused below).
             None => (self.last_record(execution).await?, None),
         };
         certops_core::audit::check_append(
