@@ -172,25 +172,7 @@ async fn certops_serve_renews_and_deploys_to_a_real_nginx_and_haproxy() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     write_config(&data.join("config"), &nginx, &haproxy);
-    let fallback = legacy.issue(DNS, 60);
-    let (fcert, fkey) = (dir.path().join("fb.crt"), dir.path().join("fb.key"));
-    std::fs::write(&fcert, &fallback.chain_pem).expect("fb cert");
-    std::fs::write(&fkey, &fallback.key_pem).expect("fb key");
-    std::fs::set_permissions(&fkey, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let (c, k) = (fcert.display().to_string(), fkey.display().to_string());
-    let imported = certops(
-        &data,
-        &[
-            "keystore",
-            "import",
-            "fallback/shop-web-prod",
-            "--cert",
-            &c,
-            "--key",
-            &k,
-        ],
-    );
-    assert!(imported.status.success(), "{imported:?}");
+    served::import_fallback(&data, dir.path(), &legacy);
 
     let secret = "serve-real-servers-approval-secret";
     let port = certops_tests::process::free_port();

@@ -8,14 +8,14 @@
 //! renewed leaf, one certificate issued, one deploy per target, the ticket closed once, the
 //! audit chain intact.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use certops_tests::contract::keystore::TestCa;
 use certops_tests::process::{free_port, spawn_serve, Running};
 use certops_tests::served::{
-    approval_in_history, approve, certops, json_of, try_sfn, write_config, DNS, STATE_MACHINE,
+    approval_in_history, approve, certops, import_fallback, json_of, try_sfn, write_config, DNS,
+    STATE_MACHINE,
 };
 use certops_tests::servers::nginx::Nginx;
 use certops_tests::servers::{fingerprint, observe};
@@ -75,25 +75,7 @@ async fn run(crash_after: Option<usize>) -> Ended {
             nginx.port,
         )],
     );
-    let fallback = legacy.issue(DNS, 60);
-    let (fcert, fkey) = (dir.path().join("fb.crt"), dir.path().join("fb.key"));
-    std::fs::write(&fcert, &fallback.chain_pem).expect("fb cert");
-    std::fs::write(&fkey, &fallback.key_pem).expect("fb key");
-    std::fs::set_permissions(&fkey, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let (c, k) = (fcert.display().to_string(), fkey.display().to_string());
-    let imported = certops(
-        &data,
-        &[
-            "keystore",
-            "import",
-            "fallback/shop-web-prod",
-            "--cert",
-            &c,
-            "--key",
-            &k,
-        ],
-    );
-    assert!(imported.status.success(), "{imported:?}");
+    import_fallback(&data, dir.path(), &legacy);
 
     let port = free_port();
     let mut server = start(&data, port, crash_after);

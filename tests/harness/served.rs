@@ -87,6 +87,31 @@ endpoints = [
     .expect("runbook");
 }
 
+/// Imports a fallback bundle for `shop-web-prod` (60 days, from `ca`) into `data` with
+/// `certops keystore import`, as validation requires; `scratch` holds the files.
+pub fn import_fallback(data: &Path, scratch: &Path, ca: &crate::contract::keystore::TestCa) {
+    use std::os::unix::fs::PermissionsExt;
+    let fallback = ca.issue(DNS, 60);
+    let (cert, key) = (scratch.join("fb.crt"), scratch.join("fb.key"));
+    std::fs::write(&cert, &fallback.chain_pem).expect("fallback cert");
+    std::fs::write(&key, &fallback.key_pem).expect("fallback key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    let imported = certops(
+        data,
+        &[
+            "keystore",
+            "import",
+            "fallback/shop-web-prod",
+            "--cert",
+            &c,
+            "--key",
+            &k,
+        ],
+    );
+    assert!(imported.status.success(), "{imported:?}");
+}
+
 /// The embedded CA's root, read back through the keystore of `data`.
 pub async fn certops_root(data: &Path) -> String {
     let clock: std::sync::Arc<dyn certops_core::ports::Clock> =

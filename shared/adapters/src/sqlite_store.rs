@@ -17,6 +17,13 @@ use serde_json::Value;
 
 use crate::local_db::{db_err, from_json, to_json, LocalDb};
 
+const NO_UPDATE: &str = "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit \
+     BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;";
+const NO_DELETE: &str = "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit \
+     BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;";
+const NO_HEAD_DELETE: &str = "CREATE TRIGGER audit_heads_no_delete BEFORE DELETE ON audit_heads \
+     BEGIN SELECT RAISE(ABORT, 'audit heads are never deleted'); END;";
+
 /// The SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -30,52 +37,48 @@ impl SqliteStore {
         SqliteStore { db, key }
     }
 
-    /// **For tests of `certops audit verify` only.** Deletes the anchored head of
-    /// `execution`, bypassing the trigger that forbids it (dropped and re-created in one
-    /// transaction), as someone with write access to the database file could.
-    pub fn tamper_delete_head(&self, execution: &str) -> Result<bool, Error> {
+    /// Runs `sql` with `params` with the append-only trigger `trigger` out of the way (dropped
+    /// and re-created from `create` in the same transaction), as someone with write access to
+    /// the database file could. Returns the rows changed. For the tamper helpers below only.
+    fn bypassing(
+        &self,
+        trigger: &str,
+        create: &str,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<usize, Error> {
         self.db.with(|c| {
             let tx = c.transaction().map_err(db_err)?;
-            tx.execute_batch("DROP TRIGGER audit_heads_no_delete;")
+            tx.execute_batch(&format!("DROP TRIGGER {trigger};"))
                 .map_err(db_err)?;
-            let n = tx
-                .execute(
-                    "DELETE FROM audit_heads WHERE execution = ?1",
-                    params![execution],
-                )
-                .map_err(db_err)?;
-            tx.execute_batch(
-                "CREATE TRIGGER audit_heads_no_delete BEFORE DELETE ON audit_heads \
-                 BEGIN SELECT RAISE(ABORT, 'audit heads are never deleted'); END;",
-            )
-            .map_err(db_err)?;
-            tx.commit().map_err(db_err)?;
-            Ok(n > 0)
-        })
-    }
-
-    /// **For tests of `certops audit verify` only.** Deletes the records of `execution`
-    /// from `from_seq` on, bypassing the append-only trigger, as someone with write access
-    /// to the database file could.
-    pub fn tamper_truncate(&self, execution: &str, from_seq: u64) -> Result<usize, Error> {
-        self.db.with(|c| {
-            let tx = c.transaction().map_err(db_err)?;
-            tx.execute_batch("DROP TRIGGER audit_no_delete;")
-                .map_err(db_err)?;
-            let n = tx
-                .execute(
-                    "DELETE FROM audit WHERE execution = ?1 AND seq >= ?2",
-                    params![execution, seq_to_sql(from_seq)?],
-                )
-                .map_err(db_err)?;
-            tx.execute_batch(
-                "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit \
-                 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;",
-            )
-            .map_err(db_err)?;
+            let n = tx.execute(sql, params).map_err(db_err)?;
+            tx.execute_batch(create).map_err(db_err)?;
             tx.commit().map_err(db_err)?;
             Ok(n)
         })
+    }
+
+    /// **For tests of `certops audit verify` only.** Deletes the anchored head of
+    /// `execution`, bypassing the trigger that forbids it. Returns whether one was deleted.
+    pub fn tamper_delete_head(&self, execution: &str) -> Result<bool, Error> {
+        self.bypassing(
+            "audit_heads_no_delete",
+            NO_HEAD_DELETE,
+            "DELETE FROM audit_heads WHERE execution = ?1",
+            &[&execution],
+        )
+        .map(|n| n > 0)
+    }
+
+    /// **For tests of `certops audit verify` only.** Deletes the records of `execution`
+    /// from `from_seq` on, bypassing the append-only trigger. Returns how many.
+    pub fn tamper_truncate(&self, execution: &str, from_seq: u64) -> Result<usize, Error> {
+        self.bypassing(
+            "audit_no_delete",
+            NO_DELETE,
+            "DELETE FROM audit WHERE execution = ?1 AND seq >= ?2",
+            &[&execution, &seq_to_sql(from_seq)?],
+        )
     }
 
     /// **For tests of `certops audit verify` only.** Replaces the stored record at
@@ -83,72 +86,51 @@ impl SqliteStore {
     /// re-hashed), bypassing the append-only trigger, as someone with write access to the
     /// database file but not the audit key could. Returns whether a record was replaced.
     pub fn tamper_replace_record(&self, record: &AuditRecord) -> Result<bool, Error> {
-        let seq = seq_to_sql(record.seq)?;
-        let text = to_json(record)?;
-        self.db.with(|c| {
-            let tx = c.transaction().map_err(db_err)?;
-            tx.execute_batch("DROP TRIGGER audit_no_update;")
-                .map_err(db_err)?;
-            let n = tx
-                .execute(
-                    "UPDATE audit SET record = ?3 WHERE execution = ?1 AND seq = ?2",
-                    params![record.execution, seq, text],
-                )
-                .map_err(db_err)?;
-            tx.execute_batch(
-                "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit \
-                 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;",
-            )
-            .map_err(db_err)?;
-            tx.commit().map_err(db_err)?;
-            Ok(n > 0)
-        })
+        self.bypassing(
+            "audit_no_update",
+            NO_UPDATE,
+            "UPDATE audit SET record = ?3 WHERE execution = ?1 AND seq = ?2",
+            &[
+                &record.execution,
+                &seq_to_sql(record.seq)?,
+                &to_json(record)?,
+            ],
+        )
+        .map(|n| n > 0)
     }
 
     /// **For tests of `certops audit verify` only.** Rewrites the `summary` of one stored
-    /// audit record in place, bypassing the append-only triggers (which are dropped and
-    /// re-created inside the same transaction), to simulate someone editing the database
-    /// file. The record's hash is left alone, so [`certops_core::verify_chain`] must then
-    /// report a break at `seq`. Returns whether a record was changed.
+    /// audit record in place, bypassing the append-only trigger, to simulate someone editing
+    /// the database file. The record's hash is left alone, so [`certops_core::verify_chain`]
+    /// must then report a break at `seq`. Returns whether a record was changed.
     pub fn tamper_audit_summary(
         &self,
         execution: &str,
         seq: u64,
         new_summary: Value,
     ) -> Result<bool, Error> {
-        let seq = seq_to_sql(seq)?;
-        self.db.with(|c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
-            let stored: Option<String> = tx
-                .query_row(
-                    "SELECT record FROM audit WHERE execution = ?1 AND seq = ?2",
-                    params![execution, seq],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err)?;
-            let Some(stored) = stored else {
-                return Ok(false);
-            };
-            let mut record: Value = from_json(&stored, "audit record")?;
-            record["summary"] = new_summary;
-            tx.execute_batch("DROP TRIGGER audit_no_update;")
-                .map_err(db_err)?;
-            tx.execute(
-                "UPDATE audit SET record = ?3 WHERE execution = ?1 AND seq = ?2",
-                params![execution, seq, to_json(&record)?],
+        let sql_seq = seq_to_sql(seq)?;
+        let stored: Option<String> = self.db.with(|c| {
+            c.query_row(
+                "SELECT record FROM audit WHERE execution = ?1 AND seq = ?2",
+                params![execution, sql_seq],
+                |r| r.get(0),
             )
-            .map_err(db_err)?;
-            tx.execute_batch(
-                "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit \
-                 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;",
-            )
-            .map_err(db_err)?;
-            tx.commit().map_err(db_err)?;
-            Ok(true)
-        })
+            .optional()
+            .map_err(db_err)
+        })?;
+        let Some(stored) = stored else {
+            return Ok(false);
+        };
+        let mut record: Value = from_json(&stored, "audit record")?;
+        record["summary"] = new_summary;
+        self.bypassing(
+            "audit_no_update",
+            NO_UPDATE,
+            "UPDATE audit SET record = ?3 WHERE execution = ?1 AND seq = ?2",
+            &[&execution, &sql_seq, &to_json(&record)?],
+        )
+        .map(|n| n > 0)
     }
 }
 
