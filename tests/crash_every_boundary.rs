@@ -6,7 +6,8 @@
 //! starts it again on the same data directory, approves when asked, and lets the renewal
 //! finish. Every run must end as the run without a crash did: SUCCEEDED, nginx serving the
 //! renewed leaf, one certificate issued, one deploy per target, the ticket closed once, the
-//! audit chain intact.
+//! audit chain intact. `CRASH_ONLY=<k>` runs the baseline and boundary k alone (to debug
+//! one boundary).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
