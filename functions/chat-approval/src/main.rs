@@ -18,7 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .get_or_try_init(|| async {
                 certops_fn_chat_approval::lambda_approvals(
                     deps.clone(),
-                    Arc::new(certops_lambda::LambdaSecrets::default()),
+                    certops_lambda::secret_resolver().await,
                 )
                 .map(Arc::new)
             })

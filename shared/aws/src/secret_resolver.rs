@@ -3,24 +3,75 @@
 //! `env:NAME` reads the function's environment.
 //! `file:` references are refused here: a Lambda has no operator-managed files.
 //! Values are returned in [`Zeroizing`] strings; errors name the reference, never the value.
+//! Each secret is read once per resolver (a Lambda sandbox keeps one) and kept, wiped on drop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use certops_core::integrations::{SecretRef, SecretResolver};
 use certops_core::Error;
+use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
 use crate::targets::sdk_failure;
 
 /// Resolves secret references on AWS.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AwsSecrets {
     client: aws_sdk_secretsmanager::Client,
+    read: Arc<Mutex<HashMap<String, Zeroizing<String>>>>,
+}
+
+impl std::fmt::Debug for AwsSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AwsSecrets")
+    }
 }
 
 impl AwsSecrets {
     /// A resolver over a Secrets Manager client.
     pub fn new(client: aws_sdk_secretsmanager::Client) -> AwsSecrets {
-        AwsSecrets { client }
+        AwsSecrets {
+            client,
+            read: Arc::default(),
+        }
+    }
+
+    /// The `SecretString` of `arn`: read once, then kept.
+    async fn secret_string(
+        &self,
+        arn: &str,
+        reference: &SecretRef,
+    ) -> Result<Zeroizing<String>, Error> {
+        let mut read = self.read.lock().await;
+        if let Some(text) = read.get(arn) {
+            return Ok(text.clone());
+        }
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| {
+                let f = sdk_failure(&e);
+                let msg = format!("secret {reference}: {}", f.detail);
+                if f.transient {
+                    Error::Transient(msg)
+                } else {
+                    Error::InvalidInput(msg)
+                }
+            })?;
+        let text = out
+            .secret_string()
+            .filter(|s| !s.is_empty())
+            .map(|s| Zeroizing::new(s.to_string()))
+            .ok_or_else(|| {
+                Error::InvalidInput(format!("secret {reference} has no SecretString"))
+            })?;
+        read.insert(arn.to_string(), text.clone());
+        Ok(text)
     }
 }
 
@@ -34,28 +85,7 @@ impl SecretResolver for AwsSecrets {
                     Some((a, k)) => (a, Some(k)),
                     None => (reference_text.as_str(), None),
                 };
-                let out = self
-                    .client
-                    .get_secret_value()
-                    .secret_id(arn)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        let f = sdk_failure(&e);
-                        let msg = format!("secret {reference}: {}", f.detail);
-                        if f.transient {
-                            Error::Transient(msg)
-                        } else {
-                            Error::InvalidInput(msg)
-                        }
-                    })?;
-                let text = out
-                    .secret_string()
-                    .filter(|s| !s.is_empty())
-                    .map(|s| Zeroizing::new(s.to_string()))
-                    .ok_or_else(|| {
-                        Error::InvalidInput(format!("secret {reference} has no SecretString"))
-                    })?;
+                let text = self.secret_string(arn, reference).await?;
                 let Some(key) = key else {
                     return Ok(text);
                 };

@@ -15,7 +15,6 @@ use crate::EnvSecret;
 use certops_adapters::{AesGcmSealer, Embedded, TlsProber};
 use certops_aws::cloudfront::CloudFrontPurger;
 use certops_aws::dynamo::DynamoStore;
-use certops_aws::secret_resolver::AwsSecrets;
 use certops_aws::secrets::SecretsKeystore;
 use certops_aws::sfn::SfnWorkflow;
 use certops_aws::sqs::SqsQueue;
@@ -136,9 +135,7 @@ pub(crate) async fn deps(
     // (emulator tests), else a refusing stand-in, and no renewal may start.
     let allow = std::env::var(ALLOW_STAND_INS_ENV).is_ok_and(|v| v == "1");
     let mut stand_ins = Vec::new();
-    let secrets: Arc<dyn SecretResolver> = Arc::new(AwsSecrets::new(
-        certops_aws::secrets::aws_sdk_secretsmanager::Client::new(sdk),
-    ));
+    let secrets: Arc<dyn SecretResolver> = crate::secret_resolver().await;
     let itsm: Arc<dyn Itsm> = match itsm_adapter(&config, secrets.as_ref()).await? {
         Some(a) => a,
         None if allow => embedded.tickets.clone(),

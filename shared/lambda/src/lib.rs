@@ -19,14 +19,13 @@
 mod aws;
 pub mod config_source;
 mod secret;
-mod secret_refs;
 pub mod stand_in;
 
 pub use certops_aws::sfn::SfnWorkflow;
 pub use secret::EnvSecret;
-pub use secret_refs::LambdaSecrets;
 
 use certops_adapters::{Embedded, TlsProber};
+use certops_aws::secret_resolver::AwsSecrets;
 use certops_core::ports::{Clock, Deps, SystemClock};
 use certops_core::Error;
 use serde::de::DeserializeOwned;
@@ -101,27 +100,37 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
         },
     )
     .await?;
-    with_chat(Deps {
-        config: Arc::new(config),
-        clock,
-        store: adapters.store.clone(),
-        queue: adapters.queue.clone(),
-        itsm,
-        chat: adapters.chat.clone(),
-        issuer,
-        keystore: adapters.keystore.clone(),
-        targets: adapters.endpoints.clone(),
-        cdn: adapters.cdn.clone(),
-        prober: Arc::new(TlsProber::new(Duration::from_secs(5))?),
-        workflow: Arc::new(workflow),
-        sealer: adapters.sealer.clone(),
-    })
+    with_chat(
+        Deps {
+            config: Arc::new(config),
+            clock,
+            store: adapters.store.clone(),
+            queue: adapters.queue.clone(),
+            itsm,
+            chat: adapters.chat.clone(),
+            issuer,
+            keystore: adapters.keystore.clone(),
+            targets: adapters.endpoints.clone(),
+            cdn: adapters.cdn.clone(),
+            prober: Arc::new(TlsProber::new(Duration::from_secs(5))?),
+            workflow: Arc::new(workflow),
+            sealer: adapters.sealer.clone(),
+        },
+        secret_resolver().await,
+    )
+}
+
+/// The secret resolver of the functions: Secrets Manager ARNs (each read once per sandbox,
+/// `<arn>#key` for one key of a JSON secret) and `env:` references.
+pub async fn secret_resolver() -> Arc<AwsSecrets> {
+    Arc::new(AwsSecrets::new(
+        certops_aws::secrets::aws_sdk_secretsmanager::Client::new(sdk_config().await),
+    ))
 }
 
 /// `[teams]` / `[slack]` in integrations.toml replace the chat port (secrets by ARN); the
 /// AWS backend builds its chat port itself, with its stand-in rule.
-fn with_chat(mut deps: Deps) -> Result<Deps, Error> {
-    let secrets = Arc::new(LambdaSecrets::default());
+fn with_chat(mut deps: Deps, secrets: Arc<AwsSecrets>) -> Result<Deps, Error> {
     if let Some(chat) =
         certops_chatops::config::chat_port(&deps.config, deps.store.clone(), secrets)?
     {
