@@ -31,9 +31,7 @@ struct StoredBundle {
 
 impl Drop for StoredBundle {
     fn drop(&mut self) {
-        let mut bytes = std::mem::take(&mut self.key_pem).into_bytes();
-        bytes.iter_mut().for_each(|b| *b = 0);
-        std::hint::black_box(&bytes);
+        zeroize::Zeroize::zeroize(&mut self.key_pem);
     }
 }
 
@@ -154,8 +152,10 @@ impl Keystore for FileKeystore {
             chain_pem: bundle.chain_pem,
             key_pem: bundle.key.expose().to_string(),
         };
-        let mut bytes = serde_json::to_vec(&stored)
-            .map_err(|e| Error::InvalidInput(format!("bundle not serializable: {e}")))?;
+        let bytes = zeroize::Zeroizing::new(
+            serde_json::to_vec(&stored)
+                .map_err(|e| Error::InvalidInput(format!("bundle not serializable: {e}")))?,
+        );
         let tmp = parent.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
         let result = (|| {
             let mut file = OpenOptions::new()
@@ -167,7 +167,7 @@ impl Keystore for FileKeystore {
             file.sync_all()?;
             fs::rename(&tmp, &path)
         })();
-        bytes.iter_mut().for_each(|b| *b = 0);
+        drop(bytes);
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
             return Err(io_err("write bundle", &path, e));
@@ -178,8 +178,8 @@ impl Keystore for FileKeystore {
     async fn get_bundle(&self, reference: &str) -> Result<Bundle, Error> {
         let name = Self::name_of(reference)?;
         let path = self.path_for(name);
-        let mut bytes = match fs::read(&path) {
-            Ok(b) => b,
+        let bytes = match fs::read(&path) {
+            Ok(b) => zeroize::Zeroizing::new(b),
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(Error::InvalidInput(format!(
                     "no bundle stored under {reference}"
@@ -189,7 +189,7 @@ impl Keystore for FileKeystore {
         };
         // serde_json's messages name a line and column, never the content.
         let parsed: Result<StoredBundle, _> = serde_json::from_slice(&bytes);
-        bytes.iter_mut().for_each(|b| *b = 0);
+        drop(bytes);
         let mut stored = parsed
             .map_err(|e| Error::Transient(format!("bundle {reference} is not readable: {e}")))?;
         Ok(Bundle {

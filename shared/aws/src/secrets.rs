@@ -44,10 +44,8 @@ impl Drop for StoredBundle {
 }
 
 /// Overwrites a string's bytes before its allocation is released.
-fn wipe(text: String) {
-    let mut bytes = text.into_bytes();
-    bytes.iter_mut().for_each(|b| *b = 0);
-    std::hint::black_box(&bytes);
+fn wipe(mut text: String) {
+    zeroize::Zeroize::zeroize(&mut text);
 }
 
 /// Certificate bundles in Secrets Manager.

@@ -50,9 +50,7 @@ impl fmt::Display for SecretPem {
 impl Drop for SecretPem {
     fn drop(&mut self) {
         // Overwrite the key bytes before the allocation is released.
-        let mut bytes = std::mem::take(&mut self.0).into_bytes();
-        bytes.iter_mut().for_each(|b| *b = 0);
-        std::hint::black_box(&bytes);
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
@@ -511,11 +509,16 @@ pub struct Config {
     pub policy: Policy,
     /// The runbook that runs.
     pub runbook: Runbook,
-    /// Where on-call notifications go when no escalation is listed.
+    /// Where on-call notifications go when no escalation is listed ([`DEFAULT_ONCALL`]
+    /// unless configured).
     pub default_oncall: String,
     /// Which real adapters back the ports (`integrations.toml`; empty: the embedded ones).
     pub integrations: crate::integrations::Integrations,
 }
+
+/// Where on-call notifications go when neither the certificate object's escalation nor the
+/// deployment (`CERTOPS_DEFAULT_ONCALL`) names anyone.
+pub const DEFAULT_ONCALL: &str = "oncall-certops@example.com";
 
 /// Everything a step handler may touch.
 #[derive(Clone)]

@@ -451,7 +451,7 @@ endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "{CN}" }}]
         inventory: Inventory::from_toml_str(&inventory)?,
         policy: Policy::from_toml_str(POLICY)?,
         runbook: Runbook::from_toml_str(RUNBOOK)?,
-        default_oncall: "oncall@example.com".into(),
+        default_oncall: certops_core::ports::DEFAULT_ONCALL.into(),
         integrations: certops_core::integrations::Integrations::none(),
     };
     let mut stack =

@@ -358,7 +358,7 @@ pub async fn run_with(
         inventory: Inventory::from_toml_str(&inventory_text)?,
         policy: Policy::from_toml_str(&policy_text())?,
         runbook: Runbook::from_toml_str(RUNBOOK)?,
-        default_oncall: "oncall-certops@example.com".into(),
+        default_oncall: certops_core::ports::DEFAULT_ONCALL.into(),
         integrations,
     };
     let stack = Stack::with_adapters(

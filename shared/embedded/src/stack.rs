@@ -91,7 +91,7 @@ impl ConfigFiles {
                 .map_err(|e| ctx(&self.policy, e))?,
             runbook: Runbook::from_toml_str(&read(&self.runbook)?)
                 .map_err(|e| ctx(&self.runbook, e))?,
-            default_oncall: "oncall-certops@example.com".into(),
+            default_oncall: certops_core::ports::DEFAULT_ONCALL.into(),
             integrations,
         })
     }
@@ -106,7 +106,7 @@ pub fn example_config() -> Result<Config, Error> {
         runbook: Runbook::from_toml_str(include_str!(
             "../../../runbooks/cert-renewal.runbook.toml"
         ))?,
-        default_oncall: "oncall-certops@example.com".into(),
+        default_oncall: certops_core::ports::DEFAULT_ONCALL.into(),
         integrations: Integrations::none(),
     })
 }

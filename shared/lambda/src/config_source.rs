@@ -141,7 +141,7 @@ pub async fn load(backend: crate::Backend) -> Result<Config, Error> {
         policy,
         runbook: Runbook::from_toml_str(&texts.runbook)?,
         default_oncall: std::env::var("CERTOPS_DEFAULT_ONCALL")
-            .unwrap_or_else(|_| "oncall-certops@example.com".into()),
+            .unwrap_or_else(|_| certops_core::ports::DEFAULT_ONCALL.into()),
         integrations: texts.integrations,
     })
 }
