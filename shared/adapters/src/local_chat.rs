@@ -114,7 +114,9 @@ impl LocalChat {
             rows.into_iter()
                 .map(|(at, to, text)| {
                     let at = DateTime::parse_from_rfc3339(&at)
-                        .map_err(|e| Error::Transient(format!("stored time does not parse: {e}")))?
+                        .map_err(|e| {
+                            Error::InvalidInput(format!("stored time does not parse: {e}"))
+                        })?
                         .with_timezone(&Utc);
                     Ok(Notification { at, to, text })
                 })
