@@ -35,6 +35,10 @@ fn deliver(body: &[u8], key: &[u8], as_base64: bool) -> Option<(i64, Value)> {
         req.body = Some(String::from_utf8(body.to_vec()).ok()?);
     }
     req.headers.insert(
+        "content-type",
+        "application/json".parse().expect("a header value"),
+    );
+    req.headers.insert(
         TIMESTAMP_HEADER,
         NOW.to_string().parse().expect("digits are a header value"),
     );
@@ -81,6 +85,11 @@ fuzz_target!(|body: &[u8]| {
         );
     }
     let (forged, _) = deliver(body, b"not-the-secret", true).expect("base64 always delivers");
+    if body.len() > certops_fn_intake::MAX_WEBHOOK_BODY {
+        // Refused for its size before any signature is computed, whoever signed it.
+        assert_eq!((status, forged), (413, 413), "an oversized body is 413");
+        return;
+    }
     assert_eq!(
         forged, 401,
         "a body signed with another key must be refused"

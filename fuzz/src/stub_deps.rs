@@ -12,7 +12,9 @@ use certops_core::ports::{
     Itsm, Keystore, Message, NewTicket, Observation, Prober, Queue, Store, Ticket, TicketUpdate,
     TokenSealer, Workflow,
 };
-use certops_core::{AuditEntry, AuditRecord, Error, Inventory, Policy, Runbook};
+use certops_core::{
+    AuditEntry, AuditKey, AuditRecord, ChainHead, Error, Inventory, Policy, Runbook,
+};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -106,6 +108,15 @@ impl Store for MemoryStore {
     async fn audited_executions(&self) -> Result<Vec<String>, Error> {
         let audit = self.audit.lock().unwrap_or_else(|p| p.into_inner());
         Ok(audit.keys().cloned().collect())
+    }
+    async fn audit_head(&self, execution: &str) -> Result<Option<ChainHead>, Error> {
+        // The head of the last record, anchored with a fixed stand-in key.
+        let key = AuditKey::new(vec![0x42; 32])?;
+        let audit = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(audit
+            .get(execution)
+            .and_then(|chain| chain.last())
+            .map(|last| ChainHead::after(last, &key)))
     }
 }
 
