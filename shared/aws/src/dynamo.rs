@@ -103,6 +103,9 @@ pub const DEFAULT_APPROVAL_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Attempts of one audit append against concurrent appenders before giving up.
 const MAX_APPEND_ATTEMPTS: u32 = 32;
+/// How many reads of a head and last record that disagree an append takes before it refuses
+/// the chain as tampered.
+const UNSETTLED_READS: u32 = 6;
 
 /// When records of one logical table expire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -728,8 +731,23 @@ impl Store for DynamoStore {
                 "audit record needs an execution".into(),
             ));
         }
+        let mut unsettled = 0;
         for attempt in 1..=MAX_APPEND_ATTEMPTS {
-            let (prev, head) = self.current_tail(execution).await?;
+            let (prev, head) = match self.current_tail(execution).await {
+                Ok(tail) => tail,
+                // A head and a last record that disagree are tampering, or a concurrent
+                // append seen half-way where the service does not isolate a transaction's
+                // items from single-item reads (moto): look again a few times first.
+                Err(e @ Error::ChainBreak { .. }) => {
+                    unsettled += 1;
+                    if unsettled >= UNSETTLED_READS {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             // `next` refuses secret material (check_no_secrets) before anything is written.
             let record = AuditRecord::next(prev.as_ref(), execution, entry.clone())?;
             if self.commit(&record, head.as_deref()).await? {
