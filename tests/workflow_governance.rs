@@ -1203,3 +1203,58 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
     let held = lock_holder(&w).await.expect("lease");
     assert_eq!(held["execution"], serde_json::json!(exec));
 }
+
+/// The approval callback as API Gateway delivers it, through the same entry the Lambda
+/// uses: a body that does not decode is answered 400 (not a Lambda error API Gateway would
+/// turn into a 500), a forged signature 401, and the owner's signed approval, base64-encoded
+/// as API Gateway sends binary bodies, is 200 and moves the execution on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callback_through_api_gateway_answers_http_for_every_outcome() {
+    use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+    use base64::Engine as _;
+    const SECRET: &[u8] = b"api-gateway-callback-secret";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = world(dir.path(), None).await;
+    let exec = start_scan(&w).await;
+    let id = card(&w, &exec).await;
+    let decision =
+        serde_json::json!({"approver": "olivia@example.com", "verdict": "approve"}).to_string();
+    let request = |body: String, base64: bool, key: &[u8]| {
+        let mut req = ApiGatewayV2httpRequest::default();
+        req.path_parameters.insert("id".into(), id.clone());
+        let ts = chrono::Utc::now().timestamp();
+        let sig = certops_core::signature::sign_approval(key, ts, &id, decision.as_bytes());
+        req.headers.insert(
+            certops_core::signature::TIMESTAMP_HEADER,
+            ts.to_string().parse().expect("header"),
+        );
+        req.headers.insert(
+            certops_core::signature::HEADER,
+            sig.parse().expect("header"),
+        );
+        req.body = Some(body);
+        req.is_base64_encoded = base64;
+        req
+    };
+    let answer = |req: ApiGatewayV2httpRequest| {
+        let deps = w.stack.deps.clone();
+        async move {
+            let out = certops_fn_approval_callback::handle_api_gateway(&deps, SECRET, &req).await;
+            (out.status_code, format!("{:?}", out.body))
+        }
+    };
+    let (status, body) = answer(request("%%% not base64".into(), true, SECRET)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not base64"), "{body}");
+    let (status, _) = answer(request(decision.clone(), false, b"not-the-secret")).await;
+    assert_eq!(status, 401);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(decision.as_bytes());
+    let (status, body) = answer(request(encoded, true, SECRET)).await;
+    assert_eq!(status, 200, "{body}");
+    let info = w.stack.wait(&exec, WAIT).await.expect("ends");
+    assert_eq!(
+        info.status,
+        certops_asl::ExecutionStatus::Succeeded,
+        "{info:?}"
+    );
+}

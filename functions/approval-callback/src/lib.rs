@@ -171,6 +171,51 @@ pub fn http_status(result: &Result<Decided, Error>) -> u16 {
     }
 }
 
+/// Handles a callback delivered through API Gateway (HTTP API): the body as sent (base64
+/// when API Gateway says so; one that does not decode is a 400), the approval id from the
+/// `{id}` path parameter, the timestamp and signature headers, then [`handle_http`]. The
+/// answer is always an HTTP answer (JSON), never a Lambda error that API Gateway turns
+/// into a 500.
+pub async fn handle_api_gateway(
+    deps: &Deps,
+    secret: &[u8],
+    req: &aws_lambda_events::apigw::ApiGatewayV2httpRequest,
+) -> aws_lambda_events::apigw::ApiGatewayV2httpResponse {
+    use base64::Engine as _;
+    let raw = match (&req.body, req.is_base64_encoded) {
+        (Some(b), true) => base64::engine::general_purpose::STANDARD.decode(b).ok(),
+        (Some(b), false) => Some(b.clone().into_bytes()),
+        (None, _) => Some(Vec::new()),
+    };
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let (status, body) = match raw {
+        Some(raw) => {
+            handle_http(
+                deps,
+                secret,
+                req.path_parameters.get("id").map(String::as_str),
+                header(certops_core::signature::TIMESTAMP_HEADER),
+                header(certops_core::signature::HEADER),
+                &raw,
+            )
+            .await
+        }
+        None => (
+            400,
+            json!({"error": "InvalidInput", "message": "body is not base64"}),
+        ),
+    };
+    let mut out = aws_lambda_events::apigw::ApiGatewayV2httpResponse {
+        status_code: i64::from(status),
+        body: Some(aws_lambda_events::encodings::Body::Text(body.to_string())),
+        ..Default::default()
+    };
+    if let Ok(v) = "application/json".parse() {
+        out.headers.insert("content-type", v);
+    }
+    out
+}
+
 /// Handles a signed callback as it arrives over HTTP. `path_id` is the approval
 /// id from the URL (`/approvals/{id}`), `None` where the route carries it only in
 /// the body (`/approvals/teams`); `timestamp` and `signature` are the

@@ -4,9 +4,7 @@
 //! (separate from the ServiceNow webhook's): `x-certops-timestamp: <unix s>` and
 //! `x-certops-signature: sha256=<hex HMAC-SHA256(key, "{ts}.{approvalId}.{body}")>`.
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_lambda_events::encodings::Body;
-use certops_core::signature::{HEADER, TIMESTAMP_HEADER};
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use certops_core::Error;
 use std::sync::Arc;
 
@@ -33,36 +31,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 ));
             }
             let secret = secret.get().await?;
-            let raw = match (&req.body, req.is_base64_encoded) {
-                (Some(b), true) => {
-                    use base64::Engine as _;
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b)
-                        .map_err(|_| Error::InvalidInput("body is not base64".into()))?
-                }
-                (Some(b), false) => b.clone().into_bytes(),
-                (None, _) => Vec::new(),
-            };
-            let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-            let path_id = req.path_parameters.get("id").map(String::as_str);
-            let (status, body) = certops_fn_approval_callback::handle_http(
-                &deps,
-                &secret,
-                path_id,
-                header(TIMESTAMP_HEADER),
-                header(HEADER),
-                &raw,
+            Ok::<_, Error>(
+                certops_fn_approval_callback::handle_api_gateway(&deps, &secret, &req).await,
             )
-            .await;
-            let mut out = ApiGatewayV2httpResponse {
-                status_code: i64::from(status),
-                body: Some(Body::Text(body.to_string())),
-                ..Default::default()
-            };
-            if let Ok(v) = "application/json".parse() {
-                out.headers.insert("content-type", v);
-            }
-            Ok::<_, Error>(out)
         }
     })
     .await

@@ -342,9 +342,77 @@ pub async fn handle_sqs(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     }
 }
 
+/// The two events intake's Lambda receives: SQS batches of scan findings, and ServiceNow
+/// webhooks through API Gateway (HTTP API). SQS events carry `Records`; anything else is
+/// read as an API Gateway request.
+#[derive(Debug)]
+pub enum IntakeEvent {
+    /// A batch from the intake queue.
+    Queue(SqsEvent),
+    /// A webhook through the HTTP API.
+    Webhook(Box<ApiGatewayV2httpRequest>),
+}
+
+impl IntakeEvent {
+    /// Tells the event types apart and parses the one it is; [`Error::InvalidInput`] naming
+    /// the type when it does not parse.
+    pub fn from_value(event: Value) -> Result<IntakeEvent, Error> {
+        if event.get("Records").is_some() {
+            serde_json::from_value(event)
+                .map(IntakeEvent::Queue)
+                .map_err(|e| Error::InvalidInput(format!("SQS event: {e}")))
+        } else {
+            serde_json::from_value(event)
+                .map(|r| IntakeEvent::Webhook(Box::new(r)))
+                .map_err(|e| Error::InvalidInput(format!("API Gateway event: {e}")))
+        }
+    }
+}
+
+/// The Lambda's one entry point: a queue batch is handled with partial batch failures; a
+/// webhook needs the ServiceNow signing key (`secret`), and without one nothing is started.
+pub async fn handle_event(
+    deps: &Deps,
+    secret: Option<&[u8]>,
+    event: IntakeEvent,
+) -> Result<Value, Error> {
+    let answer = match event {
+        IntakeEvent::Queue(sqs) => serde_json::to_value(handle_sqs(deps, sqs).await),
+        IntakeEvent::Webhook(req) => {
+            let Some(secret) = secret else {
+                return Err(Error::InvalidInput(
+                    "neither CERTOPS_WEBHOOK_SECRET_ARN nor CERTOPS_WEBHOOK_SECRET is set; \
+                     refusing unsigned intake"
+                        .into(),
+                ));
+            };
+            serde_json::to_value(handle_webhook(deps, secret, *req).await)
+        }
+    };
+    answer.map_err(|e| Error::InvalidInput(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqs_batches_and_webhooks_are_told_apart_by_their_shape() {
+        let sqs = json!({"Records": [{"messageId": "m-1", "body": "{}"}]});
+        assert!(
+            matches!(IntakeEvent::from_value(sqs), Ok(IntakeEvent::Queue(e)) if e.records.len() == 1)
+        );
+        let http = json!({"version": "2.0", "routeKey": "POST /webhooks/servicenow",
+            "rawPath": "/webhooks/servicenow", "headers": {"content-type": "application/json"},
+            "body": "{}", "isBase64Encoded": false,
+            "requestContext": {"http": {"method": "POST"}}});
+        assert!(
+            matches!(IntakeEvent::from_value(http), Ok(IntakeEvent::Webhook(r)) if r.body.as_deref() == Some("{}"))
+        );
+        let bad = IntakeEvent::from_value(json!({"Records": "not a list"})).unwrap_err();
+        assert_eq!(bad.name(), "InvalidInput");
+        assert!(bad.to_string().contains("SQS event"), "{bad}");
+    }
 
     #[test]
     fn only_json_content_types_are_json() {

@@ -2,8 +2,6 @@
 //! ServiceNow webhooks; SQS events carry expiry-scan findings. Both end as
 //! exactly one workflow execution per trigger.
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use aws_lambda_events::sqs::SqsEvent;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -17,26 +15,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     certops_lambda::run(move |deps, event: Value| {
         let secret = secret.clone();
         async move {
-            if event.get("Records").is_some() {
-                let sqs: SqsEvent = serde_json::from_value(event)
-                    .map_err(|e| certops_core::Error::InvalidInput(format!("SQS event: {e}")))?;
-                let out = certops_fn_intake::handle_sqs(&deps, sqs).await;
-                return serde_json::to_value(out)
-                    .map_err(|e| certops_core::Error::InvalidInput(e.to_string()));
-            }
-            if !secret.is_configured() {
-                return Err(certops_core::Error::InvalidInput(
-                    "neither CERTOPS_WEBHOOK_SECRET_ARN nor CERTOPS_WEBHOOK_SECRET is set; \
-                     refusing unsigned intake"
-                        .into(),
-                ));
-            }
-            let secret = secret.get().await?;
-            let req: ApiGatewayV2httpRequest = serde_json::from_value(event).map_err(|e| {
-                certops_core::Error::InvalidInput(format!("API Gateway event: {e}"))
-            })?;
-            let out = certops_fn_intake::handle_webhook(&deps, &secret, req).await;
-            serde_json::to_value(out).map_err(|e| certops_core::Error::InvalidInput(e.to_string()))
+            let event = certops_fn_intake::IntakeEvent::from_value(event)?;
+            let key = match (&event, secret.is_configured()) {
+                (certops_fn_intake::IntakeEvent::Webhook(_), true) => Some(secret.get().await?),
+                _ => None,
+            };
+            certops_fn_intake::handle_event(&deps, key.as_deref().map(Vec::as_slice), event).await
         }
     })
     .await

@@ -649,9 +649,72 @@ pub fn scan_completed_metric(summary: &ScheduleSummary, at: DateTime<Utc>) -> se
     })
 }
 
+/// The two events the scan Lambda receives: the EventBridge schedule, and SQS batches of
+/// certificate objects to probe. SQS events carry `Records`.
+#[derive(Debug)]
+pub enum ScanEvent {
+    /// A batch from the scan queue.
+    Batch(SqsEvent),
+    /// The scheduled expiry scan.
+    Schedule(Box<EventBridgeEvent<Value>>),
+}
+
+impl ScanEvent {
+    /// Tells the event types apart and parses the one it is; [`Error::InvalidInput`] naming
+    /// the type when it does not parse.
+    pub fn from_value(event: Value) -> Result<ScanEvent, Error> {
+        if event.get("Records").is_some() {
+            serde_json::from_value(event)
+                .map(ScanEvent::Batch)
+                .map_err(|e| Error::InvalidInput(format!("SQS event: {e}")))
+        } else {
+            serde_json::from_value(event)
+                .map(|e| ScanEvent::Schedule(Box::new(e)))
+                .map_err(|e| Error::InvalidInput(format!("EventBridge event: {e}")))
+        }
+    }
+}
+
+/// The Lambda's one entry point: the answer, and for a completed schedule the
+/// `certops`/`ScanCompleted` metric line (Embedded Metric Format) the dead-man's-switch
+/// alarm counts, to print on stdout.
+pub async fn handle_event(deps: &Deps, event: ScanEvent) -> Result<(Value, Option<Value>), Error> {
+    let to_value =
+        |v: Result<Value, serde_json::Error>| v.map_err(|e| Error::InvalidInput(e.to_string()));
+    match event {
+        ScanEvent::Batch(sqs) => Ok((
+            to_value(serde_json::to_value(handle_batch(deps, sqs).await))?,
+            None,
+        )),
+        ScanEvent::Schedule(scheduled) => {
+            let out = handle_schedule(deps, *scheduled).await?;
+            let metric = scan_completed_metric(&out, deps.clock.now());
+            Ok((to_value(serde_json::to_value(out))?, Some(metric)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqs_batches_and_the_schedule_are_told_apart_by_their_shape() {
+        let sqs = json!({"Records": [{"messageId": "m-1", "body": "{}"}]});
+        assert!(
+            matches!(ScanEvent::from_value(sqs), Ok(ScanEvent::Batch(e)) if e.records.len() == 1)
+        );
+        let scheduled = json!({"version": "0", "id": "e-1", "detail-type": "Scheduled Event",
+            "source": "aws.scheduler", "account": "123456789012",
+            "time": "2026-12-07T00:00:00Z", "region": "eu-west-1", "resources": [], "detail": {}});
+        assert!(
+            matches!(ScanEvent::from_value(scheduled), Ok(ScanEvent::Schedule(e)) if e.detail_type == "Scheduled Event")
+        );
+        let bad = ScanEvent::from_value(json!({"Records": 7})).unwrap_err();
+        assert!(bad.to_string().contains("SQS event"), "{bad}");
+        let bad = ScanEvent::from_value(json!(["not an event"])).unwrap_err();
+        assert!(bad.to_string().contains("EventBridge event"), "{bad}");
+    }
     use certops_core::Inventory;
     use chrono::TimeZone;
 
