@@ -25,7 +25,7 @@ use aws_sdk_acm::types::Tag;
 use certops_core::ports::{DeployTarget, Keystore};
 use certops_core::{Error, ReloadMethod, Target, TargetKind};
 
-use crate::targets::{sdk_failure, SdkFailure};
+use crate::sdk_error::{sdk_failure, SdkFailure};
 
 pub use aws_sdk_acm;
 

@@ -38,7 +38,7 @@ use certops_core::ports::{CdnPurger, Clock};
 use certops_core::{Cdn, CdnKind, Error};
 use sha2::{Digest, Sha256};
 
-use crate::targets::sdk_failure;
+use crate::sdk_error::sdk_failure;
 
 pub use aws_sdk_cloudfront;
 

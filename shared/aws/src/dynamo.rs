@@ -44,9 +44,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sdk_error::sdk_error;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
@@ -824,84 +823,6 @@ impl Store for DynamoStore {
     }
 }
 
-/// Error codes (from DynamoDB, SQS and the SDK's shared vocabulary) that a retry may cure.
-const TRANSIENT_CODES: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
-    "ThrottledException",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "TransactionInProgressException",
-    "TransactionConflictException",
-    "InternalServerError",
-    "InternalFailure",
-    "InternalError",
-    "ServiceUnavailable",
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "SlowDown",
-    "KmsThrottled",
-    "KMS.ThrottlingException",
-    "OverLimit",
-];
-
-/// Maps an SDK failure of `op` on `target` onto the core's errors: network, timeouts,
-/// throttling and 5xx are [`Error::Transient`] (Step Functions retries them); anything else
-/// (missing table or queue, access denied, validation) is [`Error::InvalidInput`], which
-/// retrying will not fix. The service's message is kept unless it looks like it carries
-/// secret material; request content is never included.
-pub(crate) fn sdk_error<E>(op: &str, target: &str, err: SdkError<E, HttpResponse>) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match &err {
-        SdkError::TimeoutError(_) => Error::Transient(format!("{op} on {target} timed out")),
-        SdkError::DispatchFailure(d) => Error::Transient(format!(
-            "{op} on {target} could not be sent ({})",
-            if d.is_timeout() {
-                "timeout"
-            } else if d.is_io() {
-                "connection error"
-            } else {
-                "dispatch failure"
-            }
-        )),
-        SdkError::ResponseError(r) => Error::Transient(format!(
-            "{op} on {target}: unreadable response (HTTP {})",
-            r.raw().status().as_u16()
-        )),
-        SdkError::ServiceError(s) => {
-            let status = s.raw().status().as_u16();
-            let code = s.err().code().unwrap_or("unknown");
-            let message = safe_message(s.err().message());
-            let text = format!("{op} on {target}: {code} (HTTP {status}){message}");
-            if status == 429 || status >= 500 || TRANSIENT_CODES.contains(&code) {
-                Error::Transient(text)
-            } else {
-                Error::InvalidInput(text)
-            }
-        }
-        _ => Error::InvalidInput(format!("{op} on {target}: request could not be built")),
-    }
-}
-
-/// `": <message>"`, shortened, or nothing when absent or when it looks like it carries a
-/// secret.
-fn safe_message(message: Option<&str>) -> String {
-    match message {
-        None => String::new(),
-        Some(m) if certops_core::audit::find_secret(m).is_some() => {
-            ": (message withheld: it looks like it carries secret material)".into()
-        }
-        Some(m) => {
-            let short: String = m.chars().take(300).collect();
-            format!(": {short}")
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1000,16 +921,5 @@ mod tests {
         assert!(!text.contains(STATE_TABLE_ENV), "{text}");
         let tables = Tables::from_vars(|n| Some(format!("t-{n}"))).unwrap();
         assert_eq!(tables.audit, format!("t-{AUDIT_TABLE_ENV}"));
-    }
-
-    #[test]
-    fn service_messages_that_look_secret_are_withheld() {
-        let key = format!("-----BEGIN {}-----", ["PRIVATE", "KEY"].join(" "));
-        assert!(safe_message(Some(&key)).contains("withheld"));
-        assert_eq!(
-            safe_message(Some("Requested resource not found")),
-            ": Requested resource not found"
-        );
-        assert_eq!(safe_message(None), "");
     }
 }

@@ -33,7 +33,7 @@ use certops_core::ports::{DeployTarget, Keystore};
 use certops_core::{Error, ReloadMethod, Target, TargetKind};
 
 use crate::acm::{bundle_tag, deploy_failed, import_bundle, read_failed};
-use crate::targets::sdk_failure;
+use crate::sdk_error::sdk_failure;
 
 pub use aws_sdk_elasticloadbalancingv2;
 

@@ -15,6 +15,7 @@ pub mod acm;
 pub mod cloudfront;
 pub mod dynamo;
 pub mod elb;
+pub mod sdk_error;
 pub mod secret_resolver;
 pub mod secrets;
 pub mod sfn;

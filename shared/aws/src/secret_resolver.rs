@@ -14,7 +14,7 @@ use certops_core::Error;
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
-use crate::targets::sdk_failure;
+use crate::sdk_error::sdk_failure;
 
 /// Resolves secret references on AWS.
 #[derive(Clone)]

@@ -20,7 +20,7 @@ use certops_core::ports::{Bundle, Keystore, SecretPem};
 use certops_core::Error;
 use serde::{Deserialize, Serialize};
 
-use crate::targets::{sdk_failure, SdkFailure};
+use crate::sdk_error::{sdk_failure, SdkFailure};
 
 pub use aws_sdk_secretsmanager;
 

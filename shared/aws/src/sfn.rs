@@ -147,12 +147,9 @@ fn map<E: ProvideErrorMetadata + std::error::Error + 'static>(e: SdkError<E>) ->
                     .to_string(),
             ),
             Some("ExecutionAlreadyExists") => Error::Conflict(detail(&e)),
-            Some(
-                "ThrottlingException"
-                | "ServiceUnavailable"
-                | "InternalFailure"
-                | "ServiceQuotaExceededException",
-            ) => Error::Transient(detail(&e)),
+            Some(code) if crate::sdk_error::TRANSIENT_CODES.contains(&code) => {
+                Error::Transient(detail(&e))
+            }
             _ if e.raw_response().is_some_and(|r| r.status().is_server_error()) => {
                 Error::Transient(detail(&e))
             }

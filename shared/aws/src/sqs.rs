@@ -19,7 +19,7 @@ use certops_core::ports::{Message, Queue};
 use certops_core::Error;
 use serde_json::Value;
 
-use crate::dynamo::sdk_error;
+use crate::sdk_error::sdk_error;
 
 /// The SDK this adapter is built on, re-exported so tools and tests build matching clients
 /// (for example to create queues on an emulator).

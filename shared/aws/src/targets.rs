@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use certops_core::ports::{DeployTarget, Keystore};
 use certops_core::{Error, Target, TargetKind};
 
@@ -156,86 +155,6 @@ impl DeployTarget for AwsTargets {
             TargetKind::Acm => acm.key_algorithm(target).await,
             _ => Ok(None),
         }
-    }
-}
-
-/// What went wrong with one AWS call, in words safe to log (the service's error code and
-/// message, or the transport failure; never request content).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SdkFailure {
-    /// The service's error code, if it answered.
-    pub code: Option<String>,
-    /// Whether retrying may succeed (throttling, 5xx, network, time-out).
-    pub transient: bool,
-    /// `code: message`, or the transport failure.
-    pub detail: String,
-}
-
-/// Service error codes that mean "try again later" in the APIs this crate calls.
-const TRANSIENT_CODES: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
-    "ThrottledException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "TooManyRequests",
-    "RequestThrottled",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "InternalFailure",
-    "InternalServiceError",
-    "InternalServiceErrorException",
-    "InternalServerError",
-];
-
-/// Classifies an SDK failure (any AWS service: the SDK crates share one error type).
-pub(crate) fn sdk_failure<E>(e: &SdkError<E>) -> SdkFailure
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            SdkFailure {
-                code: None,
-                transient: true,
-                detail: format!(
-                    "AWS unreachable: {}",
-                    aws_sdk_sfn::error::DisplayErrorContext(e)
-                ),
-            }
-        }
-        SdkError::ConstructionFailure(_) => SdkFailure {
-            code: None,
-            transient: false,
-            detail: format!(
-                "request not built: {}",
-                aws_sdk_sfn::error::DisplayErrorContext(e)
-            ),
-        },
-        _ => {
-            let code = e.code().map(str::to_string);
-            let status = e.raw_response().map(|r| r.status().as_u16());
-            let transient = code
-                .as_deref()
-                .is_some_and(|c| TRANSIENT_CODES.contains(&c))
-                || status.is_some_and(|s| s == 429 || s >= 500);
-            SdkFailure {
-                detail: format!(
-                    "{}: {}",
-                    code.as_deref().unwrap_or("unknown error"),
-                    e.message().unwrap_or("no message")
-                ),
-                code,
-                transient,
-            }
-        }
-    }
-}
-
-impl SdkFailure {
-    /// Whether the service answered with `code`.
-    pub fn is(&self, code: &str) -> bool {
-        self.code.as_deref() == Some(code)
     }
 }
 
