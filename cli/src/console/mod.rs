@@ -648,12 +648,17 @@ async fn audit_refusal(app: &Console, approval_id: &str, user: &str, reason: &st
     }
 }
 
-async fn certificates(State(app): App, headers: HeaderMap) -> Response {
-    let Some(s) = session(&app, &headers) else {
-        return sign_in_required(&app, &headers);
-    };
-    let json = wants_json(&headers);
-    let data = match views::certificates(&app.stack).await {
+/// A read-only page for the signed-in session `s`: `data`, as JSON when asked for, else
+/// framed HTML from `render`.
+fn read_page<T: Serialize>(
+    s: &Session,
+    headers: &HeaderMap,
+    (title, tab): (&str, Tab),
+    data: Result<T, certops_core::Error>,
+    render: impl FnOnce(&T) -> maud::Markup,
+) -> Response {
+    let json = wants_json(headers);
+    let data = match data {
         Ok(d) => d,
         Err(e) => {
             return error(
@@ -673,13 +678,21 @@ async fn certificates(State(app): App, headers: HeaderMap) -> Response {
     };
     html(
         StatusCode::OK,
-        pages::frame(
-            "Certificates",
-            Tab::Certificates,
-            &viewer,
-            None,
-            pages::certificates(&data),
-        ),
+        pages::frame(title, tab, &viewer, None, render(&data)),
+    )
+}
+
+async fn certificates(State(app): App, headers: HeaderMap) -> Response {
+    let Some(s) = session(&app, &headers) else {
+        return sign_in_required(&app, &headers);
+    };
+    let data = views::certificates(&app.stack).await;
+    read_page(
+        &s,
+        &headers,
+        ("Certificates", Tab::Certificates),
+        data,
+        pages::certificates,
     )
 }
 
@@ -687,27 +700,6 @@ async fn scans(State(app): App, headers: HeaderMap) -> Response {
     let Some(s) = session(&app, &headers) else {
         return sign_in_required(&app, &headers);
     };
-    let json = wants_json(&headers);
-    let data = match views::scans(&app.stack).await {
-        Ok(d) => d,
-        Err(e) => {
-            return error(
-                json,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                e.name(),
-                &e.to_string(),
-            )
-        }
-    };
-    if json {
-        return json_body(StatusCode::OK, &data);
-    }
-    let viewer = Viewer {
-        user: &s.user,
-        csrf: &s.csrf,
-    };
-    html(
-        StatusCode::OK,
-        pages::frame("Scans", Tab::Scans, &viewer, None, pages::scans(&data)),
-    )
+    let data = views::scans(&app.stack).await;
+    read_page(&s, &headers, ("Scans", Tab::Scans), data, pages::scans)
 }

@@ -73,8 +73,6 @@ pub struct AcmeIssuer {
     default_solver: Option<Arc<dyn ChallengeSolver>>,
     account: tokio::sync::Mutex<Option<Account>>,
     not_before: Mutex<Option<DateTime<Utc>>>,
-    /// ARI: the certificate each object's next order replaces (RFC 9773 §5).
-    replaces: Mutex<HashMap<String, CertificateIdentifier<'static>>>,
 }
 
 /// A CA's suggested renewal window for one certificate (RFC 9773 §4.2).
@@ -183,7 +181,6 @@ impl AcmeIssuer {
             default_solver,
             account: tokio::sync::Mutex::new(None),
             not_before: Mutex::new(None),
-            replaces: Mutex::new(HashMap::new()),
         }
     }
 
@@ -352,8 +349,8 @@ impl AcmeIssuer {
             .iter()
             .map(|n| Identifier::Dns(n.clone()))
             .collect();
-        // What the order replaces: the certificate the plan names (the served one, from the
-        // scan's ARI record), else the last one this process issued for the object.
+        // What the order replaces (RFC 9773 §5): the served certificate, from the scan's
+        // renewal-information record, as the renew step names it.
         let replaces = match request.replaces.as_deref().map(parse_certificate_id) {
             Some(Ok(id)) => Some(id),
             Some(Err(e)) => {
@@ -361,13 +358,7 @@ impl AcmeIssuer {
                 None
             }
             None => None,
-        }
-        .or_else(|| {
-            self.replaces
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&request.cert_id).cloned())
-        });
+        };
         let ordered = match Self::new_order(&account, &identifiers, &cert, replaces.as_ref()).await
         {
             // A CA without ARI: order without `replaces`.
@@ -398,7 +389,6 @@ impl AcmeIssuer {
             .poll_certificate(&retries)
             .await
             .map_err(|e| self.map_error("certificate download", e))?;
-        self.remember_issued(&request.cert_id, &chain);
         Ok(chain)
     }
 
@@ -416,14 +406,6 @@ impl AcmeIssuer {
             new_order = new_order.replaces(r.clone());
         }
         account.new_order(&new_order).await
-    }
-
-    /// Notes that `chain_pem` is the certificate object's current certificate, so its next
-    /// order says it `replaces` it (RFC 9773 §5). A chain without an AKI is ignored.
-    pub fn remember_issued(&self, cert_id: &str, chain_pem: &str) {
-        if let (Ok(id), Ok(mut map)) = (certificate_id(chain_pem), self.replaces.lock()) {
-            map.insert(cert_id.to_string(), id);
-        }
     }
 
     /// The CA's suggested renewal window for the leaf of `chain_pem` (ARI, RFC 9773 §4).
