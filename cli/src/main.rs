@@ -22,18 +22,22 @@ macro_rules! outln {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod api_auth;
+mod audit;
 mod chat_routes;
 mod console;
 mod data_dir;
+mod decide;
+mod demo;
 mod history;
 mod keystore;
+mod plan;
 mod run;
 mod scan;
 mod schedule;
-
 mod serve;
+mod stack_config;
 mod tls;
-mod workflow;
+mod trigger;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -78,17 +82,17 @@ enum Command {
     /// Run the embedded stack through every scenario: a planned renewal, an
     /// expired certificate (P1), rate limiting, a rollback, a failing CDN
     /// purge and an unknown CI. Exit 0 only if every scenario ends as expected.
-    Demo(workflow::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Dry run: the validation checks and the exact plan with its hash for a
     /// trigger. Nothing is executed.
-    Plan(PlanArgs),
+    Plan(plan::PlanArgs),
     /// Approve a pending change (the local stand-in for the Teams card),
     /// through the same callback handler and its checks.
-    Approve(workflow::DecideArgs),
+    Approve(decide::DecideArgs),
     /// Reject a pending change.
-    Reject(workflow::DecideArgs),
+    Reject(decide::DecideArgs),
     /// Check the audit trail's hash chain (`audit verify`) or print it (`audit show`).
-    Audit(workflow::AuditArgs),
+    Audit(audit::AuditArgs),
     /// Manage the data directory's keystore: `keystore import NAME --cert F --key F` puts a
     /// certificate + key bundle (e.g. the fallback certificate) in it.
     Keystore(keystore::KeystoreArgs),
@@ -105,19 +109,6 @@ struct CredentialsArgs {
     /// The principal: `operator` (default) or `approval-callback`.
     #[arg(long, default_value = api_auth::OPERATOR)]
     principal: String,
-}
-
-/// Options of `certops plan`.
-#[derive(clap::Args, Debug)]
-struct PlanArgs {
-    /// A scan finding or ServiceNow-shaped ticket record (JSON).
-    #[arg(long)]
-    trigger: PathBuf,
-    #[command(flatten)]
-    config: workflow::ConfigArgs,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -144,15 +135,15 @@ fn main() -> ExitCode {
             Command::Run(a) => run::run(&cli.data_dir, a).await,
             Command::History(a) => history::run(&cli.data_dir, a),
             Command::Scan(a) => scan::run(a).await.map(|c| u8::try_from(c).unwrap_or(3)),
-            Command::Demo(a) => workflow::demo(&cli.data_dir, a).await,
-            Command::Plan(a) => workflow::plan(&cli.data_dir, &a.trigger, &a.config, a.json).await,
+            Command::Demo(a) => demo::run(&cli.data_dir, a).await,
+            Command::Plan(a) => plan::run(&cli.data_dir, a).await,
             Command::Approve(a) => {
-                workflow::decide(&cli.data_dir, a, certops_core::Verdict::Approve).await
+                decide::run(&cli.data_dir, a, certops_core::Verdict::Approve).await
             }
             Command::Reject(a) => {
-                workflow::decide(&cli.data_dir, a, certops_core::Verdict::Reject).await
+                decide::run(&cli.data_dir, a, certops_core::Verdict::Reject).await
             }
-            Command::Audit(a) => workflow::audit(&cli.data_dir, a).await,
+            Command::Audit(a) => audit::run(&cli.data_dir, a).await,
             Command::Credentials(a) => api_auth::print(&cli.data_dir, &a.principal),
             Command::User(a) => console::accounts::run(&cli.data_dir, a),
             Command::Keystore(a) => keystore::run(&cli.data_dir, a).await,

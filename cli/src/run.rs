@@ -22,7 +22,7 @@ pub struct RunArgs {
     #[arg(long)]
     trigger: Option<PathBuf>,
     #[command(flatten)]
-    config: crate::workflow::ConfigArgs,
+    config: crate::stack_config::ConfigArgs,
     /// Run any state machine definition (ASL JSON) on the embedded engine.
     #[arg(long)]
     definition: Option<PathBuf>,
@@ -59,7 +59,7 @@ fn read_input(s: &str) -> Result<Value> {
 /// Runs the command; exit code 0 when the execution succeeded, 1 otherwise.
 pub async fn run(dir: &Path, args: RunArgs) -> Result<u8> {
     if let Some(trigger) = &args.trigger {
-        return crate::workflow::run_trigger(dir, trigger, &args.config, args.json, args.timeout)
+        return crate::trigger::run_trigger(dir, trigger, &args.config, args.json, args.timeout)
             .await;
     }
     let Some(definition_path) = args.definition.clone() else {

@@ -6,7 +6,7 @@
 
 use crate::api_auth::{self, ApiCredentials};
 use crate::data_dir;
-use crate::workflow::{open_stack, ConfigArgs};
+use crate::stack_config::{open_stack, ConfigArgs};
 use anyhow::{Context, Result};
 use axum::body::Bytes;
 use axum::extract::{Extension, Path as UrlPath, Request, State};
