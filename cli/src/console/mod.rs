@@ -605,11 +605,9 @@ async fn decide(
             approvals_page(&app, &headers, &s, StatusCode::OK, Some((true, text))).await
         }
         Err(e) => {
-            let status = match e.name() {
-                "SelfApproval" | "NotInChangeAuthority" => StatusCode::FORBIDDEN,
-                "Conflict" | "ApprovalExpired" | "PlanDrift" => StatusCode::CONFLICT,
-                _ => StatusCode::BAD_REQUEST,
-            };
+            // The same status the approval callback answers, chosen by variant.
+            let status = StatusCode::from_u16(certops_fn_approval_callback::status_for(&e))
+                .unwrap_or(StatusCode::BAD_REQUEST);
             tracing::warn!(account = %s.user, approval = %id, error = e.name(), "console decision refused");
             if json {
                 return json_body(

@@ -63,21 +63,32 @@ struct AppState {
     credentials: ApiCredentials,
 }
 
-/// The HTTP app over a stack: `POST /` (Step Functions API), `POST
-/// /webhooks/servicenow`, `POST /approvals/{id}`, `GET /health`.
-fn app(stack: Arc<Stack>, secrets: Secrets, credentials: ApiCredentials) -> Router {
+/// Every route `certops serve` answers, over a stack (axum's app-in-a-function pattern:
+/// [`run`] serves it, the tests drive it in-process with `oneshot`): `POST /` (Step
+/// Functions API), `POST /webhooks/servicenow`, `POST /approvals/{id}`, `GET /health`, the
+/// Teams and Slack routes, and the web console under `/console`.
+pub(crate) fn router(
+    stack: Arc<Stack>,
+    secrets: Secrets,
+    credentials: ApiCredentials,
+    console: crate::console::ConsoleOptions,
+) -> Router {
     let chat = crate::chat_routes::router(&stack);
+    let console = crate::console::router(stack.clone(), console);
     let state = Arc::new(AppState {
         stack,
         secrets,
         credentials,
     });
-    routes(state.clone()).with_state(state).merge(chat)
+    routes(state.clone())
+        .with_state(state)
+        .merge(chat)
+        .nest("/console", console)
 }
 
 /// Every route. Each authenticates its own callers: the Step Functions API by
 /// SigV4 (the [`sigv4_layer`] middleware), webhooks and callbacks by their signatures;
-/// the Teams and Slack routes (merged in [`app`]) by the platforms' tokens and signatures.
+/// the Teams and Slack routes (merged in [`router`]) by the platforms' tokens and signatures.
 fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route(
@@ -416,14 +427,15 @@ pub async fn run(dir: &Path, args: ServeArgs) -> Result<u8> {
         scheme = if tls.is_some() { "https" } else { "http" },
     );
     let scheduler = crate::schedule::start(stack.clone(), args.scan_every);
-    let console = crate::console::router(
-        stack.clone(),
+    let router = router(
+        stack,
+        secrets,
+        credentials,
         crate::console::ConsoleOptions {
             data_dir: dir.to_path_buf(),
             tls: tls.is_some(),
         },
     );
-    let router = app(stack, secrets, credentials).nest("/console", console);
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -446,3 +458,6 @@ pub async fn run(dir: &Path, args: ServeArgs) -> Result<u8> {
     served?;
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests;
