@@ -333,21 +333,11 @@ endpoints = [{endpoints}]
     )
     .expect("engine");
     let workflow = EngineWorkflow::new(engine.clone(), engine.state_machine_arn("cert-renewal"));
-    let deps = Deps {
-        config: Arc::new(config),
-        clock: dyn_clock,
-        store: adapters.store.clone(),
-        queue: adapters.queue.clone(),
-        itsm: adapters.tickets.clone(),
-        chat: adapters.chat.clone(),
-        issuer: adapters.ca.clone(),
-        keystore: adapters.keystore.clone(),
-        targets: adapters.endpoints.clone(),
-        cdn: adapters.cdn.clone(),
-        prober: Arc::new(TlsProber::new(Duration::from_secs(3)).expect("prober")),
-        workflow: Arc::new(workflow),
-        sealer: adapters.sealer.clone(),
-    };
+    let deps = adapters.deps(
+        Arc::new(config),
+        Arc::new(workflow),
+        Arc::new(TlsProber::new(Duration::from_secs(3)).expect("prober")),
+    );
     ScanWorld {
         adapters,
         deps,

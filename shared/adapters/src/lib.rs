@@ -54,6 +54,7 @@
 //! # }).unwrap();
 //! ```
 
+pub mod config_files;
 pub mod engine_workflow;
 pub mod file_keystore;
 pub mod key_file;
@@ -74,16 +75,17 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use certops_core::ports::Clock;
+use certops_core::ports::{Clock, Config, Deps, Prober, Workflow};
 use certops_core::Error;
 
+pub use config_files::{example_config, ConfigFiles, ConfigTexts};
 pub use engine_workflow::EngineWorkflow;
 pub use file_keystore::FileKeystore;
 pub use local_ca::{IssuerFault, LocalCa};
 pub use local_cdn::{CachedEntry, LocalCdn, PurgeRecord};
 pub use local_chat::{LocalChat, Notification};
 pub use local_db::LocalDb;
-pub use local_secrets::{read_integrations, LocalSecrets};
+pub use local_secrets::LocalSecrets;
 pub use sqlite_queue::{dead_letter_queue, SqliteQueue, DEFAULT_MAX_RECEIVES};
 pub use sqlite_store::SqliteStore;
 pub use ticket_book::TicketBook;
@@ -182,6 +184,33 @@ impl Embedded {
             db,
             clock,
         })
+    }
+
+    /// The ports over these adapters, with the configuration, the workflow and the prober
+    /// given: the one wiring every embedded runtime starts from. `certops serve`, the
+    /// functions' embedded backend and the tests then replace the ports their integrations
+    /// configure (ServiceNow, chat, issuers, real servers) with struct update syntax.
+    pub fn deps(
+        &self,
+        config: Arc<Config>,
+        workflow: Arc<dyn Workflow>,
+        prober: Arc<dyn Prober>,
+    ) -> Deps {
+        Deps {
+            config,
+            clock: self.clock.clone(),
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+            itsm: self.tickets.clone(),
+            chat: self.chat.clone(),
+            issuer: self.ca.clone(),
+            keystore: self.keystore.clone(),
+            targets: self.endpoints.clone(),
+            cdn: self.cdn.clone(),
+            prober,
+            workflow,
+            sealer: self.sealer.clone(),
+        }
     }
 }
 

@@ -47,21 +47,6 @@ impl SecretResolver for LocalSecrets {
     }
 }
 
-/// Reads `<config-dir>/integrations.toml` if it exists; a missing file means no integrations.
-pub fn read_integrations(
-    path: &std::path::Path,
-) -> Result<certops_core::integrations::Integrations, Error> {
-    use certops_core::integrations::Integrations;
-    match std::fs::read_to_string(path) {
-        Ok(text) => Integrations::from_toml_str(&text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Integrations::none()),
-        Err(e) => Err(Error::InvalidInput(format!(
-            "reading {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,4 +10,5 @@ pub mod stack;
 pub mod prober {
     pub use certops_adapters::TlsProber;
 }
-pub use stack::{example_config, ConfigFiles, Stack, StackOptions};
+pub use certops_adapters::{example_config, ConfigFiles};
+pub use stack::{Stack, StackOptions};

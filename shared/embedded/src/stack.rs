@@ -6,10 +6,9 @@ use certops_adapters::{Embedded, EngineWorkflow};
 use certops_asl::{
     Engine, EngineOptions, ExecutionInfo, FunctionRegistry, StatesError, Storage, TokioClock,
 };
-use certops_core::integrations::Integrations;
 use certops_core::ports::{Clock, Config, Deps};
 use certops_core::workflow::StepEvent;
-use certops_core::{Error, Inventory, Policy, Runbook};
+use certops_core::Error;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -49,66 +48,6 @@ pub fn definition() -> Result<String, Error> {
         .collect();
     certops_asl::definition::substitute(DEFINITION, &subs)
         .map_err(|e| Error::InvalidInput(e.to_string()))
-}
-
-/// Where the configuration comes from.
-#[derive(Debug, Clone)]
-pub struct ConfigFiles {
-    /// Inventory TOML.
-    pub inventory: PathBuf,
-    /// Policy TOML.
-    pub policy: PathBuf,
-    /// Runbook TOML.
-    pub runbook: PathBuf,
-    /// Integrations TOML (optional: absent means every port stays embedded).
-    pub integrations: PathBuf,
-}
-
-impl ConfigFiles {
-    /// The project's example files under `dir` (normally `runbooks/`).
-    pub fn in_dir(dir: &Path) -> ConfigFiles {
-        ConfigFiles {
-            inventory: dir.join("inventory.toml"),
-            policy: dir.join("policy.toml"),
-            runbook: dir.join("cert-renewal.runbook.toml"),
-            integrations: dir.join("integrations.toml"),
-        }
-    }
-
-    /// Reads and parses the three files.
-    pub fn load(&self) -> Result<Config, Error> {
-        let read = |p: &Path| {
-            std::fs::read_to_string(p)
-                .map_err(|e| Error::InvalidInput(format!("reading {}: {e}", p.display())))
-        };
-        let ctx = |p: &Path, e: Error| Error::InvalidInput(format!("{}: {e}", p.display()));
-        let integrations = certops_adapters::read_integrations(&self.integrations)
-            .map_err(|e| ctx(&self.integrations, e))?;
-        Ok(Config {
-            inventory: Inventory::from_toml_str(&read(&self.inventory)?)
-                .map_err(|e| ctx(&self.inventory, e))?,
-            policy: Policy::from_toml_str(&read(&self.policy)?)
-                .map_err(|e| ctx(&self.policy, e))?,
-            runbook: Runbook::from_toml_str(&read(&self.runbook)?)
-                .map_err(|e| ctx(&self.runbook, e))?,
-            default_oncall: certops_core::ports::DEFAULT_ONCALL.into(),
-            integrations,
-        })
-    }
-}
-
-/// The example inventory, policy and runbook shipped in `runbooks/`, compiled
-/// in so every command works from any directory.
-pub fn example_config() -> Result<Config, Error> {
-    Ok(Config {
-        inventory: Inventory::from_toml_str(include_str!("../../../runbooks/inventory.toml"))?,
-        policy: Policy::from_toml_str(include_str!("../../../runbooks/policy.toml"))?,
-        runbook: Runbook::from_toml_str(include_str!(
-            "../../../runbooks/cert-renewal.runbook.toml"
-        ))?,
-        default_oncall: certops_core::ports::DEFAULT_ONCALL.into(),
-        integrations: Integrations::none(),
-    })
 }
 
 /// Options for [`Stack::open`].
@@ -267,19 +206,17 @@ impl Stack {
         )?
         .unwrap_or_else(|| adapters.chat.clone());
         let deps = Deps {
-            config,
             clock,
-            store: adapters.store.clone(),
-            queue: adapters.queue.clone(),
             itsm,
             chat,
             issuer,
-            keystore: adapters.keystore.clone(),
             targets: routers.targets,
             cdn: routers.cdn,
-            prober: Arc::new(prober),
-            workflow: Arc::new(EngineWorkflow::new(engine.clone(), arn.clone())),
-            sealer: adapters.sealer.clone(),
+            ..adapters.deps(
+                config,
+                Arc::new(EngineWorkflow::new(engine.clone(), arn.clone())),
+                Arc::new(prober),
+            )
         };
         let reg = &functions;
         register_step(reg, "certops-validate", deps.clone(), |d, e| async move {

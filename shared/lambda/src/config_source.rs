@@ -11,11 +11,11 @@
 //!   The AWS backend refuses to start without a configuration rather than act on the
 //!   example inventory.
 
-use certops_core::integrations::Integrations;
+use certops_adapters::{ConfigFiles, ConfigTexts};
 use certops_core::ports::Config;
-use certops_core::{Error, Inventory, Policy, Runbook};
+use certops_core::Error;
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::path::Path;
 
 /// The variable naming the configuration secret (AWS backend).
 pub const CONFIG_ARN_ENV: &str = "CERTOPS_CONFIG_ARN";
@@ -38,31 +38,6 @@ pub struct ConfigDocument {
     pub integrations: Option<String>,
 }
 
-/// The four files' texts.
-struct Texts {
-    inventory: String,
-    policy: String,
-    runbook: String,
-    integrations: Integrations,
-}
-
-fn compiled_runbook() -> String {
-    include_str!("../../../runbooks/cert-renewal.runbook.toml").to_string()
-}
-
-fn from_dir(dir: PathBuf) -> Result<Texts, Error> {
-    let read = |name: &str| {
-        std::fs::read_to_string(dir.join(name))
-            .map_err(|e| Error::InvalidInput(format!("reading {}: {e}", dir.join(name).display())))
-    };
-    Ok(Texts {
-        inventory: read("inventory.toml")?,
-        policy: read("policy.toml")?,
-        runbook: read("cert-renewal.runbook.toml")?,
-        integrations: certops_adapters::read_integrations(&dir.join("integrations.toml"))?,
-    })
-}
-
 /// Parses the configuration secret's text (`arn` only names it in errors).
 pub fn parse_document(arn: &str, text: &str) -> Result<ConfigDocument, Error> {
     serde_json::from_str(text).map_err(|e| {
@@ -74,7 +49,7 @@ pub fn parse_document(arn: &str, text: &str) -> Result<ConfigDocument, Error> {
     })
 }
 
-async fn from_secret(arn: &str) -> Result<(Texts, String), Error> {
+async fn from_secret(arn: &str) -> Result<(ConfigTexts, String), Error> {
     let client = aws_sdk_secretsmanager::Client::new(crate::sdk_config().await);
     let out = client
         .get_secret_value()
@@ -94,24 +69,23 @@ async fn from_secret(arn: &str) -> Result<(Texts, String), Error> {
         .ok_or_else(|| Error::InvalidInput(format!("the configuration {arn} has no version id")))?
         .to_string();
     Ok((
-        Texts {
+        ConfigTexts {
+            source: format!("the configuration secret {arn}"),
             inventory: doc.inventory,
             policy: doc.policy,
-            runbook: doc.runbook.unwrap_or_else(compiled_runbook),
-            integrations: match doc.integrations {
-                Some(t) => Integrations::from_toml_str(&t)?,
-                None => Integrations::none(),
-            },
+            runbook: doc.runbook,
+            integrations: doc.integrations,
         },
         version,
     ))
 }
 
-/// Loads the configuration for `backend` (see the module docs).
+/// Loads the configuration for `backend` (see the module docs), parsed by the one loader
+/// ([`ConfigTexts::parse`]) whatever its source.
 pub async fn load(backend: crate::Backend) -> Result<Config, Error> {
     let non_empty = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     let (texts, version) = if let Some(dir) = non_empty(CONFIG_DIR_ENV) {
-        (from_dir(PathBuf::from(dir))?, None)
+        (ConfigFiles::in_dir(Path::new(&dir)).texts()?, None)
     } else if let Some(arn) = non_empty(CONFIG_ARN_ENV) {
         let (t, v) = from_secret(&arn).await?;
         (t, Some(v))
@@ -122,28 +96,16 @@ pub async fn load(backend: crate::Backend) -> Result<Config, Error> {
              binary is never used against a real account"
         )));
     } else {
-        (
-            Texts {
-                inventory: include_str!("../../../runbooks/inventory.toml").to_string(),
-                policy: include_str!("../../../runbooks/policy.toml").to_string(),
-                runbook: compiled_runbook(),
-                integrations: Integrations::none(),
-            },
-            None,
-        )
+        (ConfigTexts::example(), None)
     };
-    let mut policy = Policy::from_toml_str(&texts.policy)?;
+    let mut config = texts.parse()?;
     if let Some(v) = version {
-        policy.version = format!("{}+config.{v}", policy.version);
+        config.policy.version = format!("{}+config.{v}", config.policy.version);
     }
-    Ok(Config {
-        inventory: Inventory::from_toml_str(&texts.inventory)?,
-        policy,
-        runbook: Runbook::from_toml_str(&texts.runbook)?,
-        default_oncall: std::env::var("CERTOPS_DEFAULT_ONCALL")
-            .unwrap_or_else(|_| certops_core::ports::DEFAULT_ONCALL.into()),
-        integrations: texts.integrations,
-    })
+    if let Ok(oncall) = std::env::var("CERTOPS_DEFAULT_ONCALL") {
+        config.default_oncall = oncall;
+    }
+    Ok(config)
 }
 
 #[cfg(test)]

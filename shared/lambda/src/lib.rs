@@ -102,19 +102,14 @@ pub async fn deps_from_env() -> Result<Deps, Error> {
     .await?;
     with_chat(
         Deps {
-            config: Arc::new(config),
             clock,
-            store: adapters.store.clone(),
-            queue: adapters.queue.clone(),
             itsm,
-            chat: adapters.chat.clone(),
             issuer,
-            keystore: adapters.keystore.clone(),
-            targets: adapters.endpoints.clone(),
-            cdn: adapters.cdn.clone(),
-            prober: Arc::new(TlsProber::new(Duration::from_secs(5))?),
-            workflow: Arc::new(workflow),
-            sealer: adapters.sealer.clone(),
+            ..adapters.deps(
+                Arc::new(config),
+                Arc::new(workflow),
+                Arc::new(TlsProber::new(Duration::from_secs(5))?),
+            )
         },
         secret_resolver().await,
     )
