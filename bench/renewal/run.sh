@@ -12,7 +12,7 @@
 # the world's temporary data directory.
 #
 # What is measured and how: bench/renewal/README.md and the header of
-# shared/embedded/examples/renewal_bench.rs. Prints the table on stdout and
+# bench/renewal/renewal_bench.rs. Prints the table on stdout and
 # exits 1 when the target is missed or a run does not end as scenario 1 should.
 # Loopback only.
 set -euo pipefail

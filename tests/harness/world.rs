@@ -40,34 +40,17 @@ impl Clock for TestClock {
 /// The runbook the project ships.
 pub const RUNBOOK: &str = include_str!("../../runbooks/cert-renewal.runbook.toml");
 
-/// A policy whose windows are always open, unless `window` overrides the prod window.
+/// A policy whose windows are always open, unless `prod_window` overrides the prod window;
+/// quick verification and 5-minute normal and emergency approval timeouts.
 pub fn policy(prod_window: Option<&str>) -> String {
-    let prod = prod_window.unwrap_or(
-        r#"timezone = "UTC"
-days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-start = "00:00"
-end = "23:59""#,
-    );
-    format!(
-        r#"version = "test-1"
-[renewal]
-planned_threshold_days = 30
-emergency_threshold_hours = 24
-[windows.prod]
-{prod}
-[approval]
-ecab = ["erin@example.com"]
-timeouts = {{ standard_minutes = 60, normal_minutes = 5, emergency_minutes = 5 }}
-[verify]
-interval_seconds = 1
-max_attempts = 3
-backoff_percent = 100
-max_interval_seconds = 1
-[acme]
-certificates_per_registered_domain_per_week = 50
-safety_margin = 10
-"#
-    )
+    let policy = certops_embedded::fixtures::OpenPolicy::new("test-1")
+        .timeouts(60, 5, 5)
+        .fast_verify();
+    match prod_window {
+        Some(w) => policy.prod_window(w),
+        None => policy,
+    }
+    .toml()
 }
 
 /// The test world.

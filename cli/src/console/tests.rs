@@ -31,23 +31,6 @@ targets = [{ kind = "local", id = "lb-shop", reload = "hot-swap" }]
 endpoints = [{ host = "127.0.0.1", port = 9, sni = "shop.example.com" }]
 "#;
 
-const POLICY: &str = r#"version = "test-1"
-[renewal]
-planned_threshold_days = 30
-emergency_threshold_hours = 24
-[windows.prod]
-timezone = "UTC"
-days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-start = "00:00"
-end = "23:59"
-[approval]
-ecab = ["erin@example.com"]
-timeouts = { standard_minutes = 60, normal_minutes = 1440, emergency_minutes = 30 }
-[acme]
-certificates_per_registered_domain_per_week = 50
-safety_margin = 10
-"#;
-
 struct Fixture {
     _dir: tempfile::TempDir,
     stack: Arc<Stack>,
@@ -61,7 +44,10 @@ async fn fixture() -> Fixture {
         data_dir: dir.path().to_path_buf(),
         config: Config {
             inventory: Inventory::from_toml_str(INVENTORY).unwrap(),
-            policy: Policy::from_toml_str(POLICY).unwrap(),
+            policy: Policy::from_toml_str(
+                &certops_embedded::fixtures::OpenPolicy::new("test-1").toml(),
+            )
+            .unwrap(),
             runbook: Runbook::from_toml_str(include_str!(
                 "../../../runbooks/cert-renewal.runbook.toml"
             ))

@@ -4,6 +4,7 @@
 //! and chat inbox. [`stack::Stack`] wires them; [`demo`] runs the scenarios.
 
 pub mod demo;
+pub mod fixtures;
 pub mod stack;
 
 /// The outside-in prober (re-exported from the adapters).

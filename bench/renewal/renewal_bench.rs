@@ -92,28 +92,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const RUNBOOK: &str = include_str!("../../../runbooks/cert-renewal.runbook.toml");
+const RUNBOOK: &str = certops_adapters::config_files::RUNBOOK;
 const CERT_ID: &str = "shop-web-prod";
 const CN: &str = "shop.example.com";
 const TARGET: &str = "lb-shop";
 const OWNER: &str = "olivia@example.com";
-
-const POLICY: &str = r#"version = "bench-1"
-[renewal]
-planned_threshold_days = 30
-emergency_threshold_hours = 24
-[windows.prod]
-timezone = "UTC"
-days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-start = "00:00"
-end = "23:59"
-[approval]
-ecab = ["erin@example.com"]
-timeouts = { standard_minutes = 60, normal_minutes = 1440, emergency_minutes = 30 }
-[acme]
-certificates_per_registered_domain_per_week = 50
-safety_margin = 10
-"#;
 
 // ---------------------------------------------------------------------------
 // Recording
@@ -449,7 +432,9 @@ endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "{CN}" }}]
     );
     let config = Config {
         inventory: Inventory::from_toml_str(&inventory)?,
-        policy: Policy::from_toml_str(POLICY)?,
+        policy: Policy::from_toml_str(
+            &certops_embedded::fixtures::OpenPolicy::new("bench-1").toml(),
+        )?,
         runbook: Runbook::from_toml_str(RUNBOOK)?,
         default_oncall: certops_core::ports::DEFAULT_ONCALL.into(),
         integrations: certops_core::integrations::Integrations::none(),

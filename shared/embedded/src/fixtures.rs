@@ -1,0 +1,155 @@
+//! The policy the demo, the benchmarks and the tests run under: change windows that never
+//! close (so a run does not depend on the day or hour it runs), one ECAB member and the
+//! ACME budget, each part adjustable. One text instead of a copy per caller.
+//!
+//! ```
+//! let text = certops_embedded::fixtures::OpenPolicy::new("test-1")
+//!     .windows(&["prod", "staging"])
+//!     .fast_verify()
+//!     .toml();
+//! let policy = certops_core::Policy::from_toml_str(&text).unwrap();
+//! assert_eq!(policy.version, "test-1");
+//! ```
+
+/// A window open every minute of every day.
+pub const ALWAYS_OPEN: &str = r#"timezone = "UTC"
+days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+start = "00:00"
+end = "23:59""#;
+
+/// A policy whose change windows are always open; see the module docs.
+#[derive(Debug, Clone)]
+pub struct OpenPolicy {
+    version: String,
+    windows: Vec<String>,
+    prod_window: Option<String>,
+    ecab: Vec<String>,
+    timeouts_minutes: (u32, u32, u32),
+    fast_verify: bool,
+    nonprod_standard_change: bool,
+}
+
+impl OpenPolicy {
+    /// A policy named `version` with an always-open `prod` window, ECAB `erin@example.com`,
+    /// approval timeouts of 60 (standard), 1440 (normal) and 30 (emergency) minutes, the
+    /// policy's default verification schedule and an ACME budget of 50 a week, 10 kept back.
+    pub fn new(version: &str) -> OpenPolicy {
+        OpenPolicy {
+            version: version.into(),
+            windows: vec!["prod".into()],
+            prod_window: None,
+            ecab: vec!["erin@example.com".into()],
+            timeouts_minutes: (60, 1440, 30),
+            fast_verify: false,
+            nonprod_standard_change: false,
+        }
+    }
+
+    /// The environments with an always-open window.
+    pub fn windows(mut self, environments: &[&str]) -> OpenPolicy {
+        self.windows = environments.iter().map(|e| e.to_string()).collect();
+        self
+    }
+
+    /// The prod window's TOML body instead of always open (tests of closed windows).
+    pub fn prod_window(mut self, toml: &str) -> OpenPolicy {
+        self.prod_window = Some(toml.into());
+        self
+    }
+
+    /// The emergency change advisory board.
+    pub fn ecab(mut self, members: &[&str]) -> OpenPolicy {
+        self.ecab = members.iter().map(|m| m.to_string()).collect();
+        self
+    }
+
+    /// Approval timeouts in minutes: standard, normal, emergency.
+    pub fn timeouts(mut self, standard: u32, normal: u32, emergency: u32) -> OpenPolicy {
+        self.timeouts_minutes = (standard, normal, emergency);
+        self
+    }
+
+    /// Verification every second, three attempts: in-process endpoints switch certificates
+    /// at once, so a rollback is found in seconds rather than the production minutes.
+    pub fn fast_verify(mut self) -> OpenPolicy {
+        self.fast_verify = true;
+        self
+    }
+
+    /// A standard change covering renewals outside production (staging and dev, ACME and
+    /// internal PKI, the fallback included).
+    pub fn nonprod_standard_change(mut self) -> OpenPolicy {
+        self.nonprod_standard_change = true;
+        self
+    }
+
+    /// The policy's TOML text.
+    pub fn toml(&self) -> String {
+        let mut out = format!(
+            "version = \"{}\"\n\n[renewal]\nplanned_threshold_days = 30\nemergency_threshold_hours = 24\n",
+            self.version
+        );
+        for env in &self.windows {
+            let body = match (&self.prod_window, env.as_str()) {
+                (Some(w), "prod") => w.as_str(),
+                _ => ALWAYS_OPEN,
+            };
+            out.push_str(&format!("\n[windows.{env}]\n{body}\n"));
+        }
+        let (standard, normal, emergency) = self.timeouts_minutes;
+        let ecab: Vec<String> = self.ecab.iter().map(|m| format!("\"{m}\"")).collect();
+        out.push_str(&format!(
+            "\n[approval]\necab = [{}]\ntimeouts = {{ standard_minutes = {standard}, normal_minutes = {normal}, emergency_minutes = {emergency} }}\n",
+            ecab.join(", ")
+        ));
+        if self.fast_verify {
+            out.push_str(
+                "\n[verify]\ninterval_seconds = 1\nmax_attempts = 3\nbackoff_percent = 100\nmax_interval_seconds = 1\n",
+            );
+        }
+        if self.nonprod_standard_change {
+            out.push_str(
+                "\n[[standard_changes]]\nname = \"STD-CERT-NONPROD: certificate renewal outside production\"\nenvironments = [\"staging\", \"dev\"]\nmethods = [\"acme\", \"internal-pki\"]\ncovers_fallback = true\n",
+            );
+        }
+        out.push_str(
+            "\n[acme]\ncertificates_per_registered_domain_per_week = 50\nsafety_margin = 10\n",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_parses_into_the_policy_it_names() {
+        let text = OpenPolicy::new("v-9")
+            .windows(&["prod", "staging"])
+            .ecab(&["a@example.com", "b@example.com"])
+            .timeouts(1, 2, 3)
+            .fast_verify()
+            .nonprod_standard_change()
+            .toml();
+        let p = certops_core::Policy::from_toml_str(&text).expect("parses");
+        assert_eq!(p.version, "v-9");
+        assert_eq!(p.windows.len(), 2, "{text}");
+        assert_eq!(p.approval.ecab.len(), 2);
+        assert_eq!(p.verify.max_attempts, 3);
+        assert_eq!(p.standard_changes.len(), 1);
+        assert_eq!(p.acme.certificates_per_registered_domain_per_week, 50);
+    }
+
+    #[test]
+    fn a_prod_window_override_replaces_only_prod() {
+        let closed = "timezone = \"UTC\"\ndays = [\"sat\"]\nstart = \"01:00\"\nend = \"02:00\"";
+        let text = OpenPolicy::new("v")
+            .windows(&["prod", "dev"])
+            .prod_window(closed)
+            .toml();
+        assert!(text.contains("days = [\"sat\"]"), "{text}");
+        assert_eq!(text.matches(ALWAYS_OPEN).count(), 1, "{text}");
+        certops_core::Policy::from_toml_str(&text).expect("parses");
+    }
+}
