@@ -11,7 +11,7 @@ use certops_aws::dynamo::aws_sdk_dynamodb::types::{
 };
 use certops_aws::dynamo::Tables;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running moto server, killed on drop.
 pub struct Moto {
@@ -21,10 +21,17 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts `moto_server` on 127.0.0.1 and waits until it answers.
+    /// Starts moto's server on 127.0.0.1 and waits until it answers. It runs through
+    /// `tests/python/moto_server_atomic.py`: moto's own application with DynamoDB's
+    /// documented atomicity (each conditional write and transaction applied whole), which
+    /// moto's threaded server does not give concurrent requests.
     pub fn start() -> Moto {
         let port = free_port();
-        let child = Command::new(moto_bin())
+        let child = Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/python/moto_server_atomic.py"
+            ))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -37,14 +44,12 @@ impl Moto {
                 )
             });
         let moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return moto;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("moto_server did not listen on 127.0.0.1:{port} within 60 s");
+        crate::eventually::eventually(
+            &format!("moto_server listening on 127.0.0.1:{port}"),
+            Duration::from_secs(60),
+            || crate::eventually::listening(port).then_some(()),
+        );
+        moto
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -72,11 +77,6 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `moto_server` from `PATH`, or `MOTO_SERVER` if set.
-fn moto_bin() -> String {
-    std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_string())
 }
 
 /// Creates the three tables of the environment contract (suffixed, one set per case) with
