@@ -11,7 +11,7 @@
 //! through the AWS SDK for Rust.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use certops_adapters::{EngineWorkflow, TlsProber};
 use certops_asl::{Engine, EngineOptions, EventType, FunctionRegistry, TokioClock};
@@ -123,19 +123,19 @@ struct EngineProbe(Engine);
 
 impl WorkflowProbe for EngineProbe {
     async fn task_token(&self, execution: &str) -> String {
-        for _ in 0..500 {
-            let history = self.0.history(execution).expect("history");
-            let token = history
-                .iter()
-                .filter(|e| e.kind == EventType::TaskScheduled)
-                .filter_map(|e| e.details_value())
-                .find_map(|d| find_token(&d));
-            if let Some(token) = token {
-                return token;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("no TaskScheduled event with a token for {execution}");
+        certops_tests::eventually::eventually(
+            &format!("a TaskScheduled event with a token for {execution}"),
+            Duration::from_secs(5),
+            || {
+                self.0
+                    .history(execution)
+                    .expect("history")
+                    .iter()
+                    .filter(|e| e.kind == EventType::TaskScheduled)
+                    .filter_map(|e| e.details_value())
+                    .find_map(|d| find_token(&d))
+            },
+        )
     }
 
     async fn outcome(&self, execution: &str) -> Outcome {
@@ -169,47 +169,45 @@ impl SfnProbe {
 
 impl WorkflowProbe for SfnProbe {
     async fn task_token(&self, execution: &str) -> String {
-        for _ in 0..500 {
-            let history = self
-                .of(execution)
-                .history(execution)
-                .await
-                .expect("history");
-            let token = history
-                .iter()
-                .filter_map(|e| e.task_scheduled_event_details())
-                .filter_map(|d| serde_json::from_str::<Value>(d.parameters()).ok())
-                .find_map(|p| find_token(&p));
-            if let Some(token) = token {
-                return token;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("no TaskScheduled event with a token for {execution}");
+        certops_tests::eventually::eventually_async(
+            &format!("a TaskScheduled event with a token for {execution}"),
+            Duration::from_secs(10),
+            || async move {
+                self.of(execution)
+                    .history(execution)
+                    .await
+                    .expect("history")
+                    .iter()
+                    .filter_map(|e| e.task_scheduled_event_details())
+                    .filter_map(|d| serde_json::from_str::<Value>(d.parameters()).ok())
+                    .find_map(|p| find_token(&p))
+            },
+        )
+        .await
     }
 
     async fn outcome(&self, execution: &str) -> Outcome {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let d = self
-                .of(execution)
-                .client()
-                .describe_execution()
-                .execution_arn(execution)
-                .send()
-                .await
-                .expect("describe_execution");
-            let status = d.status().as_str().to_string();
-            if status != "RUNNING" {
-                return Outcome {
+        certops_tests::eventually::eventually_async(
+            &format!("{execution} ending"),
+            Duration::from_secs(30),
+            || async move {
+                let d = self
+                    .of(execution)
+                    .client()
+                    .describe_execution()
+                    .execution_arn(execution)
+                    .send()
+                    .await
+                    .expect("describe_execution");
+                let status = d.status().as_str().to_string();
+                (status != "RUNNING").then(|| Outcome {
                     status,
                     output: d.output().and_then(|o| serde_json::from_str(o).ok()),
                     error: d.error().map(str::to_string),
-                };
-            }
-            assert!(Instant::now() < deadline, "{execution} is still running");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                })
+            },
+        )
+        .await
     }
 }
 

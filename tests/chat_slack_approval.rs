@@ -29,26 +29,23 @@ async fn click(cw: &ChatWorld, body: &str, offset: i64) -> u16 {
     cw.post_slack(body, Some(&ts.to_string()), Some(&sig)).await
 }
 
-/// Polls until chat.update has been called `n` times.
+/// Waits until chat.update has been called `n` times.
 async fn updates(cw: &ChatWorld, n: usize) -> Vec<serde_json::Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let u: Vec<_> = cw
-            .slack
-            .calls()
-            .into_iter()
-            .filter(|c| c.method == "chat.update")
-            .map(|c| c.body)
-            .collect();
-        if u.len() >= n {
-            return u;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "chat.update not called {n} times: {u:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    certops_tests::eventually::eventually_async(
+        &format!("chat.update called {n} times"),
+        Duration::from_secs(10),
+        || async move {
+            let u: Vec<_> = cw
+                .slack
+                .calls()
+                .into_iter()
+                .filter(|c| c.method == "chat.update")
+                .map(|c| c.body)
+                .collect();
+            (u.len() >= n).then_some(u)
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,9 +10,10 @@
 //! one boundary).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use certops_tests::contract::keystore::TestCa;
+use certops_tests::eventually::eventually;
 use certops_tests::process::{free_port, spawn_serve, Running};
 use certops_tests::served::{
     approval_in_history, approve, certops, import_fallback, json_of, try_sfn, write_config, DNS,
@@ -82,61 +83,59 @@ async fn run(crash_after: Option<usize>) -> Ended {
     let mut server = start(&data, port, crash_after);
     let mut crashes = 0;
     let mut approved = false;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (execution, described) = loop {
-        assert!(
-            Instant::now() < deadline,
-            "crash after boundary {crash_after:?}: the renewal did not end within 120 s"
-        );
-        if server.exited() {
-            crashes += 1;
-            assert!(crashes <= 1, "crashed again after the restart");
-            server = start(&data, port, None);
-            continue;
-        }
-        let listed = try_sfn(
-            port,
-            "ListExecutions",
-            &json!({"stateMachineArn": STATE_MACHINE}),
-        );
-        let Some(execution) = listed.as_ref().and_then(|l| {
-            l["executions"]
-                .as_array()
-                .and_then(|e| e.first())
-                .and_then(|e| e["executionArn"].as_str())
-                .map(str::to_string)
-        }) else {
-            std::thread::sleep(Duration::from_millis(50));
-            continue;
-        };
-        let Some(described) = try_sfn(
-            port,
-            "DescribeExecution",
-            &json!({"executionArn": execution}),
-        ) else {
-            continue;
-        };
-        if described["status"] != "RUNNING" {
-            break (execution, described);
-        }
-        if !approved {
-            let approval = try_sfn(
+    let (execution, described) = eventually(
+        &format!("crash after boundary {crash_after:?}: the renewal ending"),
+        Duration::from_secs(120),
+        || {
+            if server.exited() {
+                crashes += 1;
+                assert!(crashes <= 1, "crashed again after the restart");
+                server = start(&data, port, None);
+                return None;
+            }
+            let listed = try_sfn(
                 port,
-                "GetExecutionHistory",
+                "ListExecutions",
+                &json!({"stateMachineArn": STATE_MACHINE}),
+            );
+            let Some(execution) = listed.as_ref().and_then(|l| {
+                l["executions"]
+                    .as_array()
+                    .and_then(|e| e.first())
+                    .and_then(|e| e["executionArn"].as_str())
+                    .map(str::to_string)
+            }) else {
+                return None;
+            };
+            let Some(described) = try_sfn(
+                port,
+                "DescribeExecution",
                 &json!({"executionArn": execution}),
-            )
-            .as_ref()
-            .and_then(approval_in_history);
-            if let Some(approval) = approval {
-                // 200 decided; 409 decided before a crash (the retry is told so).
-                match approve(port, SECRET, &approval, "approved in the crash test") {
-                    Some(200) | Some(409) => approved = true,
-                    _ => {}
+            ) else {
+                return None;
+            };
+            if described["status"] != "RUNNING" {
+                return Some((execution, described));
+            }
+            if !approved {
+                let approval = try_sfn(
+                    port,
+                    "GetExecutionHistory",
+                    &json!({"executionArn": execution}),
+                )
+                .as_ref()
+                .and_then(approval_in_history);
+                if let Some(approval) = approval {
+                    // 200 decided; 409 decided before a crash (the retry is told so).
+                    match approve(port, SECRET, &approval, "approved in the crash test") {
+                        Some(200) | Some(409) => approved = true,
+                        _ => {}
+                    }
                 }
             }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+            None
+        },
+    );
     let history = try_sfn(
         port,
         "GetExecutionHistory",

@@ -93,19 +93,18 @@ async fn executions_resume_after_a_crash() {
     assert_eq!(status(&c, &exec).await, "RUNNING");
 
     // The Wait ends on time after the restart and the task is scheduled.
-    let mut token = None;
-    for _ in 0..300 {
-        if let Some(t) = history_types(&c, &exec)
-            .await
-            .into_iter()
-            .find_map(|(_, _, t)| t)
-        {
-            token = Some(t);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let token = token.expect("the Wait state resumed after the crash and scheduled the task");
+    let (cr, er) = (&c, &exec);
+    let token = certops_tests::eventually::eventually_async(
+        "the Wait state resumed after the crash and scheduled the task",
+        Duration::from_secs(6),
+        || async move {
+            history_types(cr, er)
+                .await
+                .into_iter()
+                .find_map(|(_, _, t)| t)
+        },
+    )
+    .await;
 
     // Crash again while it waits for the callback.
     drop(c);
@@ -119,14 +118,13 @@ async fn executions_resume_after_a_crash() {
         .send()
         .await
         .expect("the token issued before the crash is still valid");
-    let mut final_status = String::new();
-    for _ in 0..300 {
-        final_status = status(&c, &exec).await;
-        if final_status != "RUNNING" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (cr, er) = (&c, &exec);
+    let final_status = certops_tests::eventually::eventually_async(
+        "the execution ending after the callback",
+        Duration::from_secs(6),
+        || async move { Some(status(cr, er).await).filter(|s| s != "RUNNING") },
+    )
+    .await;
     assert_eq!(final_status, "SUCCEEDED");
     let d = c
         .describe_execution()

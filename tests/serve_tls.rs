@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use certops_tests::process::{certops_bin, free_port};
 
@@ -71,11 +71,11 @@ async fn serve_over_tls_sets_secure_cookies_and_refuses_plain_http() {
 
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let _server = Killed(serve(port).spawn().expect("start certops serve"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "certops serve did not listen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    certops_tests::eventually::eventually(
+        "certops serve listening",
+        Duration::from_secs(30),
+        || certops_tests::eventually::listening(port).then_some(()),
+    );
 
     let client = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).expect("CA")])

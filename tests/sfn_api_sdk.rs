@@ -5,6 +5,7 @@
 
 use aws_sdk_sfn::error::ProvideErrorMetadata;
 use aws_sdk_sfn::Client;
+use certops_tests::eventually::eventually_async;
 use certops_tests::process::{start_serve, Running};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -36,24 +37,24 @@ fn callback_definition() -> String {
 
 /// Reads the task token the way an operator would on AWS: from the TaskScheduled event's parameters.
 async fn token_of(c: &Client, exec: &str) -> String {
-    for _ in 0..200 {
-        let h = c
-            .get_execution_history()
-            .execution_arn(exec)
-            .send()
-            .await
-            .expect("history");
-        for e in h.events() {
-            if let Some(d) = e.task_scheduled_event_details() {
-                let p: Value = serde_json::from_str(d.parameters()).expect("parameters json");
-                if let Some(t) = p["Payload"]["token"].as_str() {
-                    return t.to_string();
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no TaskScheduled event with a token for {exec}");
+    eventually_async(
+        &format!("a TaskScheduled event with a token for {exec}"),
+        Duration::from_secs(10),
+        || async move {
+            let h = c
+                .get_execution_history()
+                .execution_arn(exec)
+                .send()
+                .await
+                .expect("history");
+            h.events()
+                .iter()
+                .filter_map(|e| e.task_scheduled_event_details())
+                .map(|d| serde_json::from_str::<Value>(d.parameters()).expect("parameters json"))
+                .find_map(|p| p["Payload"]["token"].as_str().map(str::to_string))
+        },
+    )
+    .await
 }
 
 async fn wait_status(
@@ -61,19 +62,20 @@ async fn wait_status(
     exec: &str,
     want: &str,
 ) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
-    for _ in 0..500 {
-        let d = c
-            .describe_execution()
-            .execution_arn(exec)
-            .send()
-            .await
-            .expect("describe");
-        if d.status().as_str() == want {
-            return d;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{exec} never reached {want}");
+    eventually_async(
+        &format!("{exec} reaching {want}"),
+        Duration::from_secs(10),
+        || async move {
+            let d = c
+                .describe_execution()
+                .execution_arn(exec)
+                .send()
+                .await
+                .expect("describe");
+            (d.status().as_str() == want).then_some(d)
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1160,14 +1160,13 @@ async fn stop_execution_releases_the_certificate_lease() {
         .engine
         .stop_execution(&exec, Some("Operator".into()), Some("stopped".into()))
         .expect("stop");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while lock_holder(&w).await.is_some() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "StopExecution left the certificate locked"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let world = &w;
+    certops_tests::eventually::eventually_async(
+        "StopExecution releasing the certificate's lock",
+        Duration::from_secs(10),
+        || async move { lock_holder(world).await.is_none().then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The `certops` binary: `CERTOPS_BIN` when set (a copy built from this tree, when the
 /// target directory is shared), else the one beside the test executable.
@@ -232,14 +232,12 @@ pub fn start_console(data: &Path, port: u16) -> Console {
         .spawn()
         .expect("start certops serve");
     let console = Console { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return console;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("certops serve did not listen on 127.0.0.1:{port} within 30 s");
+    crate::eventually::eventually(
+        &format!("certops serve listening on 127.0.0.1:{port}"),
+        Duration::from_secs(30),
+        || crate::eventually::listening(port).then_some(()),
+    );
+    console
 }
 
 /// The node tools directory (`tests/node`), with `playwright-core` installed.

@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod console;
 pub mod contract;
+pub mod eventually;
 pub mod issuers;
 pub mod moto;
 pub mod process;

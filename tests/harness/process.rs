@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
@@ -142,22 +142,26 @@ pub fn spawn_serve(data_dir: &Path, port: u16, env: &[(&str, &str)], scan_every:
         .spawn()
         .unwrap_or_else(|e| panic!("could not start {}: {e}", certops_bin().display()));
     let mut running = Running { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if running.exited() {
-            return running;
-        }
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            let creds = api_credentials(data_dir, "operator");
-            if let Ok(mut all) = CREDENTIALS.lock() {
-                all.retain(|(p, _)| *p != port);
-                all.push((port, creds));
+    // Done when it listens, or when it exited (a crash test's abort before listening).
+    let listening = crate::eventually::eventually(
+        &format!("certops serve listening on 127.0.0.1:{port}"),
+        Duration::from_secs(30),
+        || {
+            if running.exited() {
+                Some(false)
+            } else {
+                crate::eventually::listening(port).then_some(true)
             }
-            return running;
+        },
+    );
+    if listening {
+        let creds = api_credentials(data_dir, "operator");
+        if let Ok(mut all) = CREDENTIALS.lock() {
+            all.retain(|(p, _)| *p != port);
+            all.push((port, creds));
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("certops serve did not start listening on 127.0.0.1:{port} within 30 s");
+    running
 }
 
 /// The operator's SigV4 credentials of the `certops serve` this harness started on `port`.

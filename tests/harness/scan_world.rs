@@ -165,16 +165,17 @@ async fn leaf(
 
 /// Waits until nothing accepts connections on `port` any more.
 async fn wait_refused(port: u16) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("port {port} still accepts connections after its endpoint stopped");
+    crate::eventually::eventually_async(
+        &format!("port {port} refusing connections after its endpoint stopped"),
+        Duration::from_secs(2),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 /// Builds the fleet in `dir` and the `Deps` the scan runs with.

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -179,19 +179,7 @@ pub fn sfn(port: u16, action: &str, body: Value) -> Value {
     try_sfn(port, action, &body).unwrap_or_else(|| panic!("{action} failed on port {port}"))
 }
 
-/// Polls `check` every 50 ms until it yields a value or `within` passes.
-pub fn poll<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use crate::eventually::poll;
 
 /// The approval id (`APR-…`) in an execution's history, if its approval was requested.
 pub fn approval_in_history(history: &Value) -> Option<String> {

@@ -188,15 +188,31 @@ impl ChatWorld {
     /// Waits (polling, with a deadline) until the approval record of `execution` exists and
     /// both platforms have its card; returns the approval id.
     pub async fn wait_for_cards(&self, execution: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let teams = self.bot.calls().into_iter().find(|c| c.method == "POST");
-            let posted_to_slack = self
-                .slack
-                .calls()
-                .iter()
-                .any(|c| c.method == "chat.postMessage");
-            if let (Some(call), true) = (teams, posted_to_slack) {
+        crate::eventually::eventually_async(
+            &format!("approval cards for {execution} on both platforms"),
+            Duration::from_secs(60),
+            || async move {
+                if !self.running(execution) {
+                    let info = self
+                        .world
+                        .stack
+                        .engine
+                        .describe_execution(execution)
+                        .expect("execution");
+                    panic!(
+                        "{execution} ended ({:?}) without a card: {:?} {:?}",
+                        info.status, info.error, info.cause
+                    );
+                }
+                let call = self.bot.calls().into_iter().find(|c| c.method == "POST")?;
+                let posted_to_slack = self
+                    .slack
+                    .calls()
+                    .iter()
+                    .any(|c| c.method == "chat.postMessage");
+                if !posted_to_slack {
+                    return None;
+                }
                 let id = call.activity["attachments"][0]["content"]["actions"][0]["data"]
                     ["approvalId"]
                     .as_str()
@@ -210,28 +226,10 @@ impl ChatWorld {
                     .await
                     .iter()
                     .any(|r| r.summary["requested"] == id.as_str());
-                if rec["execution"] == execution && audited {
-                    return id;
-                }
-            }
-            if !self.running(execution) {
-                let info = self
-                    .world
-                    .stack
-                    .engine
-                    .describe_execution(execution)
-                    .expect("execution");
-                panic!(
-                    "{execution} ended ({:?}) without a card: {:?} {:?}",
-                    info.status, info.error, info.cause
-                );
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no approval card for {execution}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                (rec["execution"] == execution && audited).then_some(id)
+            },
+        )
+        .await
     }
 
     /// The approval record.

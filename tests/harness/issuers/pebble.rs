@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 
@@ -41,17 +41,16 @@ pub struct Pebble {
 }
 
 fn wait_listening(port: u16, what: &str, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited ({status}) before listening on 127.0.0.1:{port}");
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
+    crate::eventually::eventually(
+        &format!("{what} listening on 127.0.0.1:{port}"),
+        Duration::from_secs(30),
+        || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{what} exited ({status}) before listening on 127.0.0.1:{port}");
+            }
+            crate::eventually::listening(port).then_some(())
+        },
+    );
 }
 
 fn bin(name: &str, env: &str) -> String {

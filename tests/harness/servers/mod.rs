@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The path of a server binary, or a panic naming the Debian package to install.
 pub fn require(binary: &str, package: &str) -> PathBuf {
@@ -79,10 +79,9 @@ impl ProcessGroup {
     /// Polls until `ready` holds, or panics with the log after `timeout`. Fails at once if
     /// the process exited.
     pub fn wait_until(&mut self, timeout: Duration, mut ready: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let ready = crate::eventually::poll(timeout, || {
             if ready() {
-                return;
+                return Some(());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
@@ -91,14 +90,14 @@ impl ProcessGroup {
                     self.log()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready within {timeout:?}:\n{}",
-                self.name,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+            None
+        });
+        assert!(
+            ready.is_some(),
+            "{} not ready within {timeout:?}:\n{}",
+            self.name,
+            self.log()
+        );
     }
 }
 
@@ -109,13 +108,10 @@ impl Drop for ProcessGroup {
         let _ = Command::new("kill")
             .args(["-TERM", "--", &format!("-{pgid}")])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // Whatever has not ended after 5 s is killed below.
+        let _ = crate::eventually::poll(Duration::from_secs(5), || {
+            self.child.try_wait().ok().flatten()
+        });
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{pgid}")])
             .stderr(Stdio::null())
@@ -167,13 +163,15 @@ pub async fn observe_until(
     fingerprint: &str,
     timeout: Duration,
 ) -> certops_core::ports::Observation {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
+    let served = crate::eventually::poll_async(timeout, || async move {
         let o = observe(port, root_pem).await;
-        if o.fingerprint == fingerprint || tokio::time::Instant::now() >= deadline {
-            return o;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        (o.fingerprint == fingerprint).then_some(o)
+    })
+    .await;
+    match served {
+        Some(o) => o,
+        // Not within the time: what is served now, for the caller's assertion to show.
+        None => observe(port, root_pem).await,
     }
 }
 
