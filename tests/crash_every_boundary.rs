@@ -98,22 +98,18 @@ async fn run(crash_after: Option<usize>) -> Ended {
                 "ListExecutions",
                 &json!({"stateMachineArn": STATE_MACHINE}),
             );
-            let Some(execution) = listed.as_ref().and_then(|l| {
+            let execution = listed.as_ref().and_then(|l| {
                 l["executions"]
                     .as_array()
                     .and_then(|e| e.first())
                     .and_then(|e| e["executionArn"].as_str())
                     .map(str::to_string)
-            }) else {
-                return None;
-            };
-            let Some(described) = try_sfn(
+            })?;
+            let described = try_sfn(
                 port,
                 "DescribeExecution",
                 &json!({"executionArn": execution}),
-            ) else {
-                return None;
-            };
+            )?;
             if described["status"] != "RUNNING" {
                 return Some((execution, described));
             }

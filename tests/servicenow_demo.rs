@@ -198,6 +198,7 @@ async fn the_demo_completes_through_429s_expiring_tokens_and_an_outage() {
                     _ => {}
                 }
                 tick += 1;
+                // The fault schedule's beat (a fault every few beats), not a wait.
                 std::thread::sleep(Duration::from_millis(250));
             }
             emu.set_reachable(true);

@@ -4,7 +4,7 @@
 //! allowed to sign names under `example.com`, all through the HTTP API.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::process::free_port;
 
@@ -50,48 +50,41 @@ impl OpenBao {
                 )
             });
         let ca = dir.path().join("vault-ca.pem");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut bao = None;
-        let mut child = Some(child);
-        while Instant::now() < deadline {
-            if let (Ok(pem), Some(_)) = (std::fs::read(&ca), child.as_ref()) {
-                if let Ok(roots) = reqwest::Certificate::from_pem_bundle(&pem) {
-                    let client = reqwest::Client::builder()
-                        .tls_certs_only(roots)
-                        .no_proxy()
-                        .build()
-                        .expect("client");
-                    let ok = client
-                        .get(format!("https://127.0.0.1:{port}/v1/sys/health"))
-                        .send()
-                        .await
-                        .map(|r| r.status().is_success())
-                        .unwrap_or(false);
-                    if ok {
-                        bao = Some(OpenBao {
-                            child: child.take().expect("child"),
-                            dir,
-                            port,
-                            root_token: root_token.clone(),
-                            client,
-                        });
-                        break;
-                    }
-                }
-            }
-            if let Some(c) = child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
+        let mut child = child;
+        let healthy = crate::eventually::poll_async(Duration::from_secs(60), || {
+            let exited = child.try_wait().ok().flatten();
+            let ca = ca.clone();
+            async move {
+                if let Some(status) = exited {
                     panic!("bao exited early ({status})");
                 }
+                let roots =
+                    reqwest::Certificate::from_pem_bundle(&std::fs::read(&ca).ok()?).ok()?;
+                let client = reqwest::Client::builder()
+                    .tls_certs_only(roots)
+                    .no_proxy()
+                    .build()
+                    .expect("client");
+                let ok = client
+                    .get(format!("https://127.0.0.1:{port}/v1/sys/health"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                ok.then_some(client)
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let Some(bao) = bao else {
-            if let Some(mut c) = child {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+        })
+        .await;
+        let Some(client) = healthy else {
+            let _ = child.kill();
+            let _ = child.wait();
             panic!("OpenBao did not become healthy on 127.0.0.1:{port} within 60 s");
+        };
+        let bao = OpenBao {
+            child,
+            dir,
+            port,
+            root_token: root_token.clone(),
+            client,
         };
         bao.configure_pki().await;
         bao
