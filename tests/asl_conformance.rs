@@ -4,6 +4,8 @@
 //! Each case runs on a paused tokio clock, so Wait states, back-off and
 //! time-outs take no real time.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_asl::{Engine, EngineOptions, StateMachine, TokioClock};
 use certops_tests::scripted::ScriptedInvoker;
 use chrono::{TimeZone, Utc};

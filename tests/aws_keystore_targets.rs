@@ -10,6 +10,8 @@
 //! fixtures are made with moto's EC2 query API over plain HTTP; everything else is set up
 //! through the AWS SDK for Rust.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -12,6 +12,8 @@
 //!
 //! This binary holds one test because it sets process environment variables.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use certops_aws::dynamo::aws_sdk_dynamodb::types::AttributeValue;
 use certops_aws::dynamo::{aws_sdk_dynamodb, Tables};

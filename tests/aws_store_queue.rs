@@ -4,6 +4,8 @@
 //! (the table layout and TTL attributes, error mapping, the poison-message path through a
 //! redrive policy) are checked on moto afterwards.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_adapters::Embedded;
 use certops_aws::dynamo::aws_sdk_dynamodb::types::AttributeValue;
 use certops_aws::dynamo::{aws_sdk_dynamodb, DynamoStore, Tables, TtlPolicy, HEAD, HEAD_SEQ};

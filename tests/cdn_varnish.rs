@@ -3,6 +3,8 @@
 //! purge really makes Varnish fetch again; a VCL whose ACL leaves certops out refuses, and
 //! that is `PurgeFailed`; a wrong admin secret is refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::sync::Arc;
 
 use certops_adapters::Embedded;

@@ -4,6 +4,8 @@
 //! payload's `user.id`. After the decision `chat.update` shows who and when. Every forged,
 //! stale, tampered or unauthorised click leaves the execution waiting with nothing recorded.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_core::ports::Clock;
 use certops_tests::chat::slack_api::{sign, SlackApi};
 use certops_tests::chat::wired_stack::{chat_world, ChatWorld, SIGNING_SECRET};

@@ -3,6 +3,8 @@
 //! an activity without the Bot Framework's token, or an interaction without Slack's
 //! signature, is refused; properly signed ones reach the decision path.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_tests::chat::bot_framework::BotFramework;
 use certops_tests::chat::slack_api::{sign, SlackApi, BOT_TOKEN, CHANNEL, TEAM};
 use certops_tests::process::{free_port, start_serve_with};

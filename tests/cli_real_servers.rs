@@ -5,6 +5,8 @@
 //! `certops keystore import`, then `certops run --trigger FILE` and `certops approve`, each
 //! a separate process. A fresh TLS handshake must see the renewed leaf on both servers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 

@@ -9,6 +9,8 @@
 //! session are refused. With `SCREENSHOT_DIR` set, a PNG of every page is saved
 //! there (`scripts/screenshots.sh`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_tests::console::{
     add_user, node_dir, open_incident, revive_on_nginx, run_demo, start_console,
     start_waiting_for_approval,

@@ -9,6 +9,8 @@
 //! audit chain intact. `CRASH_ONLY=<k>` runs the baseline and boundary k alone (to debug
 //! one boundary).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::path::Path;
 use std::time::Duration;
 

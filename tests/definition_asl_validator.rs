@@ -3,6 +3,8 @@
 //! tests/node). The validator checks the document against the States Language
 //! schema, every path expression, and the Lambda ARNs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::path::Path;
 use std::process::Command;
 

@@ -4,6 +4,8 @@
 //! previous files; a reload command that hangs is killed at its deadline; command output in
 //! the audit evidence is redacted.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -4,6 +4,8 @@
 //! through `new ssl cert` + `add ssl crt-list`; the admin socket gone is `DeployFailed`; and
 //! no connection is dropped by a hot swap.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! `nginx -t` failing on a broken key leaves the old files, reloads nothing and names the
 //! error; a missing pid file is `DeployFailed`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::sync::Arc;
 use std::time::Duration;
 

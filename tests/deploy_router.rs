@@ -2,6 +2,8 @@
 //! pass the deploy and CDN contracts through them, and kinds with no adapter in the embedded
 //! runtime (ACM, ELBv2, REST targets; CloudFront) are refused naming the kind.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -3,6 +3,8 @@
 //! resumes, and a SendTaskSuccess for the token issued before the crash
 //! completes it. History stays contiguous across the crashes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use aws_sdk_sfn::Client;
 use certops_tests::process::{start_serve, Running};
 use serde_json::{json, Value};

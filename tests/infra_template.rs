@@ -14,6 +14,8 @@
 //! it. Negative cases run the same checks on a copy of the repository layout (workspace
 //! manifest, function manifests, definition, template) with one deliberate fault.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_tests::moto::Moto;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,8 @@
 //! `Retry-After` for the next check), and the renewal's order names the certificate it
 //! `replaces`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,6 +11,8 @@
 //!
 //! One pebble serves every case (it starts in well under a second, but one is enough).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::time::Duration;
 
 use certops_core::KeyType;

@@ -8,6 +8,8 @@
 //! and Retry-After): the fallback path is taken, the ticket says why, and the ledger keeps the
 //! CA's Retry-After so the next validation plans for the fallback without sending an order.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::sync::Arc;
 use std::time::Duration;
 

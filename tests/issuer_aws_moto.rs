@@ -8,6 +8,8 @@
 //! (rightly) refuse; moto 5.2 copies the CSR's SAN, so the guardrails are run here too, and
 //! the test asserts whichever moto does rather than assuming.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_core::KeyType;
 use certops_issuers::solvers::{Answer, ChallengeSolver, Route53Solver};
 use certops_tests::issuers::setup::{certificate, config, issuer_port, key_and_csr, request};

@@ -3,6 +3,8 @@
 //! and AWS Private CA on moto — each built by the issuer router exactly as the runtime
 //! builds it from `integrations.toml`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_tests::contract;
 use certops_tests::issuers::openbao::OpenBao;
 use certops_tests::issuers::pebble::Pebble;

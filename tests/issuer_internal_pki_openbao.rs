@@ -7,6 +7,8 @@
 //! → `IssuanceFailed`; a missing token and a wrong token → `IssuanceFailed` saying so, the
 //! token never in the message; the server down → `IssuerDown`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_core::KeyType;
 use certops_tests::issuers::openbao::OpenBao;
 use certops_tests::issuers::setup::{

@@ -8,6 +8,8 @@
 //! - the change lives in the ServiceNow emulator, through the real ServiceNow adapter: opened,
 //!   approved, closed, with one `evidence.json` attachment.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_asl::ExecutionStatus;
 use certops_core::ports::TicketState;
 use certops_tests::servers::fingerprint;

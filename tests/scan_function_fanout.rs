@@ -4,6 +4,8 @@
 //! object to `intake`. A batch whose endpoint refuses connections — or whose body is not a
 //! batch — is the only one reported failed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

@@ -3,6 +3,8 @@
 //! `SameSite=Strict`), plain HTTP on that port refused, and a private key readable by others
 //! refused before anything listens.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -7,6 +7,8 @@
 //! refusal matrix (±299/±301 s, tampering, size, content type, JSON, UTF-8, replay after
 //! the window) is checked to start no execution.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_core::signature::{sign_approval, sign_webhook};
 use certops_tests::process::{free_port, start_serve_with};
 use std::io::{Read, Write};

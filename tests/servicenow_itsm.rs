@@ -5,6 +5,8 @@
 //! while, a 5xx on a write, a record deleted under a run. And intake reading back the
 //! record a webhook names (the `webhook_record_is_the_truth` module).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_adapters::{LocalDb, LocalSecrets, TicketBook};
 use certops_core::integrations::Integrations;
 use certops_core::ports::{

@@ -12,6 +12,8 @@
 //!    schedule is what rides the outage out, in seconds of wall clock. The run succeeds,
 //!    with one change, no work note twice and one `evidence.json`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_asl::ScaledClock;
 use certops_core::integrations::Integrations;
 use certops_core::Trigger;

@@ -3,6 +3,8 @@
 //! updates records, attaches evidence, and meets the refusals an instance gives. A missing
 //! python3 or pysnc fails this test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_tests::servicenow::ServiceNowEmulator;
 use std::path::Path;
 use std::process::Command;

@@ -4,6 +4,8 @@
 //! or deleted, its StartExecution needs signed trigger input, and only the
 //! approval callback's principal may complete its approval tasks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use aws_sdk_sfn::error::ProvideErrorMetadata;
 use certops_core::signature::sign_webhook;
 use certops_tests::process::{

@@ -1,6 +1,8 @@
 //! The local Step Functions API driven by Python's boto3 (installed by the
 //! README's test command). A missing python3 or boto3 fails this test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_tests::process::{api_credentials, start_serve};
 use std::path::Path;
 use std::process::Command;

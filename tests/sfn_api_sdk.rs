@@ -3,6 +3,8 @@
 //! callbacks, history paging, stop, validation, AWS error names, and a
 //! malformed request that gets a clear 400 while the server keeps serving.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use aws_sdk_sfn::error::ProvideErrorMetadata;
 use aws_sdk_sfn::Client;
 use certops_tests::eventually::eventually_async;

@@ -2,6 +2,8 @@
 //! conformance fixtures, and helpers to start `certops` processes on free
 //! loopback ports and stop them on drop.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 pub mod chat;
 pub mod console;
 pub mod contract;

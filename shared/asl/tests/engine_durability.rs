@@ -1,6 +1,8 @@
 //! A task whose invocation was in flight when the engine stopped is invoked
 //! again after a restart (at-least-once, as on AWS), and Wait timers survive.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_asl::{
     BoxFuture, Engine, EngineOptions, ExecutionStatus, FunctionRegistry, StatesError, Storage,
     TaskInvoker, TaskRequest, TokioClock, DEFAULT_ROLE_ARN,

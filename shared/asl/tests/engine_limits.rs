@@ -4,6 +4,8 @@
 //! AWS: `ExecutionFailed` as event 25,000 with `States.Runtime`. State
 //! payloads and `StartExecution` input carry AWS's 256 KiB quota.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_asl::{
     api, Engine, EngineOptions, ExecutionStatus, NoTasks, Storage, TokioClock, DEFAULT_ROLE_ARN,
     MAX_HISTORY_EVENTS, MAX_PAYLOAD_BYTES,

@@ -3,6 +3,8 @@
 //! output where one flows into the other, and the Catch output after a
 //! caught failure.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_asl::{Engine, EngineOptions, FunctionRegistry, StatesError, TokioClock};
 use serde_json::{json, Value};
 use std::sync::Arc;

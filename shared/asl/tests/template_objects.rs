@@ -2,6 +2,8 @@
 //! definition gives, constants and `.$` fields mixed, at any depth; the
 //! history records exactly that object.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 use certops_asl::{Engine, EngineOptions, ExecutionStatus, NoTasks, TokioClock};
 use serde_json::{json, Value};
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! What a report says about a served chain: leaf facts, expiries, chain shape, negotiated
 //! parameters, every address of a target, and per-target trust.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 mod fixtures;
 
 use std::net::SocketAddr;

@@ -1,6 +1,8 @@
 //! `certops scan` (cli/src/scan.rs, compiled here against this crate): arguments, output and
 //! Nagios exit codes against loopback endpoints.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 mod fixtures;
 
 #[allow(dead_code)]

@@ -1,6 +1,8 @@
 //! The post-change check: the expected leaf is served on every address, or we say why not
 //! and whether waiting may help.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
+
 mod fixtures;
 
 use std::net::SocketAddr;

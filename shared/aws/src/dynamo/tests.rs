@@ -2,11 +2,11 @@
 //! tokens; the store against moto is `tests/aws_store_queue.rs`.
 
 use super::ttl::secs;
-use chrono::{DateTime, Utc};
-use std::time::Duration;
 use super::*;
 use chrono::TimeZone;
+use chrono::{DateTime, Utc};
 use serde_json::json;
+use std::time::Duration;
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()
