@@ -80,9 +80,9 @@ pub use inventory::{
     ReloadMethod, RenewalMethod, Solver, Target, TargetKind,
 };
 pub use plan::{verify_plan_hash, Plan};
-pub use policy::{ChatPlatform, DirectoryEntry, Policy};
+pub use policy::{ApprovalPath, ChatPlatform, DirectoryEntry, Policy};
 pub use runbook::{Runbook, RunbookRef, StepAction};
 pub use validation::{
-    validate, ApprovalPath, Check, CheckName, CheckStatus, Facts, ScanFinding, TicketTrigger,
-    TicketType, Trigger, ValidationReport,
+    validate, Check, CheckName, CheckStatus, Facts, ScanFinding, TicketTrigger, TicketType,
+    Trigger, ValidationReport,
 };

@@ -4,13 +4,13 @@
 //! the approval path. Any failed check blocks the change; nothing unknown is guessed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::sha256_hex;
 use crate::inventory::{CertObject, Environment, Inventory, KeyType, RenewalMethod};
+pub use crate::policy::ApprovalPath;
 use crate::policy::{Policy, WindowState};
 use crate::Error;
 
@@ -178,39 +178,6 @@ pub struct Facts {
     /// Information, see [`crate::renewal_info`]), if the scan has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_window: Option<crate::ports::RenewalWindow>,
-}
-
-/// How a change gets approved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ApprovalPath {
-    /// Not allowed to run.
-    Blocked,
-    /// A pre-approved standard change: runs without asking.
-    PreApproved,
-    /// A normal change: the certificate's change authority approves, inside the window.
-    Normal,
-    /// An emergency change (expires in < 24 h or expired): the ECAB approves; the window is
-    /// bypassed and flagged.
-    Emergency,
-}
-
-impl ApprovalPath {
-    /// The name used in files, reports and Step Functions `Choice` states.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApprovalPath::Blocked => "blocked",
-            ApprovalPath::PreApproved => "pre-approved",
-            ApprovalPath::Normal => "normal",
-            ApprovalPath::Emergency => "emergency",
-        }
-    }
-}
-
-impl fmt::Display for ApprovalPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// The checks, in the order they run and are reported.
