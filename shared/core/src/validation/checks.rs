@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::report::{Check, CheckName, CheckStatus, ValidationReport};
 use super::triggers::Trigger;
+use crate::fingerprint::Fingerprint;
 use crate::inventory::{CertObject, Environment, Inventory, KeyType, RenewalMethod};
 use crate::policy::{ApprovalPath, Policy, WindowState};
 
@@ -456,36 +457,33 @@ fn check_fingerprint(checks: &mut Checks, cert: &CertObject, trigger: &Trigger) 
         Trigger::Scan(s) => s.observed_fingerprint.as_deref(),
         Trigger::Ticket(_) => None,
     };
-    match (cert.expected_fingerprint.as_deref(), observed) {
-        (Some(expected), Some(observed)) if !same_fingerprint(expected, observed) => checks.fail(
+    let (Some(expected), Some(observed)) = (cert.expected_fingerprint.as_deref(), observed) else {
+        checks.pass(CheckName::Fingerprint, "no fingerprint to compare");
+        return;
+    };
+    // Both sides go through the one normalisation (case, `:` separators, `sha256:` prefix);
+    // a malformed one matches nothing and says why.
+    match (Fingerprint::parse(expected), Fingerprint::parse(observed)) {
+        (Ok(e), Ok(o)) if e == o => checks.pass(
+            CheckName::Fingerprint,
+            "served certificate is the expected one",
+        ),
+        (Ok(_), Ok(_)) => checks.fail(
             CheckName::Fingerprint,
             format!(
                 "served certificate {observed} is not the expected {expected}: \
                  the inventory is out of date or something else is served"
             ),
         ),
-        (Some(_), Some(_)) => checks.pass(
+        (Err(why), _) => checks.fail(
             CheckName::Fingerprint,
-            "served certificate is the expected one",
+            format!("the inventory's expected fingerprint is unusable: {why}"),
         ),
-        _ => checks.pass(CheckName::Fingerprint, "no fingerprint to compare"),
+        (Ok(_), Err(why)) => checks.fail(
+            CheckName::Fingerprint,
+            format!("the served fingerprint is unusable: {why}"),
+        ),
     }
-}
-
-/// Compares fingerprints ignoring case, `:` separators and a `sha256:` prefix.
-fn same_fingerprint(a: &str, b: &str) -> bool {
-    let norm = |s: &str| {
-        let s = s.trim();
-        let s = s
-            .strip_prefix("sha256:")
-            .or_else(|| s.strip_prefix("SHA256:"))
-            .unwrap_or(s);
-        s.chars()
-            .filter(|c| *c != ':')
-            .map(|c| c.to_ascii_lowercase())
-            .collect::<String>()
-    };
-    norm(a) == norm(b)
 }
 
 fn status_of(checks: &Checks, name: CheckName) -> Option<CheckStatus> {

@@ -650,6 +650,35 @@ fn served_fingerprint_other_than_expected_is_blocked() {
 }
 
 #[test]
+fn a_malformed_fingerprint_fails_its_check_saying_which_and_why() {
+    let now = tuesday();
+    let scan_serving = |fp: &str| {
+        Trigger::Scan(ScanFinding {
+            ci: "shop-web-prod".into(),
+            observed_expiry: now + TimeDelta::days(20),
+            observed_fingerprint: Some(fp.into()),
+        })
+    };
+    let report = run(&scan_serving("sha256:00"), &facts(), now);
+    assert_eq!(status(&report, CheckName::Fingerprint), CheckStatus::Fail);
+    let why = reason(&report, CheckName::Fingerprint);
+    assert!(
+        why.contains("served fingerprint") && why.contains("2 hex digits"),
+        "{why}"
+    );
+
+    let mut inventory = inventory();
+    for cert in &mut inventory.certificates {
+        cert.expected_fingerprint = Some("not-a-fingerprint".into());
+    }
+    let served = "5f1c4b2b9a0e7d36c8e2f4a1b7d9c0e3f6a8b2c4d6e8f0a1b3c5d7e9f1a2b3c4";
+    let report = validate(&inventory, &policy(), &scan_serving(served), &facts(), now);
+    assert_eq!(status(&report, CheckName::Fingerprint), CheckStatus::Fail);
+    let why = reason(&report, CheckName::Fingerprint);
+    assert!(why.contains("inventory's expected fingerprint"), "{why}");
+}
+
+#[test]
 fn standard_change_in_window_is_pre_approved() {
     let report = run(
         &scan("api-gateway-staging", TimeDelta::days(20), tuesday()),
