@@ -33,7 +33,9 @@ use std::time::Duration;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use certops_core::ports::{Deps, Observation, RenewalWindow};
-use certops_core::{renewal_info, CertObject, Endpoint, Error, RenewalMethod, ScanFinding};
+use certops_core::{
+    renewal_info, CertObject, Endpoint, Error, Fingerprint, RenewalMethod, ScanFinding,
+};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -170,19 +172,6 @@ pub fn batches(cert_ids: &[String]) -> impl Iterator<Item = ScanBatch> + '_ {
     })
 }
 
-/// Fingerprints compare ignoring case, `:` separators and a `sha256:` prefix.
-fn normalized_fingerprint(fp: &str) -> String {
-    let fp = fp.trim();
-    let fp = fp
-        .strip_prefix("sha256:")
-        .or_else(|| fp.strip_prefix("SHA256:"))
-        .unwrap_or(fp);
-    fp.chars()
-        .filter(|c| *c != ':')
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
-}
-
 /// Judges what was observed of `cert` at `now` against the planned threshold (days) and the
 /// CA's renewal window (ARI) for the served leaf, if known.
 ///
@@ -209,13 +198,20 @@ pub fn assess(
     } else if left <= TimeDelta::days(i64::from(threshold_days)) {
         concerns.insert(Concern::Expiring);
     }
-    let served: BTreeSet<String> = observations
+    // The served leaves, normalised by `Fingerprint`. A malformed fingerprint (the prober
+    // never reports one) stays apart under its own text: a leaf of its own, matching nothing.
+    let served: BTreeSet<Result<Fingerprint, &str>> = observations
         .iter()
-        .map(|o| normalized_fingerprint(&o.fingerprint))
+        .map(|o| Fingerprint::parse(&o.fingerprint).map_err(|_| o.fingerprint.as_str()))
         .collect();
     if let Some(expected) = cert.expected_fingerprint.as_deref() {
-        let expected = normalized_fingerprint(expected);
-        if served.iter().any(|fp| *fp != expected) {
+        // A malformed expectation matches no served leaf.
+        let expected = Fingerprint::parse(expected).ok();
+        let is_expected = |fp: &Result<Fingerprint, &str>| match (fp, &expected) {
+            (Ok(served), Some(expected)) => served == expected,
+            _ => false,
+        };
+        if !served.iter().all(is_expected) {
             concerns.insert(Concern::UnexpectedFingerprint);
         }
     }
@@ -757,9 +753,20 @@ endpoints = [{ host = "127.0.0.1", port = 8443, sni = "shop.example.com" }]
 
     #[test]
     fn healthy_certificate_yields_no_finding() {
-        let a = assess(&cert(Some("AB:CD")), &[obs("abcd", 80)], 30, now(), None);
+        // The inventory spells it OpenSSL's way, the prober in plain lower-case hex.
+        let expected = ["AB"; 32].join(":");
+        let served = "ab".repeat(32);
+        let a = assess(&cert(Some(&expected)), &[obs(&served, 80)], 30, now(), None);
         assert!(a.concerns.is_empty());
         assert_eq!(a.finding, None);
+    }
+
+    #[test]
+    fn the_inventorys_sha256_prefix_names_the_served_leaf() {
+        let served = "5f".repeat(32);
+        let expected = format!("sha256:{}", served.to_ascii_uppercase());
+        let a = assess(&cert(Some(&expected)), &[obs(&served, 80)], 30, now(), None);
+        assert!(a.concerns.is_empty());
     }
 
     #[test]

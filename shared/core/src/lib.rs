@@ -1,8 +1,8 @@
 //! certops-core: the pure domain core of certops.
 //!
 //! Inventory, policy, deterministic validation, the plan and its hash, approval rules, the
-//! hash-chained audit trail and the error names Step Functions routes on. No I/O happens
-//! here: callers pass file contents, facts they gathered and `now`.
+//! hash-chained audit trail, certificate fingerprints and the error names Step Functions
+//! routes on. No I/O happens here: callers pass file contents, facts they gathered and `now`.
 //!
 //! ```
 //! use certops_core::{validate, Facts, Inventory, Plan, Policy, Runbook, Trigger, ScanFinding};
@@ -57,6 +57,7 @@ pub mod approval;
 pub mod audit;
 pub mod canonical;
 pub mod error;
+pub mod fingerprint;
 pub mod integrations;
 pub mod inventory;
 pub mod lease;
@@ -75,14 +76,15 @@ pub use audit::{
     AuditEntry, AuditKey, AuditKind, AuditRecord, ChainHead, GENESIS_HASH,
 };
 pub use error::{Error, ERROR_NAMES};
+pub use fingerprint::Fingerprint;
 pub use inventory::{
     AcmeOptions, Cdn, CdnKind, CertObject, Endpoint, Environment, Inventory, Issuer, KeyType,
     ReloadMethod, RenewalMethod, Solver, Target, TargetKind,
 };
 pub use plan::{verify_plan_hash, Plan};
-pub use policy::{ChatPlatform, DirectoryEntry, Policy};
+pub use policy::{ApprovalPath, ChatPlatform, DirectoryEntry, Policy};
 pub use runbook::{Runbook, RunbookRef, StepAction};
 pub use validation::{
-    validate, ApprovalPath, Check, CheckName, CheckStatus, Facts, ScanFinding, TicketTrigger,
-    TicketType, Trigger, ValidationReport,
+    validate, Check, CheckName, CheckStatus, Facts, ScanFinding, TicketTrigger, TicketType,
+    Trigger, ValidationReport,
 };

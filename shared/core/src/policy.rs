@@ -1,15 +1,15 @@
 //! The versioned renewal policy: thresholds, change windows, standard changes, approval
-//! time-outs and ACME rate-limit budgets. The file format is documented in
-//! `runbooks/README.md`.
+//! time-outs and ACME rate-limit budgets, and the [`ApprovalPath`]s they tell apart. The file
+//! format is documented in `runbooks/README.md`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveTime, TimeDelta, Utc, Weekday};
 use chrono_tz::Tz;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::inventory::{CertObject, Environment, RenewalMethod, TargetKind};
-use crate::validation::ApprovalPath;
 use crate::Error;
 
 /// The whole policy file.
@@ -34,6 +34,39 @@ pub struct Policy {
     /// How long verification gives a change to propagate (`[verify]`; defaults when absent).
     #[serde(default)]
     pub verify: VerifySchedule,
+}
+
+/// How a change gets approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalPath {
+    /// Not allowed to run.
+    Blocked,
+    /// A pre-approved standard change: runs without asking.
+    PreApproved,
+    /// A normal change: the certificate's change authority approves, inside the window.
+    Normal,
+    /// An emergency change (expires in < 24 h or expired): the ECAB approves; the window is
+    /// bypassed and flagged.
+    Emergency,
+}
+
+impl ApprovalPath {
+    /// The name used in files, reports and Step Functions `Choice` states.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalPath::Blocked => "blocked",
+            ApprovalPath::PreApproved => "pre-approved",
+            ApprovalPath::Normal => "normal",
+            ApprovalPath::Emergency => "emergency",
+        }
+    }
+}
+
+impl fmt::Display for ApprovalPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The longest approval time-out, minutes: the renewal definition's 48 h `TimeoutSeconds`.

@@ -1,8 +1,8 @@
 //! What we report about one certificate, parsed with x509-parser.
 
+use certops_core::Fingerprint;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
@@ -70,23 +70,18 @@ pub(crate) struct ParsedCert {
     pub raw_issuer: Vec<u8>,
 }
 
-/// SHA-256 of DER bytes as lowercase hex: the fingerprint format used everywhere here.
+/// SHA-256 of DER bytes as lowercase hex: the fingerprint format used everywhere here
+/// ([`Fingerprint::of_der`]'s text).
 pub fn sha256_hex(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
+    Fingerprint::of_der(der).into()
 }
 
-/// Normalises a fingerprint given as hex with optional `:` separators to lowercase hex.
+/// Normalises a fingerprint to lowercase hex as [`Fingerprint::parse`] does: 64 hex digits in
+/// either case, optionally `:`-separated and prefixed `sha256:`.
 pub fn normalize_fingerprint(text: &str) -> Result<String, crate::Error> {
-    let cleaned: String = text
-        .trim()
-        .chars()
-        .filter(|c| *c != ':')
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if cleaned.len() != 64 || !cleaned.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(crate::Error::InvalidFingerprint(text.to_owned()));
-    }
-    Ok(cleaned)
+    Fingerprint::parse(text)
+        .map(String::from)
+        .map_err(|_| crate::Error::InvalidFingerprint(text.to_owned()))
 }
 
 fn to_utc(ts: i64) -> DateTime<Utc> {
@@ -240,5 +235,7 @@ mod tests {
         assert_eq!(normalize_fingerprint(&fp).unwrap(), "ab".repeat(32));
         assert!(normalize_fingerprint("abc").is_err());
         assert!(normalize_fingerprint(&"zz".repeat(32)).is_err());
+        let prefixed = format!("sha256:{}", "AB".repeat(32));
+        assert_eq!(normalize_fingerprint(&prefixed).unwrap(), "ab".repeat(32));
     }
 }

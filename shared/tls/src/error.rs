@@ -33,7 +33,7 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
-    /// An expected fingerprint is not 64 hex digits (colons allowed).
+    /// An expected fingerprint is not 64 hex digits (colons and a `sha256:` prefix allowed).
     #[error("invalid SHA-256 fingerprint {0:?}: expected 64 hex digits")]
     InvalidFingerprint(String),
     /// The prober's settings are out of range.

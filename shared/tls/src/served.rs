@@ -70,7 +70,7 @@ impl From<Error> for ServedError {
 
 impl Prober {
     /// Probes every address of `request` and checks that each serves the leaf whose SHA-256
-    /// is `expected_sha256` (hex, colons allowed) with a valid chain (`ok` or `expiring`).
+    /// is `expected_sha256` (hex, colons and a `sha256:` prefix allowed) with a valid chain (`ok` or `expiring`).
     ///
     /// Failures are ordered: an invalid served chain first (not retryable), then stale
     /// addresses (retryable), then unreachable ones (retryable).
