@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::inventory::CertObject;
 use crate::plan::Plan;
+use crate::policy::ApprovalPath;
 use crate::policy::Policy;
-use crate::validation::ApprovalPath;
 use crate::Error;
 
 /// How much longer than the approval's own expiry its waiting task lives, so

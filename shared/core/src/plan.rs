@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::canonical::{sha256_hex, to_canonical_string};
 use crate::inventory::{Cdn, CertObject, Endpoint, Environment, Inventory, Issuer, Target};
+use crate::policy::ApprovalPath;
 use crate::runbook::RunbookRef;
-use crate::validation::{ApprovalPath, ValidationReport};
+use crate::validation::ValidationReport;
 use crate::Error;
 
 /// Everything an execution will do, bound to one runbook version and one certificate object.

@@ -9,8 +9,9 @@
 //! [`Error::PlanDrift`] when it no longer hashes to what was approved.
 
 use crate::inventory::{Endpoint, Target};
+use crate::policy::ApprovalPath;
 use crate::ports::{Config, Observation};
-use crate::validation::{ApprovalPath, Trigger, ValidationReport};
+use crate::validation::{Trigger, ValidationReport};
 use crate::{verify_plan_hash, Error, Plan};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
