@@ -268,10 +268,11 @@ pub async fn handle_webhook(
     let truth = match record_of_truth(deps, posted).await {
         Ok(r) => r,
         Err(e) => {
-            let status = match e.name() {
-                "Transient" => 503,
-                "NotFound" => 404,
-                "AccessDenied" => 502,
+            let status = match &e {
+                Error::Transient(_) => 503,
+                Error::NotFound(_) => 404,
+                // certops was refused reading the record of truth: a fault on our side.
+                Error::AccessDenied(_) => 502,
                 _ => 400,
             };
             return response(status, json!({"error": e.name(), "message": e.to_string()}));
