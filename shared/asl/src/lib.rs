@@ -38,6 +38,7 @@ pub mod machine;
 pub mod path;
 pub mod sigv4;
 pub mod store;
+mod template;
 
 pub use clock::{Clock, ScaledClock, TokioClock};
 pub use definition::{DefinitionError, StateMachine};
