@@ -43,8 +43,8 @@ mod template;
 pub use clock::{Clock, ScaledClock, TokioClock};
 pub use definition::{DefinitionError, StateMachine};
 pub use engine::{
-    BoxFuture, Engine, EngineError, EngineOptions, ExecutionInfo, MachineInfo, NoTasks, Storage,
-    TaskInvoker, TaskRequest, DEFAULT_TRANSITIONS_PER_SLICE,
+    BoxFuture, Engine, EngineError, EngineErrorKind, EngineOptions, ExecutionInfo, MachineInfo,
+    NoTasks, Storage, TaskInvoker, TaskRequest, DEFAULT_TRANSITIONS_PER_SLICE,
 };
 pub use functions::FunctionRegistry;
 pub use history::{EventType, HistoryEvent};

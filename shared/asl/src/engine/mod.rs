@@ -15,7 +15,7 @@ mod error;
 mod scheduler;
 mod task;
 
-pub use error::EngineError;
+pub use error::{EngineError, EngineErrorKind};
 pub use scheduler::CRASH_AFTER_BOUNDARY_ENV;
 pub use task::{BoxFuture, NoTasks, TaskInvoker, TaskRequest};
 

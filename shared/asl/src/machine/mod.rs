@@ -246,8 +246,14 @@ struct Frame {
     carry: Option<std::sync::Arc<str>>,
 }
 
-/// Why a callback could not be applied.
+/// Why a callback could not be applied. The engine reports it as
+/// [`EngineError::TaskTimedOut`] (kind [`EngineErrorKind::Conflict`]). New
+/// variants may be added.
+///
+/// [`EngineError::TaskTimedOut`]: crate::EngineError::TaskTimedOut
+/// [`EngineErrorKind::Conflict`]: crate::EngineErrorKind::Conflict
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CallbackError {
     /// The task is no longer waiting (timed out, retried, or the execution ended).
     #[error("the task for this token is no longer waiting (it timed out or its execution ended)")]
