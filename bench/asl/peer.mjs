@@ -1,5 +1,5 @@
 // Peer side of bench/asl/run.sh: runs the same definitions as
-// `shared/asl/examples/engine_bench.rs` through aws-local-stepfunctions
+// `bench/asl/engine_bench.rs` through aws-local-stepfunctions
 // (`new StateMachine(definition).run(input).result`) and prints one JSON line
 // per scenario, in the same shape as the Rust side.
 //

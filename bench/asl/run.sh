@@ -12,7 +12,8 @@
 # engine enforces: 10,000 loop iterations would be 40,004 events and fail).
 #
 # What is measured and how: see the header of
-# shared/asl/examples/engine_bench.rs (Rust side) and bench/asl/peer.mjs.
+# bench/asl/engine_bench.rs (Rust side, built as the certops-asl example
+# `engine_bench`, declared in shared/asl/Cargo.toml) and bench/asl/peer.mjs.
 # Definitions, inputs and expected outputs are generated into bench/asl/defs/,
 # raw per-scenario JSON lines go to bench/asl/results/.
 set -euo pipefail

@@ -1,7 +1,7 @@
 //! Choice rules: comparisons and their `…Path` forms, `Is*` tests, `And`/`Or`/`Not`.
 
-use crate::definition::Template;
 use crate::path::{Path, PathError, Roots};
+use crate::template::Template;
 use chrono::DateTime;
 use serde_json::{Map, Value};
 

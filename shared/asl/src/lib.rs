@@ -25,6 +25,29 @@
 //! assert_eq!(done.output.unwrap()["greeting"], "Hello, world!");
 //! # });
 //! ```
+//!
+//! # Modules
+//!
+//! From the lowest layer up (a module uses only those above it in this list):
+//!
+//! * [`path`]: JSONPath as Step Functions uses it (reference paths, the `$$`
+//!   context object and `$name` variables).
+//! * [`intrinsics`]: `States.*` intrinsic functions, parsed once and evaluated.
+//! * `template` (private; its items are public in [`definition`]): payload
+//!   templates (`Parameters`, `ResultSelector`, `ItemSelector`, `Assign`).
+//! * [`choice`]: Choice rules and their evaluation.
+//! * [`definition`]: the parsed, validated state machine, its parser, and
+//!   `DefinitionSubstitutions`.
+//! * [`history`]: history events in the shape `GetExecutionHistory` returns.
+//! * [`clock`]: wall-clock time and tokio timers.
+//! * [`machine`]: one execution as a pure step machine (states, tasks,
+//!   Map/Parallel, data flow, retry/catch, history recording).
+//! * [`store`]: the SQLite persistence of machines, executions and history.
+//! * [`engine`]: the local engine that drives executions (errors, task
+//!   dispatch and callbacks, scheduling and timers).
+//! * [`functions`]: in-process Lambda functions as a [`TaskInvoker`].
+//! * [`api`]: the Step Functions JSON protocol over the engine.
+//! * [`sigv4`]: AWS Signature Version 4 verification for the local API.
 
 pub mod api;
 pub mod choice;
@@ -38,12 +61,13 @@ pub mod machine;
 pub mod path;
 pub mod sigv4;
 pub mod store;
+mod template;
 
 pub use clock::{Clock, ScaledClock, TokioClock};
 pub use definition::{DefinitionError, StateMachine};
 pub use engine::{
-    BoxFuture, Engine, EngineError, EngineOptions, ExecutionInfo, MachineInfo, NoTasks, Storage,
-    TaskInvoker, TaskRequest, DEFAULT_TRANSITIONS_PER_SLICE,
+    BoxFuture, Engine, EngineError, EngineErrorKind, EngineOptions, ExecutionInfo, MachineInfo,
+    NoTasks, Storage, TaskInvoker, TaskRequest, DEFAULT_TRANSITIONS_PER_SLICE,
 };
 pub use functions::FunctionRegistry;
 pub use history::{EventType, HistoryEvent};

@@ -8,8 +8,13 @@ use crate::machine::{Execution, Invocation};
 use rusqlite::{params, Connection};
 use std::path::Path;
 
-/// The store failed.
+/// The store failed. The engine reports it as [`EngineError::Store`]
+/// (kind [`EngineErrorKind::StoreFailure`]). New variants may be added.
+///
+/// [`EngineError::Store`]: crate::EngineError::Store
+/// [`EngineErrorKind::StoreFailure`]: crate::EngineErrorKind::StoreFailure
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// SQLite reported an error.
     #[error("state database: {0}")]

@@ -4,69 +4,39 @@
 //! Task states call a [`TaskInvoker`], which resolves a resource to an
 //! in-process handler. Callbacks (`SendTaskSuccess`, …) and timers feed
 //! results back into the pure [`Execution`] step machine.
+//!
+//! This file holds the engine's state and its operations (open and restore,
+//! state machines, executions, history); `error.rs` the [`EngineError`] they
+//! return, `task.rs` the invoker port, task dispatch and task-token
+//! callbacks, and `scheduler.rs` what follows each advance (effects,
+//! persistence, yielding) and the timer task.
+
+mod error;
+mod scheduler;
+mod task;
+
+pub use error::{EngineError, EngineErrorKind};
+pub use scheduler::CRASH_AFTER_BOUNDARY_ENV;
+pub use task::{BoxFuture, NoTasks, TaskInvoker, TaskRequest};
 
 use crate::clock::Clock;
 use crate::definition::{substitute, DefinitionError, StateMachine};
-use crate::history::payload_text;
-use crate::history::HistoryEvent;
+use crate::history::{payload_text, HistoryEvent};
 use crate::machine::{
-    Effects, Env, Execution, ExecutionMeta, ExecutionStatus, StatesError, Timer, TimerKind,
-    MAX_HISTORY_EVENTS, MAX_PAYLOAD_BYTES,
+    Effects, Execution, ExecutionMeta, ExecutionStatus, Timer, MAX_HISTORY_EVENTS,
+    MAX_PAYLOAD_BYTES,
 };
-use crate::store::{MachineRow, SqliteStore, StoreError};
+use crate::store::{MachineRow, SqliteStore};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use scheduler::timer_loop;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
+use task::Dispatch;
 use tokio::sync::Notify;
-
-/// A boxed, sendable future.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// What a Task state asks of its resource.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskRequest {
-    /// The execution it belongs to.
-    pub execution_arn: String,
-    /// The Task state's name.
-    pub state_name: String,
-    /// The `Resource` as written.
-    pub resource: String,
-    /// The Lambda function name or ARN (`FunctionName`, or the resource for a plain ARN).
-    pub function: Option<String>,
-    /// The payload.
-    pub payload: Value,
-    /// The task token, for `.waitForTaskToken` tasks.
-    pub task_token: Option<String>,
-}
-
-/// Resolves Task resources to handlers.
-pub trait TaskInvoker: Send + Sync + 'static {
-    /// Runs the task. An `Err` carries the error name (a Lambda `errorType`) and cause.
-    fn invoke(&self, request: TaskRequest) -> BoxFuture<Result<Value, StatesError>>;
-}
-
-/// An invoker with no handlers: every task fails with `States.TaskFailed`.
-pub struct NoTasks;
-
-impl TaskInvoker for NoTasks {
-    fn invoke(&self, request: TaskRequest) -> BoxFuture<Result<Value, StatesError>> {
-        Box::pin(async move {
-            Err(StatesError::new(
-                "States.TaskFailed",
-                format!(
-                    "no handler is registered for resource '{}'",
-                    request.resource
-                ),
-            ))
-        })
-    }
-}
 
 /// Where the engine keeps its state.
 #[derive(Debug, Clone)]
@@ -97,13 +67,6 @@ pub struct EngineOptions {
     pub transitions_per_slice: u64,
 }
 
-/// How many times (1 ms each) a yielded execution lets blocked callers go
-/// first before it takes its next slice regardless.
-const MAX_DEFERRALS: u32 = 50;
-
-/// Bytes of state payload an execution records per hold of the engine lock.
-const SLICE_BYTES: usize = 1 << 20;
-
 /// Default [`EngineOptions::transitions_per_slice`]: well under a millisecond
 /// of work in memory.
 pub const DEFAULT_TRANSITIONS_PER_SLICE: u64 = 1_000;
@@ -118,77 +81,6 @@ impl Default for EngineOptions {
             max_history_events: MAX_HISTORY_EVENTS,
             transitions_per_slice: DEFAULT_TRANSITIONS_PER_SLICE,
         }
-    }
-}
-
-/// Engine operations fail with AWS's error names.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum EngineError {
-    /// No such state machine.
-    #[error("State Machine Does Not Exist: '{0}'")]
-    StateMachineDoesNotExist(String),
-    /// A different state machine has this name.
-    #[error("State Machine Already Exists: '{0}'")]
-    StateMachineAlreadyExists(String),
-    /// The definition was refused.
-    #[error("Invalid State Machine Definition: '{0}'")]
-    InvalidDefinition(String),
-    /// A name is malformed.
-    #[error("Invalid Name: '{0}'")]
-    InvalidName(String),
-    /// An ARN is malformed.
-    #[error("Invalid Arn: '{0}'")]
-    InvalidArn(String),
-    /// No such execution.
-    #[error("Execution Does Not Exist: '{0}'")]
-    ExecutionDoesNotExist(String),
-    /// An execution with this name exists (closed, or running with another input).
-    #[error("Execution Already Exists: '{0}'")]
-    ExecutionAlreadyExists(String),
-    /// Input is not valid JSON.
-    #[error("Invalid Execution Input: {0}")]
-    InvalidExecutionInput(String),
-    /// Output is not valid JSON.
-    #[error("Invalid Output: {0}")]
-    InvalidOutput(String),
-    /// The token was never issued.
-    #[error("Invalid Token: the task token is not recognised")]
-    InvalidToken,
-    /// The task behind the token is no longer waiting.
-    #[error("Task Timed Out: the task for this token is no longer waiting")]
-    TaskTimedOut,
-    /// A request field is invalid.
-    #[error("{0}")]
-    Validation(String),
-    /// The state database failed.
-    #[error("{0}")]
-    Store(String),
-}
-
-impl EngineError {
-    /// The AWS error code (`__type`).
-    pub fn code(&self) -> &'static str {
-        match self {
-            EngineError::StateMachineDoesNotExist(_) => "StateMachineDoesNotExist",
-            EngineError::StateMachineAlreadyExists(_) => "StateMachineAlreadyExists",
-            EngineError::InvalidDefinition(_) => "InvalidDefinition",
-            EngineError::InvalidName(_) => "InvalidName",
-            EngineError::InvalidArn(_) => "InvalidArn",
-            EngineError::ExecutionDoesNotExist(_) => "ExecutionDoesNotExist",
-            EngineError::ExecutionAlreadyExists(_) => "ExecutionAlreadyExists",
-            EngineError::InvalidExecutionInput(_) => "InvalidExecutionInput",
-            EngineError::InvalidOutput(_) => "InvalidOutput",
-            EngineError::InvalidToken => "InvalidToken",
-            EngineError::TaskTimedOut => "TaskTimedOut",
-            EngineError::Validation(_) => "ValidationException",
-            EngineError::Store(_) => "InternalFailure",
-        }
-    }
-}
-
-impl From<StoreError> for EngineError {
-    fn from(e: StoreError) -> Self {
-        EngineError::Store(e.to_string())
     }
 }
 
@@ -280,14 +172,6 @@ struct Core {
     finished_tx: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
-/// A task invocation waiting to be polled (see [`Engine::flush`]).
-struct Dispatch {
-    arn: Arc<str>,
-    frame: u32,
-    seq: u64,
-    fut: BoxFuture<Result<Value, StatesError>>,
-}
-
 struct Inner {
     core: Mutex<Core>,
     invoker: Arc<dyn TaskInvoker>,
@@ -314,6 +198,30 @@ fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| {
             !c.is_whitespace() && !c.is_control() && !"<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)
         })
+}
+
+fn row(i: &MachineInfo) -> MachineRow {
+    MachineRow {
+        arn: i.arn.clone(),
+        name: i.name.clone(),
+        definition: i.definition.clone(),
+        role_arn: i.role_arn.clone(),
+        created_ms: i.created_ms,
+        updated_ms: i.updated_ms,
+        revision: i.revision,
+    }
+}
+
+fn info(e: &Execution) -> ExecutionInfo {
+    ExecutionInfo {
+        meta: e.meta.clone(),
+        status: e.status,
+        output: e.output.clone(),
+        error: e.error.clone(),
+        cause: e.cause.clone(),
+        stop_ms: e.stop_ms,
+        transitions: e.transitions,
+    }
 }
 
 impl Engine {
@@ -377,15 +285,6 @@ impl Engine {
         let weak = Arc::downgrade(&engine.inner);
         tokio::spawn(timer_loop(weak, engine.inner.timers_changed.clone()));
         Ok(engine)
-    }
-
-    /// An advance's environment, carrying the engine's quotas.
-    fn env<'a>(&self, now: i64, rng: &'a mut StdRng) -> Env<'a> {
-        let mut env = Env::new(now, rng);
-        env.history_limit = self.inner.opts.max_history_events;
-        env.slice = self.inner.opts.transitions_per_slice.max(1);
-        env.slice_bytes = SLICE_BYTES;
-        env
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
@@ -810,102 +709,6 @@ impl Engine {
         Ok(info(&core.executions[arn].exec))
     }
 
-    fn callback(
-        &self,
-        token: &str,
-        apply: impl FnOnce(
-            &mut Execution,
-            &StateMachine,
-            u32,
-            u64,
-            &mut Env,
-        ) -> Result<(), crate::machine::CallbackError>,
-    ) -> Result<(), EngineError> {
-        self.with_flush(|| self.callback_locked(token, apply))
-    }
-
-    fn callback_locked(
-        &self,
-        token: &str,
-        apply: impl FnOnce(
-            &mut Execution,
-            &StateMachine,
-            u32,
-            u64,
-            &mut Env,
-        ) -> Result<(), crate::machine::CallbackError>,
-    ) -> Result<(), EngineError> {
-        let now = self.inner.clock.now_ms();
-        let mut core = self.lock();
-        let (arn, frame, seq) = core
-            .tokens
-            .get(token)
-            .cloned()
-            .ok_or(EngineError::InvalidToken)?;
-        let Core {
-            executions,
-            rng,
-            tokens,
-            ..
-        } = &mut *core;
-        let Some(slot) = executions.get_mut(&*arn) else {
-            tokens.remove(token);
-            return Err(EngineError::TaskTimedOut);
-        };
-        let mut env = self.env(now, rng);
-        let def = slot.def.clone();
-        let res = apply(&mut slot.exec, &def, frame, seq, &mut env);
-        let effects = env.effects;
-        if res.is_err() {
-            core.tokens.remove(token);
-        }
-        self.after(&mut core, &arn, effects);
-        res.map_err(|_| EngineError::TaskTimedOut)
-    }
-
-    /// The execution a live task token belongs to (for the API's policy), if any.
-    pub fn token_execution(&self, token: &str) -> Option<String> {
-        self.lock()
-            .tokens
-            .get(token)
-            .map(|(arn, _, _)| arn.to_string())
-    }
-
-    /// `SendTaskSuccess`.
-    pub fn send_task_success(&self, token: &str, output: Value) -> Result<(), EngineError> {
-        let r = self.callback(token, |exec, def, frame, seq, env| {
-            exec.on_callback(def, frame, seq, Ok(output), env)
-        });
-        if r.is_ok() {
-            self.lock().tokens.remove(token);
-        }
-        r
-    }
-
-    /// `SendTaskFailure`.
-    pub fn send_task_failure(
-        &self,
-        token: &str,
-        error: Option<String>,
-        cause: Option<String>,
-    ) -> Result<(), EngineError> {
-        let e = StatesError::new(error.unwrap_or_default(), cause.unwrap_or_default());
-        let r = self.callback(token, |exec, def, frame, seq, env| {
-            exec.on_callback(def, frame, seq, Err(e), env)
-        });
-        if r.is_ok() {
-            self.lock().tokens.remove(token);
-        }
-        r
-    }
-
-    /// `SendTaskHeartbeat`.
-    pub fn send_task_heartbeat(&self, token: &str) -> Result<(), EngineError> {
-        self.callback(token, |exec, _def, frame, seq, env| {
-            exec.on_heartbeat(frame, seq, env)
-        })
-    }
-
     /// Waits until the execution is no longer running and returns its summary.
     pub async fn wait_for(&self, arn: &str) -> Result<ExecutionInfo, EngineError> {
         loop {
@@ -918,343 +721,5 @@ impl Engine {
             }
             notified.await;
         }
-    }
-
-    /// Registers effects, persists the execution's progress and dispatches invocations.
-    fn after(&self, core: &mut Core, arn: &str, effects: Effects) {
-        // Durable engines record each invocation so a restart can repeat the
-        // ones that never completed; the in-memory state does not keep them.
-        let invoked = if core.store.is_some() {
-            effects.invocations.clone()
-        } else {
-            Vec::new()
-        };
-        self.apply_effects(core, arn, effects);
-        let Some(slot) = core.executions.get_mut(arn) else {
-            return;
-        };
-        let events = std::mem::take(&mut slot.exec.pending_events);
-        let finished = slot.exec.status != ExecutionStatus::Running;
-        if !finished && slot.exec.has_runnable() && !slot.continuing {
-            // The run yielded with work left: continue after others had their turn.
-            slot.continuing = true;
-            self.schedule_continue(shared_arn(core, arn));
-        }
-        let Some(slot) = core.executions.get_mut(arn) else {
-            return;
-        };
-        if finished {
-            slot.exec.compact();
-            for t in std::mem::take(&mut slot.tokens) {
-                core.tokens.remove(&t);
-            }
-        }
-        let Some(slot) = core.executions.get_mut(arn) else {
-            return;
-        };
-        match core.store.as_mut() {
-            Some(store) => {
-                let definition = (!slot.saved).then(|| slot.definition.clone());
-                match store.save_execution(&slot.exec, definition.as_deref(), &events, &invoked) {
-                    Ok(()) => {
-                        slot.saved = true;
-                        crash_point(&events);
-                    }
-                    Err(e) => {
-                        tracing::error!(execution = arn, error = %e, "could not persist execution progress")
-                    }
-                }
-            }
-            None => {
-                let key = shared_arn(core, arn);
-                if !events.is_empty() {
-                    // Hand the whole buffer over instead of copying it event by event.
-                    core.history.entry(key).or_default().push(events);
-                }
-            }
-        }
-        if finished {
-            if let Some(tx) = &core.finished_tx {
-                let _ = tx.send(arn.to_string());
-            }
-            self.inner.finished.notify_waiters();
-        }
-    }
-
-    /// Queues the next slice of a yielded execution's run behind the tasks
-    /// already waiting on the runtime.
-    fn schedule_continue(&self, arn: Arc<str>) {
-        let weak = Arc::downgrade(&self.inner);
-        self.inner.runtime.spawn(async move {
-            tokio::task::yield_now().await;
-            // Callers blocked on the lock (the API, callbacks, other
-            // executions) go first; a std mutex would let this task barge.
-            let mut deferred = 0;
-            while deferred < MAX_DEFERRALS
-                && weak
-                    .upgrade()
-                    .is_some_and(|i| i.waiting.load(Ordering::SeqCst) > 0)
-            {
-                deferred += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-            if let Some(inner) = weak.upgrade() {
-                let engine = Engine { inner };
-                engine.continue_run(&arn);
-                engine.flush();
-            }
-        });
-    }
-
-    /// Runs the next slice of a yielded execution.
-    fn continue_run(&self, arn: &str) {
-        let now = self.inner.clock.now_ms();
-        let mut core = self.lock();
-        let Core {
-            executions, rng, ..
-        } = &mut *core;
-        let Some(slot) = executions.get_mut(arn) else {
-            return;
-        };
-        slot.continuing = false;
-        if slot.exec.status != ExecutionStatus::Running {
-            return;
-        }
-        let mut env = self.env(now, rng);
-        let def = slot.def.clone();
-        slot.exec.run(&def, &mut env);
-        let effects = env.effects;
-        self.after(&mut core, arn, effects);
-    }
-
-    fn apply_effects(&self, core: &mut Core, arn: &str, effects: Effects) {
-        let mut timers_changed = false;
-        // The execution's shared ARN for every timer, token and dispatch.
-        let shared = shared_arn(core, arn);
-        for t in effects.timers {
-            core.timer_seq += 1;
-            let key = (t.at_ms, core.timer_seq);
-            core.timers.insert(key, (shared.clone(), t));
-            timers_changed = true;
-        }
-        for (token, frame, seq) in effects.tokens {
-            if let Some(slot) = core.executions.get_mut(arn) {
-                slot.tokens.push(token.clone());
-            }
-            core.tokens.insert(token, (shared.clone(), frame, seq));
-        }
-        for inv in effects.invocations {
-            let (frame, seq) = (inv.frame, inv.seq);
-            let req = TaskRequest {
-                execution_arn: arn.to_string(),
-                state_name: inv.state_name,
-                resource: inv.resource,
-                function: inv.function,
-                payload: inv.payload,
-                task_token: inv.token,
-            };
-            let fut = self.inner.invoker.invoke(req);
-            core.outbox.push(Dispatch {
-                arn: shared.clone(),
-                frame,
-                seq,
-                fut,
-            });
-        }
-        if timers_changed {
-            self.inner.timers_changed.notify_one();
-        }
-    }
-
-    /// Polls every queued invocation once, outside the lock: a handler that is
-    /// already done (most in-process handlers) is applied at once, in a loop
-    /// rather than by recursion; the others become tokio tasks. Polling
-    /// outside the lock lets a handler call back into the engine.
-    fn flush(&self) {
-        loop {
-            let batch = std::mem::take(&mut self.lock().outbox);
-            if batch.is_empty() {
-                return;
-            }
-            for Dispatch {
-                arn,
-                frame,
-                seq,
-                mut fut,
-            } in batch
-            {
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                match fut.as_mut().poll(&mut cx) {
-                    std::task::Poll::Ready(result) => self.task_finished(&arn, frame, seq, result),
-                    std::task::Poll::Pending => {
-                        let weak = Arc::downgrade(&self.inner);
-                        tokio::spawn(async move {
-                            let result = fut.await;
-                            if let Some(inner) = weak.upgrade() {
-                                let engine = Engine { inner };
-                                engine.task_finished(&arn, frame, seq, result);
-                                engine.flush();
-                            }
-                        });
-                    }
-                }
-            }
-        }
-    }
-
-    /// Runs `f` (which takes and releases the lock), then dispatches what it queued.
-    fn with_flush<R>(&self, f: impl FnOnce() -> R) -> R {
-        let r = f();
-        self.flush();
-        r
-    }
-
-    fn task_finished(&self, arn: &str, frame: u32, seq: u64, result: Result<Value, StatesError>) {
-        let now = self.inner.clock.now_ms();
-        let mut core = self.lock();
-        let Core {
-            executions, rng, ..
-        } = &mut *core;
-        let Some(slot) = executions.get_mut(arn) else {
-            return;
-        };
-        let mut env = self.env(now, rng);
-        let def = slot.def.clone();
-        slot.exec.on_task_result(&def, frame, seq, result, &mut env);
-        let effects = env.effects;
-        self.after(&mut core, arn, effects);
-    }
-
-    /// Fires due timers; returns the next deadline.
-    fn fire_due(&self) -> Option<i64> {
-        let now = self.inner.clock.now_ms();
-        let mut core = self.lock();
-        loop {
-            let (&key, _) = core.timers.iter().next()?;
-            if key.0 > now {
-                return Some(key.0);
-            }
-            let Some((arn, timer)) = core.timers.remove(&key) else {
-                continue;
-            };
-            let Core {
-                executions, rng, ..
-            } = &mut *core;
-            let Some(slot) = executions.get_mut(&*arn) else {
-                continue;
-            };
-            if slot.exec.status != ExecutionStatus::Running {
-                continue;
-            }
-            let mut env = self.env(now, rng);
-            let def = slot.def.clone();
-            slot.exec.on_timer(&def, timer, &mut env);
-            let effects = env.effects;
-            self.after(&mut core, &arn, effects);
-            if timer.kind == TimerKind::Execution {
-                self.inner.finished.notify_waiters();
-            }
-        }
-    }
-
-    /// Live task tokens (for diagnostics and tests).
-    pub fn live_tokens(&self) -> usize {
-        self.lock().tokens.len()
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Wake the timer task so it sees the engine is gone and ends.
-        self.timers_changed.notify_one();
-    }
-}
-
-async fn timer_loop(weak: Weak<Inner>, changed: Arc<Notify>) {
-    loop {
-        let notified = changed.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let sleep_until = {
-            let Some(inner) = weak.upgrade() else { return };
-            let engine = Engine { inner };
-            let next = engine.fire_due();
-            engine.flush();
-            next.map(|ms| engine.inner.clock.instant_at(ms))
-        };
-        match sleep_until {
-            Some(at) => {
-                tokio::select! {
-                    _ = &mut notified => {}
-                    _ = tokio::time::sleep_until(at) => {}
-                }
-            }
-            None => notified.await,
-        }
-    }
-}
-
-/// The shared copy of an execution's ARN (the `executions` key), or a new
-/// one for an execution that is not (or no longer) registered.
-fn shared_arn(core: &Core, arn: &str) -> Arc<str> {
-    core.executions
-        .get_key_value(arn)
-        .map(|(k, _)| k.clone())
-        .unwrap_or_else(|| Arc::from(arn))
-}
-
-fn row(i: &MachineInfo) -> MachineRow {
-    MachineRow {
-        arn: i.arn.clone(),
-        name: i.name.clone(),
-        definition: i.definition.clone(),
-        role_arn: i.role_arn.clone(),
-        created_ms: i.created_ms,
-        updated_ms: i.updated_ms,
-        revision: i.revision,
-    }
-}
-
-fn info(e: &Execution) -> ExecutionInfo {
-    ExecutionInfo {
-        meta: e.meta.clone(),
-        status: e.status,
-        output: e.output.clone(),
-        error: e.error.clone(),
-        cause: e.cause.clone(),
-        stop_ms: e.stop_ms,
-        transitions: e.transitions,
-    }
-}
-
-/// The variable of the crash test's fault injection: see [`crash_point`].
-pub const CRASH_AFTER_BOUNDARY_ENV: &str = "CERTOPS_CRASH_AFTER_BOUNDARY";
-
-/// Fault injection for the crash tests: with `CERTOPS_CRASH_AFTER_BOUNDARY=<n>` in the
-/// environment, the process aborts (no unwinding, no cleanup: as `kill -9` would leave it)
-/// right after the transaction that persisted its n-th state boundary (a `…StateEntered` or
-/// `…StateExited` event) commits. Unset, this is one cached lookup per save.
-fn crash_point(events: &[crate::history::HistoryEvent]) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
-    static SEEN: AtomicU64 = AtomicU64::new(0);
-    let Some(limit) = *LIMIT.get_or_init(|| {
-        std::env::var(CRASH_AFTER_BOUNDARY_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok())
-    }) else {
-        return;
-    };
-    let boundaries = events
-        .iter()
-        .filter(|e| {
-            let kind = e.kind.as_str();
-            kind.ends_with("StateEntered") || kind.ends_with("StateExited")
-        })
-        .count() as u64;
-    if boundaries > 0 && SEEN.fetch_add(boundaries, Ordering::SeqCst) + boundaries >= limit {
-        eprintln!("{CRASH_AFTER_BOUNDARY_ENV}={limit}: aborting after state boundary {limit}");
-        std::process::abort();
     }
 }
