@@ -213,7 +213,7 @@ async fn lambda_deps_on_the_aws_backend_drive_dynamodb_sqs_step_functions_and_se
     };
     assert_eq!(
         guarded.issuer.issue(&request).await.unwrap_err().name(),
-        "InvalidInput"
+        "Misconfigured"
     );
     assert!(guarded.itsm.get("CHG0030001").await.is_err());
     assert!(guarded.chat.notify("oncall", "x").await.is_err());

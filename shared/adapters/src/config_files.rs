@@ -50,7 +50,7 @@ impl ConfigTexts {
     /// [`certops_core::ports::DEFAULT_ONCALL`].
     pub fn parse(&self) -> Result<Config, Error> {
         let ctx =
-            |file: &str, e: Error| Error::InvalidInput(format!("{file} in {}: {e}", self.source));
+            |file: &str, e: Error| Error::Misconfigured(format!("{file} in {}: {e}", self.source));
         Ok(Config {
             inventory: Inventory::from_toml_str(&self.inventory)
                 .map_err(|e| ctx("inventory.toml", e))?,
@@ -104,13 +104,13 @@ impl ConfigFiles {
     pub fn texts(&self) -> Result<ConfigTexts, Error> {
         let read = |p: &Path| {
             std::fs::read_to_string(p)
-                .map_err(|e| Error::InvalidInput(format!("reading {}: {e}", p.display())))
+                .map_err(|e| Error::Misconfigured(format!("reading {}: {e}", p.display())))
         };
         let integrations = match std::fs::read_to_string(&self.integrations) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::Misconfigured(format!(
                     "reading {}: {e}",
                     self.integrations.display()
                 )))
@@ -162,7 +162,7 @@ mod tests {
         let Err(e) = ConfigFiles::in_dir(dir.path()).load() else {
             panic!("an empty directory has no configuration")
         };
-        assert_eq!(e.name(), "InvalidInput");
+        assert_eq!(e.name(), "Misconfigured");
         assert!(e.to_string().contains("inventory.toml"), "{e}");
 
         let mut texts = ConfigTexts::example();

@@ -18,7 +18,7 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
 }
 
 /// Loads the key `what` (e.g. "token key") from `path`, generating it if the file does not
-/// exist. [`Error::InvalidInput`] if the file is readable by group or others or is not
+/// exist. [`Error::Misconfigured`] if the file is readable by group or others or is not
 /// [`KEY_LEN`] bytes.
 pub fn load_or_create(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
     let bytes = match fs::read(path) {
@@ -28,7 +28,7 @@ pub fn load_or_create(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, Err
                 .permissions()
                 .mode();
             if mode & 0o077 != 0 {
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::Misconfigured(format!(
                     "{what} {} has mode {:o}; it must be 0600",
                     path.display(),
                     mode & 0o777
@@ -40,7 +40,7 @@ pub fn load_or_create(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, Err
         Err(e) => return Err(io_err(&format!("read {what}"), path, e)),
     };
     if bytes.len() != KEY_LEN {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::Misconfigured(format!(
             "{what} {} must be {KEY_LEN} bytes",
             path.display()
         )));

@@ -153,9 +153,9 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     text: &str,
     what: &str,
 ) -> Result<T, Error> {
-    // Corrupt stored data does not heal on a retry: not Transient, as on DynamoDB.
+    // Corrupt stored data does not heal on a retry: Corrupt, never Transient, as on DynamoDB.
     serde_json::from_str(text)
-        .map_err(|e| Error::InvalidInput(format!("stored {what} does not parse: {e}")))
+        .map_err(|e| Error::Corrupt(format!("stored {what} does not parse: {e}")))
 }
 
 #[cfg(test)]

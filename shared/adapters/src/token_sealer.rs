@@ -40,13 +40,13 @@ impl std::fmt::Debug for AesGcmSealer {
 
 impl AesGcmSealer {
     /// Loads the key from `key_file`, generating it (mode 0600) if the file does not exist.
-    /// Fails with [`Error::InvalidInput`] if the file has the wrong length or is readable by
+    /// Fails with [`Error::Misconfigured`] if the file has the wrong length or is readable by
     /// group or others.
     pub fn open(key_file: &Path) -> Result<AesGcmSealer, Error> {
         let bytes = crate::key_file::load_or_create(key_file, "token key")?;
         let key = UnboundKey::new(&AES_256_GCM, &bytes)
             .map(LessSafeKey::new)
-            .map_err(|_| Error::InvalidInput("token key is not usable".into()))?;
+            .map_err(|_| Error::Misconfigured("token key is not usable".into()))?;
         Ok(AesGcmSealer {
             key,
             path: Some(key_file.to_path_buf()),
@@ -58,11 +58,11 @@ impl AesGcmSealer {
     /// [`MIN_SECRET_LEN`] bytes.
     pub fn from_secret(secret: &str) -> Result<AesGcmSealer, Error> {
         if secret.len() < MIN_SECRET_LEN {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::Misconfigured(format!(
                 "the token-sealing secret must be at least {MIN_SECRET_LEN} characters"
             )));
         }
-        let unusable = || Error::InvalidInput("the token-sealing secret is not usable".into());
+        let unusable = || Error::Misconfigured("the token-sealing secret is not usable".into());
         let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"certops token sealing salt v1");
         let prk = salt.extract(secret.as_bytes());
         let okm = prk
@@ -175,7 +175,7 @@ mod tests {
         assert!(!format!("{a:?}").contains(secret));
         assert_eq!(
             AesGcmSealer::from_secret("short").unwrap_err().name(),
-            "InvalidInput"
+            "Misconfigured"
         );
     }
 
@@ -187,14 +187,14 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(
             AesGcmSealer::open(&path).unwrap_err().name(),
-            "InvalidInput"
+            "Misconfigured"
         );
         let short = tmp.path().join("short.key");
         fs::write(&short, b"too short").unwrap();
         fs::set_permissions(&short, fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
             AesGcmSealer::open(&short).unwrap_err().name(),
-            "InvalidInput"
+            "Misconfigured"
         );
     }
 }

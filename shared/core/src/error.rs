@@ -81,6 +81,18 @@ pub enum Error {
     /// Input could not be parsed or is inconsistent; the message names the entry and field.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// An inbound message without a valid credential: a missing, malformed, wrong or stale
+    /// signature. Nothing it asked for was done.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// certops' own configuration is missing or invalid (environment, configuration files,
+    /// key files, secrets' format): an operator must fix it; a retry changes nothing.
+    #[error("misconfigured: {0}")]
+    Misconfigured(String),
+    /// Stored state that does not parse or lacks what every writer puts there: written by
+    /// something else, or damaged. A retry changes nothing; the record needs a look.
+    #[error("corrupt state: {0}")]
+    Corrupt(String),
     /// A conflicting operation exists (duplicate trigger, renewal already running, used approval).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -136,6 +148,9 @@ impl Error {
             Error::NotYetServed(_) => "NotYetServed",
             Error::RollbackFailed(_) => "RollbackFailed",
             Error::InvalidInput(_) => "InvalidInput",
+            Error::Unauthorized(_) => "Unauthorized",
+            Error::Misconfigured(_) => "Misconfigured",
+            Error::Corrupt(_) => "Corrupt",
             Error::Conflict(_) => "Conflict",
             Error::ChainBreak { .. } => "ChainBreak",
             Error::SecretMaterial { .. } => "SecretMaterial",
@@ -171,6 +186,9 @@ pub const ERROR_NAMES: &[&str] = &[
     "NotYetServed",
     "RollbackFailed",
     "InvalidInput",
+    "Unauthorized",
+    "Misconfigured",
+    "Corrupt",
     "Conflict",
     "ChainBreak",
     "SecretMaterial",
@@ -222,6 +240,9 @@ mod tests {
             Error::NotYetServed(s()),
             Error::RollbackFailed(s()),
             Error::InvalidInput(s()),
+            Error::Unauthorized(s()),
+            Error::Misconfigured(s()),
+            Error::Corrupt(s()),
             Error::Conflict(s()),
             Error::ChainBreak {
                 seq: 3,

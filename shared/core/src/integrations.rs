@@ -53,7 +53,7 @@ impl Integrations {
     /// Parses the file's text.
     pub fn from_toml_str(text: &str) -> Result<Integrations, Error> {
         let table: toml::Table = toml::from_str(text)
-            .map_err(|e| Error::InvalidInput(format!("integrations.toml: {e}")))?;
+            .map_err(|e| Error::Misconfigured(format!("integrations.toml: {e}")))?;
         Ok(Integrations { table })
     }
 
@@ -76,7 +76,7 @@ impl Integrations {
                 .clone()
                 .try_into()
                 .map(Some)
-                .map_err(|e| Error::InvalidInput(format!("integrations.toml [{name}]: {e}"))),
+                .map_err(|e| Error::Misconfigured(format!("integrations.toml [{name}]: {e}"))),
         }
     }
 }
@@ -99,7 +99,7 @@ impl SecretRef {
         let s = s.trim();
         if let Some(name) = s.strip_prefix("env:") {
             if name.is_empty() {
-                return Err(Error::InvalidInput(
+                return Err(Error::Misconfigured(
                     "secret reference env: names no variable".into(),
                 ));
             }
@@ -108,7 +108,7 @@ impl SecretRef {
         if let Some(path) = s.strip_prefix("file:") {
             let path = PathBuf::from(path);
             if !path.is_absolute() {
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::Misconfigured(format!(
                     "secret reference file:{} must be an absolute path",
                     path.display()
                 )));
@@ -118,7 +118,7 @@ impl SecretRef {
         if s.starts_with("arn:") && s.contains(":secretsmanager:") {
             return Ok(SecretRef::SecretsManager(s.to_string()));
         }
-        Err(Error::InvalidInput(
+        Err(Error::Misconfigured(
             "a secret reference is env:NAME, file:/absolute/path or a Secrets Manager ARN \
              (secrets themselves never go in configuration)"
                 .into(),
@@ -153,7 +153,7 @@ impl<'de> Deserialize<'de> for SecretRef {
 /// the AWS one adds Secrets Manager ARNs. Values are wiped when dropped.
 #[async_trait]
 pub trait SecretResolver: Send + Sync {
-    /// The secret's value. A missing or unreadable secret is [`Error::InvalidInput`]
+    /// The secret's value. A missing or unreadable secret is [`Error::Misconfigured`]
     /// naming the reference, never the value.
     async fn resolve(&self, reference: &SecretRef) -> Result<zeroize::Zeroizing<String>, Error>;
 }

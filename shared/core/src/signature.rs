@@ -34,10 +34,10 @@ pub const TOLERANCE_SECONDS: i64 = 300;
 
 fn mac(secret: &[u8], parts: &[&[u8]]) -> Result<Hmac<Sha256>, Error> {
     if secret.is_empty() {
-        return Err(Error::InvalidInput("empty signing secret".into()));
+        return Err(Error::Misconfigured("empty signing secret".into()));
     }
     let mut mac = Hmac::<Sha256>::new_from_slice(secret)
-        .map_err(|_| Error::InvalidInput("unusable signing secret".into()))?;
+        .map_err(|_| Error::Misconfigured("unusable signing secret".into()))?;
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
             mac.update(b".");
@@ -79,27 +79,27 @@ fn check(
     now: i64,
 ) -> Result<(), Error> {
     let ts_text = timestamp
-        .ok_or_else(|| Error::InvalidInput(format!("missing {TIMESTAMP_HEADER} header")))?;
+        .ok_or_else(|| Error::Unauthorized(format!("missing {TIMESTAMP_HEADER} header")))?;
     let ts: i64 = ts_text
         .trim()
         .parse()
-        .map_err(|_| Error::InvalidInput(format!("{TIMESTAMP_HEADER} is not unix seconds")))?;
+        .map_err(|_| Error::Unauthorized(format!("{TIMESTAMP_HEADER} is not unix seconds")))?;
     let header =
-        signature.ok_or_else(|| Error::InvalidInput(format!("missing {HEADER} header")))?;
+        signature.ok_or_else(|| Error::Unauthorized(format!("missing {HEADER} header")))?;
     let hex_sig = header
         .strip_prefix("sha256=")
-        .ok_or_else(|| Error::InvalidInput("signature must be 'sha256=<hex>'".into()))?;
+        .ok_or_else(|| Error::Unauthorized("signature must be 'sha256=<hex>'".into()))?;
     let sig =
-        hex::decode(hex_sig).map_err(|_| Error::InvalidInput("signature is not hex".into()))?;
+        hex::decode(hex_sig).map_err(|_| Error::Unauthorized("signature is not hex".into()))?;
     let ts_bytes = ts.to_string();
     let mut parts: Vec<&[u8]> = vec![ts_bytes.as_bytes()];
     parts.extend_from_slice(parts_after_ts);
     // Verify the MAC before looking at the time, so a forger learns nothing from the clock.
     mac(secret, &parts)?
         .verify_slice(&sig)
-        .map_err(|_| Error::InvalidInput("signature does not match".into()))?;
+        .map_err(|_| Error::Unauthorized("signature does not match".into()))?;
     if (now - ts).abs() > TOLERANCE_SECONDS {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::Unauthorized(format!(
             "signature timestamp {ts} is more than {TOLERANCE_SECONDS} s from now ({now}); refusing a stale or replayed message"
         )));
     }

@@ -40,7 +40,7 @@ impl TokenSealer for NoSealer {
 }
 
 fn unsealed() -> Error {
-    Error::InvalidInput(
+    Error::Misconfigured(
         "CERTOPS_SEALING_KEY_ARN is not set for this function; it does not handle task tokens"
             .into(),
     )
@@ -103,7 +103,7 @@ async fn issuer_adapter(
 async fn audit_key() -> Result<certops_core::AuditKey, Error> {
     let secret = EnvSecret::from_env("CERTOPS_AUDIT_KEY");
     if !secret.is_configured() {
-        return Err(Error::InvalidInput(
+        return Err(Error::Misconfigured(
             "CERTOPS_AUDIT_KEY_ARN is not set: the audit chains' heads cannot be anchored \
              (the template sets it to AuditKeySecret)"
                 .into(),
@@ -126,7 +126,7 @@ pub(crate) async fn deps(
     let sealer: Arc<dyn TokenSealer> = if sealing.is_configured() {
         let seed = sealing.get().await?;
         let text = std::str::from_utf8(&seed)
-            .map_err(|_| Error::InvalidInput("the token-sealing secret is not text".into()))?;
+            .map_err(|_| Error::Misconfigured("the token-sealing secret is not text".into()))?;
         Arc::new(AesGcmSealer::from_secret(text)?)
     } else {
         Arc::new(NoSealer)

@@ -41,7 +41,7 @@ pub struct ConfigDocument {
 /// Parses the configuration secret's text (`arn` only names it in errors).
 pub fn parse_document(arn: &str, text: &str) -> Result<ConfigDocument, Error> {
     serde_json::from_str(text).map_err(|e| {
-        Error::InvalidInput(format!(
+        Error::Misconfigured(format!(
             "the configuration secret {arn} does not hold the configuration yet ({e}); put \
              {{\"inventory\": <inventory.toml text>, \"policy\": <policy.toml text>}} into it \
              (README, \"Deploy to AWS\")"
@@ -66,7 +66,7 @@ async fn from_secret(arn: &str) -> Result<(ConfigTexts, String), Error> {
     let doc = parse_document(arn, text)?;
     let version = out
         .version_id()
-        .ok_or_else(|| Error::InvalidInput(format!("the configuration {arn} has no version id")))?
+        .ok_or_else(|| Error::Misconfigured(format!("the configuration {arn} has no version id")))?
         .to_string();
     Ok((
         ConfigTexts {
@@ -90,7 +90,7 @@ pub async fn load(backend: crate::Backend) -> Result<Config, Error> {
         let (t, v) = from_secret(&arn).await?;
         (t, Some(v))
     } else if backend == crate::Backend::Aws {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::Misconfigured(format!(
             "the AWS backend needs its inventory and policy: set {CONFIG_ARN_ENV} (the SAM \
              template does) or {CONFIG_DIR_ENV}; the example inventory compiled into the \
              binary is never used against a real account"
@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn the_stack_placeholder_is_refused_naming_what_to_put() {
         let e = parse_document("arn:cfg", r#"{"configured": false}"#).unwrap_err();
-        assert_eq!(e.name(), "InvalidInput");
+        assert_eq!(e.name(), "Misconfigured");
         assert!(e.to_string().contains("\"inventory\""), "{e}");
         let doc = parse_document("arn:cfg", r#"{"inventory": "a", "policy": "b"}"#).unwrap();
         assert_eq!((doc.inventory.as_str(), doc.runbook), ("a", None));

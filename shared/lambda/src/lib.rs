@@ -63,7 +63,7 @@ impl Backend {
         {
             "aws" => Ok(Backend::Aws),
             "" | "embedded" => Ok(Backend::Embedded),
-            other => Err(Error::InvalidInput(format!(
+            other => Err(Error::Misconfigured(format!(
                 "CERTOPS_BACKEND={other:?} is not a backend; use \"aws\" or \"embedded\""
             ))),
         }

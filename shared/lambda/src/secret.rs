@@ -79,7 +79,7 @@ impl EnvSecret {
     pub async fn get(&self) -> Result<Arc<Vec<u8>>, Error> {
         match &self.source {
             Source::Value(v) => Ok(v.clone()),
-            Source::Missing => Err(Error::InvalidInput(format!(
+            Source::Missing => Err(Error::Misconfigured(format!(
                 "neither {0}_ARN nor {0} is set",
                 self.name
             ))),
@@ -103,7 +103,7 @@ impl EnvSecret {
                         (Some(s), _) if !s.is_empty() => s.as_bytes().to_vec(),
                         (_, Some(b)) if !b.as_ref().is_empty() => b.as_ref().to_vec(),
                         _ => {
-                            return Err(Error::InvalidInput(format!(
+                            return Err(Error::Misconfigured(format!(
                                 "{} ({arn}) is empty; put the key in the secret",
                                 self.name
                             )))
@@ -134,7 +134,7 @@ mod tests {
         let s = EnvSecret::from_env("CERTOPS_TEST_SECRET_THAT_IS_NEVER_SET");
         assert!(!s.is_configured());
         let e = s.get().await.unwrap_err();
-        assert_eq!(e.name(), "InvalidInput");
+        assert_eq!(e.name(), "Misconfigured");
         assert!(e
             .to_string()
             .contains("CERTOPS_TEST_SECRET_THAT_IS_NEVER_SET_ARN"));

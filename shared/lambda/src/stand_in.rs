@@ -30,7 +30,7 @@ pub struct NotConfigured {
 
 impl NotConfigured {
     fn refuse(&self) -> Error {
-        Error::InvalidInput(format!(
+        Error::Misconfigured(format!(
             "the {} port has no adapter on the AWS backend: configure {} in the \
              configuration's integrations (README, \"Deploy to AWS\"); an embedded stand-in \
              is never used against a real account",
@@ -95,7 +95,7 @@ pub struct RefusingStart {
 impl Workflow for RefusingStart {
     async fn start(&self, name: &str, _input: &Value) -> Result<(String, bool), Error> {
         tracing::error!(trigger = %name, stand_ins = ?self.stand_ins, "renewal refused: ports not configured");
-        Err(Error::InvalidInput(format!(
+        Err(Error::Misconfigured(format!(
             "refusing to start renewal {name}: on the AWS backend the {} port(s) have no \
              real adapter configured (README, \"Deploy to AWS\")",
             self.stand_ins.join(", ")

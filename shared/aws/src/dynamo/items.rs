@@ -91,7 +91,7 @@ impl DynamoStore {
         string_attr(item, VALUE)
             .map(|t| Some(t.to_string()))
             .ok_or_else(|| {
-                Error::InvalidInput(format!(
+                Error::Corrupt(format!(
                     "{table}#{key} in {physical} has no {VALUE} text attribute"
                 ))
             })

@@ -102,7 +102,7 @@ pub struct Tables {
 
 impl Tables {
     /// Reads [`STATE_TABLE_ENV`], [`APPROVALS_TABLE_ENV`] and [`AUDIT_TABLE_ENV`] through
-    /// `get`; fails with [`Error::InvalidInput`] naming every one that is missing or empty.
+    /// `get`; fails with [`Error::Misconfigured`] naming every one that is missing or empty.
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Tables, Error> {
         let read = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let (state, approvals, audit) = (
@@ -125,7 +125,7 @@ impl Tables {
                 .into_iter()
                 .filter_map(|(m, n)| m.then_some(n))
                 .collect();
-                Err(Error::InvalidInput(format!(
+                Err(Error::Misconfigured(format!(
                     "the DynamoDB store needs the environment variable(s) {} (table names)",
                     missing.join(", ")
                 )))
@@ -179,7 +179,7 @@ impl DynamoStore {
 
     /// A store on the tables named by `CERTOPS_STATE_TABLE`, `CERTOPS_APPROVALS_TABLE` and
     /// `CERTOPS_AUDIT_TABLE`. Each function is given only the tables it uses, so a variable
-    /// may be missing: the store then fails with [`Error::InvalidInput`] naming the variable
+    /// may be missing: the store then fails with [`Error::Misconfigured`] naming the variable
     /// when (and only when) that table is used. Fails here if none is set.
     pub fn from_env(sdk: &aws_config::SdkConfig, key: AuditKey) -> Result<DynamoStore, Error> {
         let read = |n: &str| {
@@ -203,7 +203,7 @@ impl DynamoStore {
     /// A physical table name, or the error naming the variable that was not set.
     fn physical<'a>(name: &'a str, var: &str) -> Result<&'a str, Error> {
         if name.is_empty() {
-            Err(Error::InvalidInput(format!(
+            Err(Error::Misconfigured(format!(
                 "{var} is not set for this function; it needs that table"
             )))
         } else {
@@ -260,7 +260,7 @@ impl Store for DynamoStore {
             return Ok(None);
         };
         serde_json::from_str(&text).map(Some).map_err(|e| {
-            Error::InvalidInput(format!(
+            Error::Corrupt(format!(
                 "stored value of {table}#{key} is not JSON (line {}, column {})",
                 e.line(),
                 e.column()

@@ -28,7 +28,7 @@ async fn a_table_the_function_was_not_given_is_named_when_used() {
     );
     // Neither call reaches the network: the missing table is found first.
     let e = store.get(APPROVALS, "a-1").await.unwrap_err();
-    assert_eq!(e.name(), "InvalidInput");
+    assert_eq!(e.name(), "Misconfigured");
     assert!(e.to_string().contains(APPROVALS_TABLE_ENV), "{e}");
     let e = store.audit("exec-1").await.unwrap_err();
     assert!(e.to_string().contains(AUDIT_TABLE_ENV), "{e}");
@@ -94,7 +94,7 @@ fn retention_counts_from_the_write() {
 fn missing_table_variables_are_all_named() {
     let err =
         Tables::from_vars(|n| (n == STATE_TABLE_ENV).then(|| "state".to_string())).unwrap_err();
-    assert_eq!(err.name(), "InvalidInput");
+    assert_eq!(err.name(), "Misconfigured");
     let text = err.to_string();
     assert!(text.contains(APPROVALS_TABLE_ENV) && text.contains(AUDIT_TABLE_ENV));
     assert!(!text.contains(STATE_TABLE_ENV), "{text}");
