@@ -312,3 +312,9 @@ async fn record_pre_approval(
     deps.store.put_if_absent("approvals", &id, &record).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod test_world;
+
+#[cfg(test)]
+mod tests;
