@@ -295,3 +295,10 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
     }
     Ok(json!({"action": action, "ticket": ticket, "state": t.state}))
 }
+
+#[cfg(test)]
+#[path = "../../validate/src/test_world.rs"]
+mod test_world;
+
+#[cfg(test)]
+mod tests;
