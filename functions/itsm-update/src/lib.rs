@@ -8,6 +8,7 @@
 use certops_core::ports::{Attachment, Deps, TicketKind, TicketState, TicketUpdate};
 use certops_core::workflow::{record_audit, StepEvent, WorkflowState};
 use certops_core::{AuditKind, Error};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 const ACTOR: &str = "step:itsm-update";
@@ -63,12 +64,71 @@ pub fn evidence(state: &WorkflowState, execution: &str) -> Value {
     })
 }
 
+/// What an `itsm-update` state asks for: the `"action"` of its payload in the state machine
+/// definition (`statemachines/cert-renewal.asl.json`), spelled as there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Validation blocked the change: nothing was executed.
+    Blocked,
+    /// The approver and time of the decision (the execution goes on).
+    Approved,
+    /// Rejected, expired or timed out: nothing was executed.
+    NotApproved,
+    /// The CDN purge failed for good: on-call is notified, the ticket is "Mitigating"
+    /// (the execution goes on).
+    Mitigating,
+    /// The change was rolled back to last-known-good.
+    RolledBack,
+    /// The rollback failed: manual action, on-call notified.
+    RollbackFailed,
+    /// A step failed before anything was deployed.
+    Failed,
+    /// Verified from outside: close with evidence.
+    Close,
+    /// A `Record*`/`CloseTicket` step failed for good: release the lock, write nothing.
+    ReleaseLock,
+}
+
+impl Action {
+    /// The action a step event names. A missing or unknown action is
+    /// [`Error::InvalidInput`]: the definition and this crate disagree.
+    pub fn from_event(event: &StepEvent) -> Result<Action, Error> {
+        let name = event.action.as_deref().ok_or_else(|| {
+            Error::InvalidInput("itsm-update needs an action; the event names none".into())
+        })?;
+        serde_json::from_value(Value::String(name.to_string()))
+            .map_err(|_| Error::InvalidInput(format!("unknown itsm-update action '{name}'")))
+    }
+
+    /// Whether the execution ends with this action: it is then its outcome, and the
+    /// per-certificate lock is released.
+    fn is_terminal(self) -> bool {
+        !matches!(self, Action::Approved | Action::Mitigating)
+    }
+
+    /// The outcome the audit trail records.
+    fn outcome(self) -> &'static str {
+        match self {
+            Action::Blocked => "blocked",
+            Action::Approved => "approved",
+            Action::NotApproved => "not-approved",
+            Action::Mitigating => "mitigating",
+            Action::RolledBack => "rolled-back",
+            Action::RollbackFailed => "rollback-failed",
+            Action::Failed => "failed",
+            Action::Close => "succeeded",
+            Action::ReleaseLock => "recording-failed",
+        }
+    }
+}
+
 /// Applies one ITSM action.
 pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
-    let action = event.action.clone().unwrap_or_default();
+    let action = Action::from_event(&event)?;
     let state = &event.state;
     let exec = event.execution.as_str();
-    if action == "release-lock" {
+    if action == Action::ReleaseLock {
         // A Record*/CloseTicket step failed for good: the lock must not outlive the
         // execution. No ITSM call here: the ITSM may be what failed.
         release_lock(deps, state, exec).await?;
@@ -77,7 +137,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
             exec,
             AuditKind::Outcome,
             ACTOR,
-            json!({"action": action, "outcome": "recording-failed", "error": state.records.as_ref().and_then(|r| r.get("recordError")).cloned()}),
+            json!({"action": action, "outcome": action.outcome(), "error": state.records.as_ref().and_then(|r| r.get("recordError")).cloned()}),
         )
         .await?;
         return Ok(json!({"action": action, "released": true}));
@@ -98,10 +158,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
     let kind = deps.itsm.get(&ticket).await?.map(|t| t.kind);
     let is_incident = kind == Some(TicketKind::Incident);
     let mut update = TicketUpdate::default();
-    let mut terminal = true;
-    let outcome: &str;
-    match action.as_str() {
-        "blocked" => {
+    match action {
+        Action::Blocked => {
             let reasons: Vec<String> = v
                 .report
                 .failures()
@@ -116,9 +174,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
             } else {
                 TicketState::Canceled
             });
-            outcome = "blocked";
         }
-        "approved" => {
+        Action::Approved => {
             let a = state
                 .fallback_approval
                 .as_ref()
@@ -142,10 +199,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
                     .map(|c| format!(": {c}"))
                     .unwrap_or_default()
             ));
-            terminal = false;
-            outcome = "approved";
         }
-        "not-approved" => {
+        Action::NotApproved => {
             update.work_note = Some(format!(
                 "Not approved ({}); nothing was executed.",
                 caught(&state.approval_error)
@@ -155,9 +210,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
             } else {
                 TicketState::Canceled
             });
-            outcome = "not-approved";
         }
-        "mitigating" => {
+        Action::Mitigating => {
             let to = oncall(deps, state);
             let text = format!(
                 "{ticket}: CDN purge failed after retries ({}). The certificate is deployed; cached content may still be stale. Please purge manually.",
@@ -166,10 +220,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
             deps.chat.notify(&to, &text).await?;
             update.work_note = Some(format!("On-call {to} notified: {text}"));
             update.state = Some(TicketState::Mitigating);
-            terminal = false;
-            outcome = "mitigating";
         }
-        "rolled-back" => {
+        Action::RolledBack => {
             let cause = state.verify_error.as_ref().or(state.deploy_error.as_ref());
             update.work_note = Some(format!(
                 "Change rolled back to last-known-good ({}). Restored: {}.",
@@ -202,9 +254,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
                     &format!("{ticket}: renewal rolled back; the old certificate is served again."),
                 )
                 .await?;
-            outcome = "rolled-back";
         }
-        "rollback-failed" => {
+        Action::RollbackFailed => {
             let text = format!(
                 "{ticket}: ROLLBACK FAILED ({}). Manual action required now.",
                 caught(&state.rollback_error)
@@ -212,9 +263,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
             deps.chat.notify(&oncall(deps, state), &text).await?;
             update.work_note = Some(text);
             update.state = Some(TicketState::Mitigating);
-            outcome = "rollback-failed";
         }
-        "failed" => {
+        Action::Failed => {
             update.work_note = Some(format!(
                 "certops stopped before deploying anything: {}.",
                 caught(&state.failure)
@@ -224,9 +274,8 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
             } else {
                 TicketState::Canceled
             });
-            outcome = "failed";
         }
-        "close" => {
+        Action::Close => {
             let mut ev = evidence(state, exec);
             // The audit chain head as of closing: the evidence names the trail that proves it.
             if let Some(head) = deps.store.audit(exec).await?.last() {
@@ -251,14 +300,16 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Value, Error> {
             } else {
                 TicketState::Closed
             });
-            outcome = "succeeded";
         }
-        other => {
-            return Err(Error::InvalidInput(format!(
-                "unknown itsm-update action '{other}'"
-            )))
+        // Handled above: it writes nothing to the ticket.
+        Action::ReleaseLock => {
+            return Err(Error::InvalidInput(
+                "release-lock writes nothing to the ticket".into(),
+            ))
         }
     }
+    let terminal = action.is_terminal();
+    let outcome = action.outcome();
     let t = match deps.itsm.update(&ticket, ACTOR, update).await {
         Ok(t) => t,
         Err(e) => {

@@ -30,8 +30,44 @@ async fn lock_holder(w: &World) -> Option<Value> {
         .map(|l| l["execution"].clone())
 }
 
+#[test]
+fn every_action_the_definition_sends_is_an_action() {
+    let definition: Value =
+        serde_json::from_str(include_str!("../../../statemachines/cert-renewal.asl.json")).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    let mut stack = vec![&definition];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(a)) = m.get("action") {
+                    names.insert(a.clone());
+                }
+                stack.extend(m.values());
+            }
+            Value::Array(a) => stack.extend(a),
+            _ => {}
+        }
+    }
+    assert_eq!(names.len(), 9, "{names:?}");
+    for name in names {
+        let event = StepEvent {
+            execution: "e".into(),
+            action: Some(name.clone()),
+            mode: None,
+            task_token: None,
+            state: serde_json::from_value(json!({"trigger": {"source": "scan", "ci": "c",
+                "observed_expiry": "2026-12-24T00:00:00Z"}, "idempotencyKey": "k",
+                "receivedAt": "2026-12-07T00:00:00Z"}))
+            .unwrap(),
+        };
+        let action = Action::from_event(&event).unwrap();
+        // Recorded under the same name it arrived with.
+        assert_eq!(json!(action), json!(name));
+    }
+}
+
 #[tokio::test]
-async fn an_unknown_action_is_invalid_input_and_writes_nothing() {
+async fn an_unknown_or_missing_action_is_invalid_input_and_writes_nothing() {
     let w = World::new(Env::Dev).await;
     let event = validated(&w, "exec-1").await;
     let notes = w
@@ -48,6 +84,10 @@ async fn an_unknown_action_is_invalid_input_and_writes_nothing() {
             .contains("unknown itsm-update action 'reopen'"),
         "{err}"
     );
+    let err = handle(&w.deps, event.clone()).await.unwrap_err();
+    assert_eq!(err.name(), "InvalidInput");
+    assert!(err.to_string().contains("needs an action"), "{err}");
+
     let ticket = &event.state.validation.as_ref().unwrap().ticket;
     assert_eq!(w.work_notes(ticket).await, notes);
     assert_eq!(w.audit("exec-1").await.len(), trail);
