@@ -427,3 +427,10 @@ pub async fn handle(deps: &Deps, mut cb: Callback) -> Result<Decided, Error> {
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+#[path = "../../validate/src/test_world.rs"]
+mod test_world;
+
+#[cfg(test)]
+mod tests;

@@ -196,3 +196,10 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Requested, Error> {
     }
     Ok(Requested { approval_id: id })
 }
+
+#[cfg(test)]
+#[path = "../../validate/src/test_world.rs"]
+mod test_world;
+
+#[cfg(test)]
+mod tests;

@@ -127,3 +127,10 @@ pub async fn handle(
     };
     response(reply)
 }
+
+#[cfg(test)]
+#[path = "../../validate/src/test_world.rs"]
+mod test_world;
+
+#[cfg(test)]
+mod tests;

@@ -394,6 +394,10 @@ pub async fn handle_event(
 }
 
 #[cfg(test)]
+#[path = "../../validate/src/test_world.rs"]
+mod test_world;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -448,5 +452,89 @@ mod tests {
             ("INC0010042", "shop-web-prod", "sam@example.com")
         );
         assert!(trigger_from_servicenow(&serde_json::json!({"number": "INC1"})).is_err());
+    }
+
+    mod embedded {
+        //! The entry points against the embedded adapters: the world's local engine
+        //! starts the executions, the Store keeps the triggers.
+
+        use super::super::*;
+        use crate::test_world::{Env, World, CERT_ID};
+
+        fn finding(w: &World) -> ScanFinding {
+            ScanFinding {
+                ci: CERT_ID.into(),
+                observed_expiry: w.expiry,
+                observed_fingerprint: Some(w.initial_fingerprint.clone()),
+            }
+        }
+
+        fn batch(bodies: &[(&str, &str)]) -> SqsEvent {
+            serde_json::from_value(json!({"Records": bodies.iter().map(|(id, body)|
+                json!({"messageId": id, "body": body})).collect::<Vec<_>>()}))
+            .unwrap()
+        }
+
+        #[tokio::test]
+        async fn a_queued_finding_starts_one_execution_and_a_bad_message_alone_fails() {
+            let w = World::new(Env::Dev).await;
+            let body = serde_json::to_string(&finding(&w)).unwrap();
+            let out = handle_sqs(&w.deps, batch(&[("m-1", &body), ("m-2", "not a finding")])).await;
+            let failed: Vec<&str> = out
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.as_str())
+                .collect();
+            assert_eq!(failed, ["m-2"]);
+            // Redelivered: the same execution, not a second one.
+            let out = handle_sqs(&w.deps, batch(&[("m-1", &body)])).await;
+            assert!(out.batch_item_failures.is_empty());
+            assert_eq!(w.engine.list_executions(None).len(), 1);
+            let again = start(&w.deps, Trigger::Scan(finding(&w))).await.unwrap();
+            assert!(again.duplicate);
+            assert!(
+                again.execution.ends_with(&again.idempotency_key),
+                "{}",
+                again.execution
+            );
+        }
+
+        #[tokio::test]
+        async fn a_key_that_names_another_trigger_is_a_conflict_on_the_trail() {
+            let w = World::new(Env::Dev).await;
+            let trigger = Trigger::Scan(finding(&w));
+            let key = trigger.idempotency_key();
+            let mut other = finding(&w);
+            other.observed_fingerprint = Some("00".repeat(32));
+            let first = json!({"input": {"trigger": Trigger::Scan(other), "idempotencyKey": key}});
+            assert!(w
+                .deps
+                .store
+                .put_if_absent("triggers", &key, &first)
+                .await
+                .unwrap());
+            let err = start(&w.deps, trigger).await.unwrap_err();
+            assert_eq!(err.name(), "Conflict");
+            assert!(err.to_string().contains(&key), "{err}");
+            let execution = w.engine.list_executions(None)[0].meta.execution_arn.clone();
+            let last = w.audit(&execution).await.pop().unwrap();
+            assert_eq!(last.summary["refused"], "Conflict");
+        }
+
+        #[tokio::test]
+        async fn a_webhook_without_a_signing_key_starts_nothing() {
+            let w = World::new(Env::Dev).await;
+            let event = IntakeEvent::from_value(json!({"version": "2.0", "routeKey": "POST /webhooks/servicenow",
+                "rawPath": "/webhooks/servicenow", "headers": {"content-type": "application/json"},
+                "body": "{}", "isBase64Encoded": false, "requestContext": {"http": {"method": "POST"}}}))
+            .unwrap();
+            let err = handle_event(&w.deps, None, event).await.unwrap_err();
+            assert_eq!(err.name(), "InvalidInput");
+            assert!(
+                err.to_string().contains("refusing unsigned intake"),
+                "{err}"
+            );
+            assert!(w.engine.list_executions(None).is_empty());
+        }
     }
 }

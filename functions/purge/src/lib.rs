@@ -35,3 +35,10 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<PurgeOutput, Error>
         invalidation_id: id,
     })
 }
+
+#[cfg(test)]
+#[path = "../../validate/src/test_world.rs"]
+mod test_world;
+
+#[cfg(test)]
+mod tests;

@@ -204,3 +204,10 @@ fn fallback_reason(state: &certops_core::workflow::WorkflowState) -> String {
         _ => String::new(),
     }
 }
+
+#[cfg(test)]
+#[path = "../../validate/src/test_world.rs"]
+mod test_world;
+
+#[cfg(test)]
+mod tests;

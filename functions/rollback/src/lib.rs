@@ -121,3 +121,10 @@ fn target_evidence(evidence: Option<serde_json::Value>) -> serde_json::Value {
         .map(|v| certops_core::audit::redact(&v))
         .unwrap_or(serde_json::Value::Null)
 }
+
+#[cfg(test)]
+#[path = "../../validate/src/test_world.rs"]
+mod test_world;
+
+#[cfg(test)]
+mod tests;

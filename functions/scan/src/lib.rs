@@ -691,6 +691,10 @@ pub async fn handle_event(deps: &Deps, event: ScanEvent) -> Result<(Value, Optio
 }
 
 #[cfg(test)]
+#[path = "../../validate/src/test_world.rs"]
+mod test_world;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -857,5 +861,67 @@ endpoints = [{ host = "127.0.0.1", port = 8443, sni = "shop.example.com" }]
             (v["objects"].clone(), v["batches"].clone()),
             (60.into(), 3.into())
         );
+    }
+
+    mod embedded {
+        //! The entry points against the embedded adapters: the world's endpoint probed
+        //! over TLS, the batches and findings on the local queue.
+
+        use super::super::*;
+        use crate::test_world::{Env, World, CERT_ID};
+
+        #[tokio::test]
+        async fn a_scan_probes_the_inventory_and_sends_the_expiring_certificate_to_intake() {
+            let w = World::new(Env::Dev).await;
+            let summary = run_scan(&w.deps).await.unwrap();
+            assert_eq!(
+                (summary.objects, summary.batches, summary.messages),
+                (1, 1, 1)
+            );
+            assert_eq!((summary.failed_messages, summary.findings), (0, 1));
+            assert!(summary.observations >= 1);
+            assert_eq!(
+                w.deps.queue.depth(SCAN_QUEUE).await.unwrap(),
+                0,
+                "handled batches are deleted"
+            );
+            let sent = w
+                .deps
+                .queue
+                .receive(INTAKE_QUEUE, 10, VISIBILITY)
+                .await
+                .unwrap();
+            assert_eq!(sent.len(), 1);
+            let finding: ScanFinding = serde_json::from_value(sent[0].body.clone()).unwrap();
+            assert_eq!(finding.ci, CERT_ID);
+            assert_eq!(finding.observed_expiry, w.expiry);
+            assert_eq!(
+                finding.observed_fingerprint.as_deref(),
+                Some(w.initial_fingerprint.as_str())
+            );
+        }
+
+        #[tokio::test]
+        async fn a_batch_that_is_not_a_scan_batch_alone_is_redelivered() {
+            let w = World::new(Env::Dev).await;
+            let good = serde_json::to_value(ScanBatch {
+                cert_ids: vec![CERT_ID.into()],
+                scan: "s-1".into(),
+            })
+            .unwrap();
+            let event = serde_json::from_value(json!({"Records": [
+                {"messageId": "m-1", "body": good.to_string()},
+                {"messageId": "m-2", "body": "[]"}]}))
+            .unwrap();
+            let (answer, metric) = handle_event(&w.deps, ScanEvent::Batch(event))
+                .await
+                .unwrap();
+            assert_eq!(
+                answer["batchItemFailures"],
+                json!([{"itemIdentifier": "m-2"}])
+            );
+            assert!(metric.is_none());
+            assert_eq!(w.deps.queue.depth(INTAKE_QUEUE).await.unwrap(), 1);
+        }
     }
 }

@@ -6,9 +6,13 @@
 
 use certops_core::ports::{Deps, NewTicket, TicketKind, TicketState, TicketUpdate};
 use certops_core::workflow::{
-    fallback_path, record_audit, report_for, StepEvent, ValidationOutput,
+    fallback_path, record_audit, report_for, StepEvent, ValidationOutput, WorkflowState,
 };
-use certops_core::{validate, ApprovalPath, AuditKind, Error, Facts, Plan, TicketType, Trigger};
+use certops_core::{
+    validate, ApprovalPath, AuditKind, CertObject, Error, Facts, Plan, TicketType, Trigger,
+    ValidationReport,
+};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 const ACTOR: &str = "step:validate";
@@ -44,10 +48,46 @@ fn seconds(path: ApprovalPath, deps: &Deps) -> Result<u64, Error> {
 
 /// Runs validation for one execution.
 pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, Error> {
-    let cfg = &deps.config;
     let now = deps.clock.now();
     let exec = event.execution.as_str();
     let state = &event.state;
+    let trigger = &state.trigger;
+    record_trigger(deps, exec, state).await?;
+    let cert = deps.config.inventory.find_by_ci(trigger.ci());
+    let (facts, fingerprint_before) = gather_facts(deps, trigger, cert, now).await?;
+    let report = validate(
+        &deps.config.inventory,
+        &deps.config.policy,
+        trigger,
+        &facts,
+        now,
+    );
+    let (ticket, change) = itsm_record(deps, state, cert, &report).await?;
+    let mut out = ValidationOutput {
+        path: report.approval_path,
+        approval_timeout_seconds: seconds(report.approval_path, deps)?,
+        fallback_approval_timeout_seconds: seconds(ApprovalPath::Emergency, deps)?,
+        report,
+        ticket,
+        change,
+        plan: None,
+        plan_hash: None,
+        fallback_plan: None,
+        fallback_plan_hash: None,
+        fallback_pre_approved: false,
+        expiry_before: facts.current_expiry,
+        fingerprint_before,
+    };
+    if let (Some(cert), false) = (cert, out.report.is_blocked()) {
+        plan_renewal(deps, exec, cert, trigger, now, &mut out).await?;
+    }
+    note_ticket(deps, exec, trigger, cert, &out).await?;
+    record_outcome(deps, exec, &out).await?;
+    Ok(out)
+}
+
+/// Audits the trigger as received: the first record of every execution's trail.
+async fn record_trigger(deps: &Deps, exec: &str, state: &WorkflowState) -> Result<(), Error> {
     let trigger = &state.trigger;
     record_audit(
         deps,
@@ -57,9 +97,18 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
         json!({"trigger": trigger, "idempotencyKey": state.idempotency_key, "receivedAt": state.received_at}),
     )
     .await?;
+    Ok(())
+}
 
-    let cert = cfg.inventory.find_by_ci(trigger.ci());
-    // Facts gathered through ports: what the endpoints serve now, the keystore, ACME budget use.
+/// Facts gathered through ports for the checks: what the endpoints serve now, the
+/// keystore, the CA's renewal window, the targets' key types and ACME budget use. Also
+/// returns the fingerprint served before the change (the scan's, else the first probed).
+async fn gather_facts(
+    deps: &Deps,
+    trigger: &Trigger,
+    cert: Option<&CertObject>,
+    now: DateTime<Utc>,
+) -> Result<(Facts, Option<String>), Error> {
     let mut facts = Facts {
         keystore_refs: deps.keystore.references().await?.into_iter().collect(),
         ..Facts::default()
@@ -69,147 +118,167 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
         facts.current_expiry = Some(s.observed_expiry);
         fingerprint_before = s.observed_fingerprint.clone();
     }
-    if let Some(cert) = cert {
-        let roots = deps.issuer.trust_anchors_pem().await.ok().flatten();
-        for ep in &cert.endpoints {
-            if let Ok(obs) = deps.prober.probe(ep, roots.as_deref()).await {
-                for o in obs {
-                    if facts.current_expiry.is_none_or(|e| o.not_after < e)
-                        && matches!(trigger, Trigger::Ticket(_))
-                    {
-                        facts.current_expiry = Some(o.not_after);
-                    }
-                    fingerprint_before.get_or_insert(o.fingerprint);
+    let Some(cert) = cert else {
+        return Ok((facts, fingerprint_before));
+    };
+    let roots = deps.issuer.trust_anchors_pem().await.ok().flatten();
+    for ep in &cert.endpoints {
+        if let Ok(obs) = deps.prober.probe(ep, roots.as_deref()).await {
+            for o in obs {
+                if facts.current_expiry.is_none_or(|e| o.not_after < e)
+                    && matches!(trigger, Trigger::Ticket(_))
+                {
+                    facts.current_expiry = Some(o.not_after);
                 }
+                fingerprint_before.get_or_insert(o.fingerprint);
             }
-        }
-        // The CA's renewal window for the served certificate, as the scan last stored it.
-        if cert.issuer.method == certops_core::RenewalMethod::Acme {
-            facts.renewal_window =
-                certops_core::renewal_info::load(deps.store.as_ref(), &cert.id).await?;
-        }
-        // Targets that cannot change their key type on re-import (ACM): what they hold.
-        for target in &cert.targets {
-            if let Some(name) = deps.targets.key_algorithm(target).await? {
-                facts.target_key_algorithms.insert(target.id.clone(), name);
-            }
-        }
-        if let Some(domain) = &cert.issuer.registered_domain {
-            let used = deps
-                .store
-                .get("issuances", domain)
-                .await?
-                .and_then(|v| v["count"].as_u64())
-                .unwrap_or(0);
-            let ledger = acme_ledger_usage(deps, cert, domain, now).await?;
-            let used = (used as u32).max(ledger.certificates_this_week);
-            facts.recent_issuances.insert(domain.clone(), used);
-            facts.acme = Some(ledger);
         }
     }
-    let report = validate(&cfg.inventory, &cfg.policy, trigger, &facts, now);
-    let path = report.approval_path;
+    // The CA's renewal window for the served certificate, as the scan last stored it.
+    if cert.issuer.method == certops_core::RenewalMethod::Acme {
+        facts.renewal_window =
+            certops_core::renewal_info::load(deps.store.as_ref(), &cert.id).await?;
+    }
+    // Targets that cannot change their key type on re-import (ACM): what they hold.
+    for target in &cert.targets {
+        if let Some(name) = deps.targets.key_algorithm(target).await? {
+            facts.target_key_algorithms.insert(target.id.clone(), name);
+        }
+    }
+    if let Some(domain) = &cert.issuer.registered_domain {
+        let used = deps
+            .store
+            .get("issuances", domain)
+            .await?
+            .and_then(|v| v["count"].as_u64())
+            .unwrap_or(0);
+        let ledger = acme_ledger_usage(deps, cert, domain, now).await?;
+        let used = (used as u32).max(ledger.certificates_this_week);
+        facts.recent_issuances.insert(domain.clone(), used);
+        facts.acme = Some(ledger);
+    }
+    Ok((facts, fingerprint_before))
+}
 
-    // The ITSM record: the triggering ticket, or a change opened for a scan finding.
-    let (ticket, change) = match trigger {
+/// The ITSM record this execution works on, and its change number if it is a change: the
+/// triggering ticket (which must exist), or a change opened for a scan finding, of the
+/// kind the approval path calls for.
+async fn itsm_record(
+    deps: &Deps,
+    state: &WorkflowState,
+    cert: Option<&CertObject>,
+    report: &ValidationReport,
+) -> Result<(String, Option<String>), Error> {
+    let s = match &state.trigger {
         Trigger::Ticket(t) => {
-            let existing = deps.itsm.get(&t.number).await?;
-            if existing.is_none() {
+            if deps.itsm.get(&t.number).await?.is_none() {
                 return Err(Error::InvalidInput(format!(
                     "ticket {} does not exist in the ITSM",
                     t.number
                 )));
             }
             let change = (t.ticket_type == TicketType::Change).then(|| t.number.clone());
-            (t.number.clone(), change)
+            return Ok((t.number.clone(), change));
         }
-        Trigger::Scan(s) => {
-            let kind = match path {
-                ApprovalPath::PreApproved => TicketKind::StandardChange,
-                ApprovalPath::Emergency => TicketKind::EmergencyChange,
-                ApprovalPath::Normal | ApprovalPath::Blocked => TicketKind::NormalChange,
-            };
-            let cn = cert
-                .map(|c| c.common_name.as_str())
-                .unwrap_or(s.ci.as_str());
-            let t = deps
-                .itsm
-                .open(NewTicket {
-                    kind,
-                    short_description: format!("Renew TLS certificate {cn} (expires {})", s.observed_expiry.format("%Y-%m-%d %H:%M UTC")),
-                    description: format!(
-                        "The daily expiry scan found the certificate for CI {} expiring at {}. certops will renew it under runbook {} {}.",
-                        s.ci,
-                        s.observed_expiry.to_rfc3339(),
-                        cfg.runbook.reference().id,
-                        cfg.runbook.reference().version
-                    ),
-                    ci: s.ci.clone(),
-                    priority: if path == ApprovalPath::Emergency { 1 } else { 3 },
-                    correlation_id: state.idempotency_key.clone(),
-                    // The ITSM opens a standard change from the template of this name.
-                    standard_change: (kind == TicketKind::StandardChange)
-                        .then(|| report.standard_change.clone())
-                        .flatten(),
-                })
-                .await?;
-            (t.number.clone(), Some(t.number))
-        }
+        Trigger::Scan(s) => s,
     };
-
-    let mut out = ValidationOutput {
-        path,
-        report: report.clone(),
-        ticket: ticket.clone(),
-        change: change.clone(),
-        plan: None,
-        plan_hash: None,
-        fallback_plan: None,
-        fallback_plan_hash: None,
-        fallback_pre_approved: false,
-        approval_timeout_seconds: seconds(path, deps)?,
-        fallback_approval_timeout_seconds: seconds(ApprovalPath::Emergency, deps)?,
-        expiry_before: facts.current_expiry,
-        fingerprint_before,
+    let path = report.approval_path;
+    let runbook = deps.config.runbook.reference();
+    let kind = match path {
+        ApprovalPath::PreApproved => TicketKind::StandardChange,
+        ApprovalPath::Emergency => TicketKind::EmergencyChange,
+        ApprovalPath::Normal | ApprovalPath::Blocked => TicketKind::NormalChange,
     };
+    let cn = cert
+        .map(|c| c.common_name.as_str())
+        .unwrap_or(s.ci.as_str());
+    let t = deps
+        .itsm
+        .open(NewTicket {
+            kind,
+            short_description: format!(
+                "Renew TLS certificate {cn} (expires {})",
+                s.observed_expiry.format("%Y-%m-%d %H:%M UTC")
+            ),
+            description: format!(
+                "The daily expiry scan found the certificate for CI {} expiring at {}. certops will renew it under runbook {} {}.",
+                s.ci,
+                s.observed_expiry.to_rfc3339(),
+                runbook.id,
+                runbook.version
+            ),
+            ci: s.ci.clone(),
+            priority: if path == ApprovalPath::Emergency { 1 } else { 3 },
+            correlation_id: state.idempotency_key.clone(),
+            // The ITSM opens a standard change from the template of this name.
+            standard_change: (kind == TicketKind::StandardChange)
+                .then(|| report.standard_change.clone())
+                .flatten(),
+        })
+        .await?;
+    Ok((t.number.clone(), Some(t.number)))
+}
 
-    if let (Some(cert), false) = (cert, report.is_blocked()) {
-        // One active renewal per certificate: a lease owned by this execution,
-        // released when it ends by any path, taken over once expired.
-        certops_core::lease::acquire(deps.store.as_ref(), &cert.id, exec, now).await?;
-        let trigger_ticket = trigger.ticket_number();
-        let plan = Plan::build(
+/// For a certificate that may be renewed: takes the one-renewal-per-certificate lease,
+/// builds the plan and (when a fallback certificate is provisioned) the fallback plan
+/// into `out`, and records the pre-approvals of those a standard change covers.
+async fn plan_renewal(
+    deps: &Deps,
+    exec: &str,
+    cert: &CertObject,
+    trigger: &Trigger,
+    now: DateTime<Utc>,
+    out: &mut ValidationOutput,
+) -> Result<(), Error> {
+    let cfg = &deps.config;
+    // One active renewal per certificate: a lease owned by this execution,
+    // released when it ends by any path, taken over once expired.
+    certops_core::lease::acquire(deps.store.as_ref(), &cert.id, exec, now).await?;
+    let trigger_ticket = trigger.ticket_number();
+    let plan = Plan::build(
+        cfg.runbook.reference(),
+        cert,
+        &out.report,
+        trigger_ticket,
+        out.change.as_deref(),
+    )?
+    .with_connections(&cfg.inventory);
+    out.plan_hash = Some(plan.hash());
+    if out.path == ApprovalPath::PreApproved {
+        record_pre_approval(deps, exec, cert, &plan.hash(), plan.use_fallback).await?;
+    }
+    out.plan = Some(plan);
+    if cert.fallback_cert.is_some() {
+        let fb_path = fallback_path(cfg, cert, true);
+        out.fallback_pre_approved = fb_path == Some(ApprovalPath::PreApproved);
+        let fb = Plan::build(
             cfg.runbook.reference(),
             cert,
-            &report,
+            &report_for(&out.report, fb_path),
             trigger_ticket,
-            change.as_deref(),
+            out.change.as_deref(),
         )?
         .with_connections(&cfg.inventory);
-        out.plan_hash = Some(plan.hash());
-        if path == ApprovalPath::PreApproved {
-            record_pre_approval(deps, exec, cert, &plan.hash(), plan.use_fallback).await?;
+        out.fallback_plan_hash = Some(fb.hash());
+        if out.fallback_pre_approved {
+            record_pre_approval(deps, exec, cert, &fb.hash(), true).await?;
         }
-        out.plan = Some(plan);
-        if cert.fallback_cert.is_some() {
-            let fb_path = fallback_path(cfg, cert, true);
-            out.fallback_pre_approved = fb_path == Some(ApprovalPath::PreApproved);
-            let fb = Plan::build(
-                cfg.runbook.reference(),
-                cert,
-                &report_for(&report, fb_path),
-                trigger_ticket,
-                change.as_deref(),
-            )?
-            .with_connections(&cfg.inventory);
-            out.fallback_plan_hash = Some(fb.hash());
-            if out.fallback_pre_approved {
-                record_pre_approval(deps, exec, cert, &fb.hash(), true).await?;
-            }
-            out.fallback_plan = Some(fb);
-        }
+        out.fallback_plan = Some(fb);
     }
+    Ok(())
+}
 
+/// Writes the validation to the ticket: every check with its reason, the plan hash, and
+/// for a ticket trigger the endpoints and remediation; the ticket moves to Assess unless
+/// the change is blocked.
+async fn note_ticket(
+    deps: &Deps,
+    exec: &str,
+    trigger: &Trigger,
+    cert: Option<&CertObject>,
+    out: &ValidationOutput,
+) -> Result<(), Error> {
+    let report = &out.report;
     let checks: Vec<String> = report
         .checks
         .iter()
@@ -219,7 +288,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
         "certops validation ({}), policy {}: path {}\n{}",
         exec,
         report.policy_version,
-        path.as_str(),
+        out.path.as_str(),
         checks.join("\n")
     );
     if let Some(h) = &out.plan_hash {
@@ -234,7 +303,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
         note.push_str(&format!(
             "\nEndpoints: {}\nCurrent expiry: {}\nRemediation: renew via {} ({}), deploy to {} target(s), reload, purge CDN, verify from outside; fallback certificate {}.",
             endpoints.join(", "),
-            facts.current_expiry.map(|e| e.to_rfc3339()).unwrap_or_else(|| "unknown".into()),
+            out.expiry_before.map(|e| e.to_rfc3339()).unwrap_or_else(|| "unknown".into()),
             cert.issuer.name,
             cert.issuer.method.as_str(),
             cert.targets.len(),
@@ -248,7 +317,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
     };
     deps.itsm
         .update(
-            &ticket,
+            &out.ticket,
             ACTOR,
             TicketUpdate {
                 state: state_now,
@@ -257,12 +326,17 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
             },
         )
         .await?;
+    Ok(())
+}
+
+/// Audits the validation report and, when there is one, the plan with its hashes.
+async fn record_outcome(deps: &Deps, exec: &str, out: &ValidationOutput) -> Result<(), Error> {
     record_audit(
         deps,
         exec,
         AuditKind::Validation,
         ACTOR,
-        json!({"report": report, "ticket": ticket}),
+        json!({"report": out.report, "ticket": out.ticket}),
     )
     .await?;
     if let Some(plan) = &out.plan {
@@ -275,16 +349,16 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<ValidationOutput, E
         )
         .await?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The ACME rate-limit ledger's counts for `cert` (issue 14); the legacy per-domain counter
 /// above stays a floor for the certificates-per-domain count.
 async fn acme_ledger_usage(
     deps: &Deps,
-    cert: &certops_core::CertObject,
+    cert: &CertObject,
     domain: &str,
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
 ) -> Result<certops_core::acme_ledger::AcmeUsage, Error> {
     let mut names = vec![cert.common_name.clone()];
     names.extend(cert.sans.iter().cloned());
@@ -297,7 +371,7 @@ async fn acme_ledger_usage(
 async fn record_pre_approval(
     deps: &Deps,
     exec: &str,
-    cert: &certops_core::CertObject,
+    cert: &CertObject,
     plan_hash: &str,
     use_fallback: bool,
 ) -> Result<(), Error> {
@@ -312,3 +386,9 @@ async fn record_pre_approval(
     deps.store.put_if_absent("approvals", &id, &record).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod test_world;
+
+#[cfg(test)]
+mod tests;

@@ -110,3 +110,10 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<VerificationOutput,
         wait_seconds: 0,
     })
 }
+
+#[cfg(test)]
+#[path = "../../validate/src/test_world.rs"]
+mod test_world;
+
+#[cfg(test)]
+mod tests;
