@@ -11,6 +11,7 @@ use certops_aws::dynamo::aws_sdk_dynamodb::types::AttributeValue;
 use certops_aws::dynamo::{aws_sdk_dynamodb, DynamoStore, Tables, TtlPolicy, HEAD, HEAD_SEQ};
 use certops_aws::sqs::aws_sdk_sqs::types::QueueAttributeName;
 use certops_aws::sqs::{aws_sdk_sqs, SqsQueue};
+use certops_core::ports::Table;
 use certops_core::ports::{Clock, Queue, Store};
 use certops_core::{verify_anchored, verify_chain};
 use certops_tests::contract::queue::{self as queue_contract, QueueBackend, DLQ, QUEUE};
@@ -155,7 +156,7 @@ async fn dynamodb_layout_ttl_and_chain_head() {
     let store = DynamoStore::new(&sdk, tables.clone(), audit_key())
         .with_clock(clock.clone())
         .with_ttl(
-            "observations",
+            Table::Observations,
             TtlPolicy::Retention(Duration::from_secs(3600)),
         );
 
@@ -163,7 +164,7 @@ async fn dynamodb_layout_ttl_and_chain_head() {
     let expires = Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, 0).unwrap();
     let approval = json!({"status": "pending", "request": {"expires_at": expires}});
     assert!(store
-        .put_if_absent("approvals", "ap-1", &approval)
+        .put_if_absent(Table::Approvals, "ap-1", &approval)
         .await
         .unwrap());
     let item = raw_item(&client, &tables.approvals, "approvals#ap-1").await;
@@ -179,7 +180,7 @@ async fn dynamodb_layout_ttl_and_chain_head() {
     // A swap to a value without an expiry drops the ttl.
     assert!(store
         .compare_and_swap(
-            "approvals",
+            Table::Approvals,
             "ap-1",
             Some(&approval),
             &json!({"status": "used"})
@@ -192,19 +193,19 @@ async fn dynamodb_layout_ttl_and_chain_head() {
     // Triggers and locks: retention from the write, on the clock; other tables: kept
     // unless configured.
     store
-        .put_if_absent("triggers", "t-1", &json!({"input": {}}))
+        .put_if_absent(Table::Triggers, "t-1", &json!({"input": {}}))
         .await
         .unwrap();
     store
-        .put_if_absent("locks", "shop", &json!({"execution": "e"}))
+        .put_if_absent(Table::Locks, "shop", &json!({"execution": "e"}))
         .await
         .unwrap();
     store
-        .put_if_absent("deployments", "shop", &json!({"ref": "r"}))
+        .put_if_absent(Table::Deployments, "shop", &json!({"ref": "r"}))
         .await
         .unwrap();
     store
-        .put_if_absent("observations", "o", &json!({"ok": true}))
+        .put_if_absent(Table::Observations, "o", &json!({"ok": true}))
         .await
         .unwrap();
     let ttl = |t: &str, k: &str| {
@@ -471,7 +472,7 @@ async fn dynamodb_errors_map_to_routable_variants() {
         },
         audit_key(),
     );
-    let err = missing.get("locks", "k").await.unwrap_err();
+    let err = missing.get(Table::Locks, "k").await.unwrap_err();
     assert_eq!(err.name(), "InvalidInput", "{err}");
     assert!(err.to_string().contains("no-such-state"), "{err}");
     // Nothing listening: transient, so Step Functions retries.
@@ -487,7 +488,7 @@ async fn dynamodb_errors_map_to_routable_variants() {
         .await;
     let store = DynamoStore::new(&down, missing.tables().clone(), audit_key());
     let err = store
-        .put_if_absent("locks", "k", &json!({"secret-ish": "value-text"}))
+        .put_if_absent(Table::Locks, "k", &json!({"secret-ish": "value-text"}))
         .await
         .unwrap_err();
     assert_eq!(err.name(), "Transient", "{err}");

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
 
+use certops_core::ports::Table;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,7 +145,7 @@ async fn renewal_information_profiles_and_replaces() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scan_renews_inside_the_cas_window_and_the_order_replaces_the_served_one() {
     use certops_core::ports::{Bundle, Clock, SecretPem, SystemClock};
-    use certops_core::renewal_info::{self, RENEWAL_INFO_TABLE};
+    use certops_core::renewal_info;
     use certops_core::{ScanFinding, Trigger, Verdict};
     use certops_embedded::Stack;
 
@@ -266,12 +267,12 @@ endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "www.example.com" }}]
     let mut elapsed = serde_json::to_value(&stored).expect("json");
     elapsed["nextCheck"] = serde_json::json!((now - TimeDelta::seconds(1)).to_rfc3339());
     let before = store
-        .get(RENEWAL_INFO_TABLE, "web")
+        .get(Table::RenewalInfo, "web")
         .await
         .expect("get")
         .expect("record");
     assert!(store
-        .compare_and_swap(RENEWAL_INFO_TABLE, "web", Some(&before), &elapsed)
+        .compare_and_swap(Table::RenewalInfo, "web", Some(&before), &elapsed)
         .await
         .expect("cas"));
     let scan = certops_fn_scan::run_scan(&stack.deps).await.expect("scan");

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
 
+use certops_core::ports::Table;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use certops_core::ports::Message;
 use certops_core::ScanFinding;
 use certops_fn_scan::{
     handle_batch, handle_schedule, observation_key, run_scan, ObservationRecord, ScanBatch, BATCH,
-    INTAKE_QUEUE, OBSERVATIONS_TABLE, SCAN_QUEUE,
+    INTAKE_QUEUE, SCAN_QUEUE,
 };
 use certops_tests::scan_world::{scan_world, Kind, ScanWorld, OBJECTS};
 use serde_json::json;
@@ -200,7 +201,7 @@ async fn batches_store_observations_send_one_finding_per_problem_and_fail_only_t
             let stored = world
                 .deps
                 .store
-                .get(OBSERVATIONS_TABLE, &observation_key(&o.id, &endpoint))
+                .get(Table::Observations, &observation_key(&o.id, &endpoint))
                 .await
                 .expect("store")
                 .unwrap_or_else(|| panic!("no observation for {} on {node}", o.id));

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
 
+use certops_core::ports::Table;
 use certops_core::ports::{Itsm, Store};
 use certops_core::workflow::WorkflowState;
 use certops_core::{Trigger, Verdict};
@@ -887,7 +888,7 @@ async fn an_approval_whose_delivery_was_throttled_is_delivered_on_the_approvers_
     );
     let record = deps
         .store
-        .get("approvals", &id)
+        .get(Table::Approvals, &id)
         .await
         .expect("get")
         .expect("record");
@@ -909,7 +910,7 @@ async fn an_approval_whose_delivery_was_throttled_is_delivered_on_the_approvers_
     assert_eq!(done.status.as_str(), "SUCCEEDED", "{:?}", done.cause);
     let record = deps
         .store
-        .get("approvals", &id)
+        .get(Table::Approvals, &id)
         .await
         .expect("get")
         .expect("record");
@@ -960,7 +961,7 @@ async fn a_forged_task_output_moves_nothing() {
         .stack
         .deps
         .store
-        .get("approvals", &id)
+        .get(Table::Approvals, &id)
         .await
         .expect("get")
         .expect("record");
@@ -1086,7 +1087,7 @@ async fn a_click_after_the_approval_task_timed_out_is_answered_expired_and_audit
         .stack
         .deps
         .store
-        .get("approvals", &id)
+        .get(Table::Approvals, &id)
         .await
         .expect("store")
         .expect("approval record");
@@ -1144,7 +1145,7 @@ async fn lock_holder(w: &World) -> Option<serde_json::Value> {
     w.stack
         .deps
         .store
-        .get("locks", "shop-web-prod")
+        .get(Table::Locks, "shop-web-prod")
         .await
         .expect("store")
 }
@@ -1182,7 +1183,7 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
         .stack
         .deps
         .store
-        .put_if_absent("locks", "shop-web-prod", &live)
+        .put_if_absent(Table::Locks, "shop-web-prod", &live)
         .await
         .expect("store"));
     let blocked =
@@ -1196,7 +1197,7 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
         .stack
         .deps
         .store
-        .compare_and_swap("locks", "shop-web-prod", Some(&live), &stale)
+        .compare_and_swap(Table::Locks, "shop-web-prod", Some(&live), &stale)
         .await
         .expect("store"));
     let exec = start_scan(&w).await;

@@ -5,6 +5,7 @@
 use crate::data_dir;
 use crate::stack_config::{open_stack, ConfigArgs};
 use anyhow::{Context, Result};
+use certops_core::ports::Table;
 use certops_core::{ScanFinding, Trigger};
 use certops_embedded::Stack;
 use serde_json::{json, Value};
@@ -77,7 +78,7 @@ pub(crate) async fn report_progress(
             if let Some(r) = stack
                 .deps
                 .store
-                .get("approvals", &c.approval_id)
+                .get(Table::Approvals, &c.approval_id)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
             {

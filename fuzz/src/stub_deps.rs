@@ -4,6 +4,7 @@
 //! never reach them; if one does, the handler answers 503 instead of the
 //! target touching the network or disk).
 
+use certops_core::ports::Table;
 use async_trait::async_trait;
 use certops_core::integrations::Integrations;
 use certops_core::inventory::{Cdn, Endpoint, Target};
@@ -55,39 +56,39 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn put_if_absent(&self, table: &str, key: &str, value: &Value) -> Result<bool, Error> {
+    async fn put_if_absent(&self, table: Table, key: &str, value: &Value) -> Result<bool, Error> {
         let mut t = self.tables();
-        let k = (table.to_string(), key.to_string());
+        let k = (table.name().to_string(), key.to_string());
         if t.contains_key(&k) {
             return Ok(false);
         }
         t.insert(k, value.clone());
         Ok(true)
     }
-    async fn get(&self, table: &str, key: &str) -> Result<Option<Value>, Error> {
+    async fn get(&self, table: Table, key: &str) -> Result<Option<Value>, Error> {
         Ok(self
             .tables()
-            .get(&(table.to_string(), key.to_string()))
+            .get(&(table.name().to_string(), key.to_string()))
             .cloned())
     }
     async fn compare_and_swap(
         &self,
-        table: &str,
+        table: Table,
         key: &str,
         expected: Option<&Value>,
         new: &Value,
     ) -> Result<bool, Error> {
         let mut t = self.tables();
-        let k = (table.to_string(), key.to_string());
+        let k = (table.name().to_string(), key.to_string());
         if t.get(&k) != expected {
             return Ok(false);
         }
         t.insert(k, new.clone());
         Ok(true)
     }
-    async fn delete_if(&self, table: &str, key: &str, expected: &Value) -> Result<bool, Error> {
+    async fn delete_if(&self, table: Table, key: &str, expected: &Value) -> Result<bool, Error> {
         let mut t = self.tables();
-        let k = (table.to_string(), key.to_string());
+        let k = (table.name().to_string(), key.to_string());
         if t.get(&k) != Some(expected) {
             return Ok(false);
         }

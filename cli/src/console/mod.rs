@@ -27,6 +27,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use certops_core::ports::Table;
 use certops_embedded::Stack;
 use pages::{Tab, Viewer};
 use serde::{Deserialize, Serialize};
@@ -625,7 +626,7 @@ async fn decide(
 /// audit chain of the execution the approval belongs to, if it exists.
 async fn audit_refusal(app: &Console, approval_id: &str, user: &str, reason: &str) {
     let deps = &app.stack.deps;
-    let Ok(Some(record)) = deps.store.get("approvals", approval_id).await else {
+    let Ok(Some(record)) = deps.store.get(Table::Approvals, approval_id).await else {
         return;
     };
     let Some(execution) = record["execution"].as_str() else {

@@ -1,16 +1,15 @@
 //! The console's record of scheduled scans. The scan itself stores only each
 //! endpoint's latest observation; what each scheduled run found and which
 //! workflows it started is kept here, through the Store port, in its own
-//! table ([`SCAN_RUNS_TABLE`]), newest first, at most [`KEEP`] runs.
+//! table ([`Table::ScanRuns`]), newest first, at most [`KEEP`] runs.
 
 use certops_core::ports::Store;
+use certops_core::ports::Table;
 use certops_core::{Error, ScanFinding};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// The Store table holding the recent runs (one item, [`RUNS_KEY`]).
-pub const SCAN_RUNS_TABLE: &str = "console_scan_runs";
 /// The key of the list of recent runs.
 pub const RUNS_KEY: &str = "recent";
 /// How many runs are kept.
@@ -53,7 +52,7 @@ pub struct ScanRun {
 pub async fn record(store: &dyn Store, run: &ScanRun) -> Result<(), Error> {
     let entry = serde_json::to_value(run).map_err(|e| Error::InvalidInput(e.to_string()))?;
     for _ in 0..5 {
-        let current = store.get(SCAN_RUNS_TABLE, RUNS_KEY).await?;
+        let current = store.get(Table::ScanRuns, RUNS_KEY).await?;
         let mut runs: Vec<Value> = current
             .as_ref()
             .and_then(|v| v["runs"].as_array().cloned())
@@ -62,7 +61,7 @@ pub async fn record(store: &dyn Store, run: &ScanRun) -> Result<(), Error> {
         runs.truncate(KEEP);
         if store
             .compare_and_swap(
-                SCAN_RUNS_TABLE,
+                Table::ScanRuns,
                 RUNS_KEY,
                 current.as_ref(),
                 &json!({"runs": runs}),
@@ -79,7 +78,7 @@ pub async fn record(store: &dyn Store, run: &ScanRun) -> Result<(), Error> {
 
 /// The recent runs, newest first.
 pub async fn recent(store: &dyn Store) -> Result<Vec<ScanRun>, Error> {
-    let Some(v) = store.get(SCAN_RUNS_TABLE, RUNS_KEY).await? else {
+    let Some(v) = store.get(Table::ScanRuns, RUNS_KEY).await? else {
         return Ok(Vec::new());
     };
     Ok(v["runs"]

@@ -5,6 +5,7 @@
 use super::*;
 use axum::body::Body;
 use axum::http::Request;
+use certops_core::ports::Table;
 use certops_core::ports::{Clock, Config, SystemClock};
 use certops_core::{Inventory, Policy, Runbook, ScanFinding, Trigger};
 use certops_embedded::StackOptions;
@@ -441,7 +442,7 @@ async fn decisions_go_through_the_callback_checks_as_the_signed_in_person() {
         .stack
         .deps
         .store
-        .get("approvals", &approval)
+        .get(Table::Approvals, &approval)
         .await
         .unwrap()
         .unwrap();
@@ -462,7 +463,7 @@ async fn decisions_go_through_the_callback_checks_as_the_signed_in_person() {
         .stack
         .deps
         .store
-        .get("approvals", &approval)
+        .get(Table::Approvals, &approval)
         .await
         .unwrap()
         .unwrap();

@@ -7,6 +7,7 @@ use super::graph::{self, PathTaken};
 use super::redact::redacted;
 use super::scan_log::{self, ScanRun};
 use certops_asl::{ExecutionInfo, ExecutionStatus, HistoryEvent};
+use certops_core::ports::Table;
 use certops_core::ports::{Itsm, Ticket};
 use certops_core::workflow::WorkflowState;
 use certops_core::{AuditRecord, Error};
@@ -147,7 +148,12 @@ pub fn row(stack: &Stack, info: &ExecutionInfo, pending: &[String]) -> Execution
 async fn waiting_executions(stack: &Stack) -> Vec<String> {
     let mut out = Vec::new();
     for card in stack.adapters.chat.pending_cards().unwrap_or_default() {
-        if let Ok(Some(r)) = stack.deps.store.get("approvals", &card.approval_id).await {
+        if let Ok(Some(r)) = stack
+            .deps
+            .store
+            .get(Table::Approvals, &card.approval_id)
+            .await
+        {
             if r["status"] == "pending" {
                 if let Some(e) = r["execution"].as_str() {
                     out.push(e.to_string());
@@ -458,7 +464,7 @@ pub async fn certificates(stack: &Stack) -> Result<Certificates, Error> {
             let record = stack
                 .deps
                 .store
-                .get(certops_fn_scan::OBSERVATIONS_TABLE, &key)
+                .get(Table::Observations, &key)
                 .await?
                 .and_then(|v| serde_json::from_value::<certops_fn_scan::ObservationRecord>(v).ok());
             let name = format!("{}:{} ({})", ep.host, ep.port, ep.sni);
@@ -601,7 +607,12 @@ pub async fn approvals(stack: &Stack, user: &str) -> Result<Approvals, Error> {
         if !card.approvers.iter().any(|a| a.eq_ignore_ascii_case(user)) {
             continue;
         }
-        let Some(record) = stack.deps.store.get("approvals", &card.approval_id).await? else {
+        let Some(record) = stack
+            .deps
+            .store
+            .get(Table::Approvals, &card.approval_id)
+            .await?
+        else {
             continue;
         };
         if record["status"] != "pending" {

@@ -21,6 +21,7 @@
 //! with 200/400/401/403/409/503, never a Lambda error (a 500).
 
 use certops_core::ports::Deps;
+use certops_core::ports::Table;
 use certops_core::workflow::{record_audit, ApprovalOutcome};
 use certops_core::{
     check_decision, ApprovalDecision, ApprovalRequest, AuditKind, Error, Plan, ValidationReport,
@@ -83,7 +84,7 @@ fn current_plan_hash(deps: &Deps, record: &Value) -> Result<String, Error> {
 /// is read and swapped, a few times if writers race.
 async fn mark_delivery(deps: &Deps, id: &str, state: &str) -> Result<(), Error> {
     for _ in 0..5 {
-        let Some(current) = deps.store.get("approvals", id).await? else {
+        let Some(current) = deps.store.get(Table::Approvals, id).await? else {
             return Err(Error::Conflict(format!(
                 "approval {id} vanished while delivering"
             )));
@@ -95,7 +96,7 @@ async fn mark_delivery(deps: &Deps, id: &str, state: &str) -> Result<(), Error> 
         next["delivery"] = json!(state);
         if deps
             .store
-            .compare_and_swap("approvals", id, Some(&current), &next)
+            .compare_and_swap(Table::Approvals, id, Some(&current), &next)
             .await?
         {
             return Ok(());
@@ -301,7 +302,7 @@ pub async fn handle(deps: &Deps, mut cb: Callback) -> Result<Decided, Error> {
     let actor = format!("approver:{}", cb.approver.trim());
     let record = deps
         .store
-        .get("approvals", &cb.approval_id)
+        .get(Table::Approvals, &cb.approval_id)
         .await?
         .ok_or_else(|| Error::InvalidInput(format!("no approval {}", cb.approval_id)))?;
     let execution = record["execution"].as_str().unwrap_or_default().to_string();
@@ -395,7 +396,7 @@ pub async fn handle(deps: &Deps, mut cb: Callback) -> Result<Decided, Error> {
     }
     if !deps
         .store
-        .compare_and_swap("approvals", &cb.approval_id, Some(&record), &spent)
+        .compare_and_swap(Table::Approvals, &cb.approval_id, Some(&record), &spent)
         .await?
     {
         return Err(Error::Conflict(format!(

@@ -5,6 +5,7 @@
 use super::*;
 use crate::test_world::{Env, World, APPROVER};
 use certops_asl::ExecutionStatus;
+use certops_core::ports::Table;
 use certops_core::workflow::StepEvent;
 
 /// Requests approval of execution `exec`'s plan (triggered by `trigger`, if given) with
@@ -56,7 +57,13 @@ async fn an_authorised_approval_is_spent_and_completes_the_waiting_task() {
     let outcome = &done.output.unwrap()["decision"];
     assert_eq!(outcome["approver"], APPROVER);
     assert_eq!(outcome["approvalId"], json!(id));
-    let record = w.deps.store.get("approvals", &id).await.unwrap().unwrap();
+    let record = w
+        .deps
+        .store
+        .get(Table::Approvals, &id)
+        .await
+        .unwrap()
+        .unwrap();
     let request: ApprovalRequest = serde_json::from_value(record["request"].clone()).unwrap();
     assert_eq!(outcome["planHash"], json!(request.plan_hash));
     assert_eq!(
@@ -104,7 +111,13 @@ async fn the_requester_may_not_approve_and_the_request_stays_open() {
         .unwrap_err();
     assert_eq!(err.name(), "SelfApproval");
     assert_eq!(status_for(&err), 403);
-    let record = w.deps.store.get("approvals", &id).await.unwrap().unwrap();
+    let record = w
+        .deps
+        .store
+        .get(Table::Approvals, &id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(record["status"], "pending");
     // Another member of the change authority still can.
     let decided = handle(
@@ -133,7 +146,13 @@ async fn someone_outside_the_change_authority_is_refused() {
     assert_eq!(err.name(), "NotInChangeAuthority");
     let last = w.audit("exec-1").await.pop().unwrap();
     assert_eq!(last.summary["refused"], "NotInChangeAuthority");
-    let record = w.deps.store.get("approvals", &id).await.unwrap().unwrap();
+    let record = w
+        .deps
+        .store
+        .get(Table::Approvals, &id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(record["status"], "pending");
 }
 
@@ -162,7 +181,13 @@ async fn a_decision_after_the_approval_expired_is_approval_expired() {
     assert_eq!(err.name(), "ApprovalExpired");
     let done = w.engine.wait_for(&arn).await.unwrap();
     assert_eq!(done.error.as_deref(), Some("ApprovalExpired"));
-    let record = w.deps.store.get("approvals", &id).await.unwrap().unwrap();
+    let record = w
+        .deps
+        .store
+        .get(Table::Approvals, &id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(record["status"], "expired");
 }
 
@@ -228,7 +253,12 @@ async fn over_http_only_a_callback_signed_for_its_approval_decides() {
         "path and body disagree"
     );
     assert_eq!(
-        w.deps.store.get("approvals", &id).await.unwrap().unwrap()["status"],
+        w.deps
+            .store
+            .get(Table::Approvals, &id)
+            .await
+            .unwrap()
+            .unwrap()["status"],
         "pending"
     );
 

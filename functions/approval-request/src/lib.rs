@@ -10,6 +10,7 @@
 //! retried after the ticket note, the audit record or the card failed does the
 //! missing parts instead of skipping them all.
 
+use certops_core::ports::Table;
 use certops_core::ports::{ApprovalCard, Deps, TicketUpdate};
 use certops_core::workflow::{record_audit, StepEvent};
 use certops_core::{ApprovalRequest, AuditKind, Error};
@@ -32,7 +33,7 @@ pub use certops_core::approval_id;
 /// record moved meanwhile, e.g. a token refresh or a decision).
 async fn mark_delivered(deps: &Deps, id: &str, part: &str) -> Result<(), Error> {
     for _ in 0..8 {
-        let Some(current) = deps.store.get("approvals", id).await? else {
+        let Some(current) = deps.store.get(Table::Approvals, id).await? else {
             return Err(Error::InvalidInput(format!("approval {id} vanished")));
         };
         if current["delivered"][part] == json!(true) {
@@ -42,7 +43,7 @@ async fn mark_delivered(deps: &Deps, id: &str, part: &str) -> Result<(), Error> 
         next["delivered"][part] = json!(true);
         if deps
             .store
-            .compare_and_swap("approvals", id, Some(&current), &next)
+            .compare_and_swap(Table::Approvals, id, Some(&current), &next)
             .await?
         {
             return Ok(());
@@ -108,16 +109,19 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<Requested, Error> {
         "planChange": plan.change,
         "delivered": {"note": false, "audit": false},
     });
-    let fresh = deps.store.put_if_absent("approvals", &id, &record).await?;
+    let fresh = deps
+        .store
+        .put_if_absent(Table::Approvals, &id, &record)
+        .await?;
     let mut stored = record;
     if !fresh {
         // A retried step: the new token replaces the old one.
-        if let Some(mut existing) = deps.store.get("approvals", &id).await? {
+        if let Some(mut existing) = deps.store.get(Table::Approvals, &id).await? {
             if existing["status"] == "pending" {
                 let before = existing.clone();
                 existing["sealedToken"] = json!(deps.sealer.seal(token)?);
                 deps.store
-                    .compare_and_swap("approvals", &id, Some(&before), &existing)
+                    .compare_and_swap(Table::Approvals, &id, Some(&before), &existing)
                     .await?;
             }
             stored = existing;

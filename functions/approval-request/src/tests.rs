@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::test_world::{Env, World, APPROVER};
+use certops_core::ports::Table;
 
 async fn validated(w: &World, exec: &str) -> StepEvent {
     let mut event = w.scan_event(exec);
@@ -44,7 +45,7 @@ async fn a_normal_change_gets_a_card_bound_to_the_plan_hash_and_the_token_sealed
     let record = w
         .deps
         .store
-        .get("approvals", &out.approval_id)
+        .get(Table::Approvals, &out.approval_id)
         .await
         .unwrap()
         .unwrap();
@@ -81,7 +82,7 @@ async fn a_retried_request_takes_the_new_token_without_repeating_note_or_audit()
     let record = w
         .deps
         .store
-        .get("approvals", &a.approval_id)
+        .get(Table::Approvals, &a.approval_id)
         .await
         .unwrap()
         .unwrap();

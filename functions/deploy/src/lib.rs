@@ -2,6 +2,7 @@
 //! certificate (a conditional write, so a retry keeps the first snapshot),
 //! install the new bundle and reload — target by target, in inventory order.
 
+use certops_core::ports::Table;
 use certops_core::ports::{Deps, TicketUpdate};
 use certops_core::workflow::{
     plan_in_force, record_audit, require_approval, snapshot_key, DeploymentOutput, StepEvent,
@@ -37,11 +38,15 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<DeploymentOutput, E
         let current = deps.targets.current(target).await?;
         let snapshot = json!({"target": target, "lastKnownGood": current});
         deps.store
-            .put_if_absent("deployments", &snapshot_key(exec, &target.id), &snapshot)
+            .put_if_absent(
+                Table::Deployments,
+                &snapshot_key(exec, &target.id),
+                &snapshot,
+            )
             .await?;
         let stored = deps
             .store
-            .get("deployments", &snapshot_key(exec, &target.id))
+            .get(Table::Deployments, &snapshot_key(exec, &target.id))
             .await?
             .unwrap_or(snapshot);
         let lkg = stored["lastKnownGood"].as_str().map(str::to_string);

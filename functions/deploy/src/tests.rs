@@ -4,6 +4,7 @@
 use super::*;
 use crate::test_world::{Env, World, TARGET};
 use certops_adapters::TargetFault;
+use certops_core::ports::Table;
 use certops_core::ports::TicketState;
 use certops_core::workflow::ApprovalOutcome;
 
@@ -46,7 +47,7 @@ async fn the_bundle_is_installed_after_the_last_known_good_is_snapshotted() {
     let snapshot = w
         .deps
         .store
-        .get("deployments", &snapshot_key("exec-1", TARGET))
+        .get(Table::Deployments, &snapshot_key("exec-1", TARGET))
         .await
         .unwrap()
         .unwrap();
@@ -100,7 +101,7 @@ async fn a_target_that_refuses_is_deploy_failed_naming_it_with_the_snapshot_kept
     let snapshot = w
         .deps
         .store
-        .get("deployments", &snapshot_key("exec-1", TARGET))
+        .get(Table::Deployments, &snapshot_key("exec-1", TARGET))
         .await
         .unwrap()
         .unwrap();

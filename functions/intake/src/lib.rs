@@ -11,6 +11,7 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use certops_core::ports::Deps;
+use certops_core::ports::Table;
 use certops_core::workflow::WorkflowState;
 use certops_core::{Error, ScanFinding, TicketTrigger, TicketType, Trigger};
 use serde::{Deserialize, Serialize};
@@ -140,8 +141,14 @@ pub async fn start(deps: &Deps, trigger: Trigger) -> Result<Started, Error> {
     // trigger carries the same key and reuses the first receipt.
     let input = serde_json::to_value(&state).map_err(|e| Error::InvalidInput(e.to_string()))?;
     let first = json!({"input": input});
-    deps.store.put_if_absent("triggers", &key, &first).await?;
-    let stored = deps.store.get("triggers", &key).await?.unwrap_or(first);
+    deps.store
+        .put_if_absent(Table::Triggers, &key, &first)
+        .await?;
+    let stored = deps
+        .store
+        .get(Table::Triggers, &key)
+        .await?
+        .unwrap_or(first);
     let (execution, duplicate) = deps.workflow.start(&key, &stored["input"]).await?;
     // The same key must mean the same trigger: a redelivery is a duplicate, a
     // different payload under the same key is a conflict, never silently dropped.
@@ -510,7 +517,7 @@ mod tests {
             assert!(w
                 .deps
                 .store
-                .put_if_absent("triggers", &key, &first)
+                .put_if_absent(Table::Triggers, &key, &first)
                 .await
                 .unwrap());
             let err = start(&w.deps, trigger).await.unwrap_err();

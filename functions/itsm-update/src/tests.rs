@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::test_world::{Env, World, APPROVER, CERT_ID, ONCALL};
+use certops_core::ports::Table;
 use certops_core::workflow::{ApprovalOutcome, CaughtError};
 
 /// A validated execution `exec` of the world's certificate (locked by it).
@@ -24,7 +25,7 @@ fn with_action(mut event: StepEvent, action: &str) -> StepEvent {
 async fn lock_holder(w: &World) -> Option<Value> {
     w.deps
         .store
-        .get(certops_core::lease::LOCKS, CERT_ID)
+        .get(Table::Locks, CERT_ID)
         .await
         .unwrap()
         .map(|l| l["execution"].clone())

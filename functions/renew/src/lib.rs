@@ -3,6 +3,7 @@
 //! issuer path, and return the new bundle *by reference*. On the fallback
 //! path, select the pre-provisioned fallback certificate instead.
 
+use certops_core::ports::Table;
 use certops_core::ports::{Bundle, Deps, IssueRequest, SecretPem, TicketUpdate};
 use certops_core::workflow::{
     leaf_facts, plan_in_force, record_audit, require_approval, RenewalOutput, StepEvent,
@@ -63,7 +64,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RenewalOutput, Erro
         if let Some(domain) = &plan.issuer.registered_domain {
             // Count issuances per registered domain for the ACME rate-limit check.
             for _ in 0..5 {
-                let current = deps.store.get("issuances", domain).await?;
+                let current = deps.store.get(Table::Issuances, domain).await?;
                 let count = current
                     .as_ref()
                     .and_then(|v| v["count"].as_u64())
@@ -71,7 +72,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RenewalOutput, Erro
                 if deps
                     .store
                     .compare_and_swap(
-                        "issuances",
+                        Table::Issuances,
                         domain,
                         current.as_ref(),
                         &json!({"count": count + 1}),

@@ -11,6 +11,7 @@
 //! revalidated against the fingerprint served before the change.
 
 use certops_core::ports::Deps;
+use certops_core::ports::Table;
 use certops_core::workflow::{
     leaf_facts, observe_endpoints, record_audit, snapshot_key, RollbackOutput, StepEvent,
     TargetDeployment,
@@ -34,7 +35,7 @@ pub async fn handle(deps: &Deps, event: StepEvent) -> Result<RollbackOutput, Err
     for target in &plan.targets {
         let Some(snapshot) = deps
             .store
-            .get("deployments", &snapshot_key(exec, &target.id))
+            .get(Table::Deployments, &snapshot_key(exec, &target.id))
             .await?
         else {
             continue; // never touched

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::test_world::{Env, World, TARGET};
+use certops_core::ports::Table;
 
 /// Validated, renewed and deployed: the endpoint serves the new certificate.
 async fn deployed(w: &World, exec: &str) -> StepEvent {
@@ -78,11 +79,11 @@ async fn a_snapshot_without_last_known_good_fails_the_rollback_loudly() {
     // What deploy records for a target whose certificate certops cannot read back.
     let key = snapshot_key("exec-1", TARGET);
     let store = w.deps.store.as_ref();
-    let snapshot = store.get("deployments", &key).await.unwrap().unwrap();
+    let snapshot = store.get(Table::Deployments, &key).await.unwrap().unwrap();
     let mut unknown = snapshot.clone();
     unknown["lastKnownGood"] = serde_json::Value::Null;
     assert!(store
-        .compare_and_swap("deployments", &key, Some(&snapshot), &unknown)
+        .compare_and_swap(Table::Deployments, &key, Some(&snapshot), &unknown)
         .await
         .unwrap());
     let err = handle(&w.deps, event).await.unwrap_err();

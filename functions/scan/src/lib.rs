@@ -4,7 +4,7 @@
 //! [`SCAN_QUEUE`] — the fan-out that keeps every invocation far from the Lambda
 //! time limit however large the inventory grows. SQS then invokes
 //! [`handle_batch`] per batch: every endpoint of every object is probed from
-//! outside, each result is stored in the [`OBSERVATIONS_TABLE`], and a
+//! outside, each result is stored in the [`Table::Observations`], and a
 //! [`ScanFinding`] goes to the [`INTAKE_QUEUE`] for every object that is
 //! expiring, expired or served wrongly (see [`assess`]). The scan never starts
 //! workflows itself; intake does, one execution per finding's idempotency key.
@@ -27,6 +27,7 @@
 //! first attempt already sent. Intake is idempotent by the finding's idempotency key (CI,
 //! observed expiry and fingerprint), so a repeat yields no second execution.
 
+use certops_core::ports::Table;
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
@@ -46,8 +47,6 @@ pub const BATCH: usize = 25;
 pub const SCAN_QUEUE: &str = "scan";
 /// The queue findings go to (consumed by the intake function).
 pub const INTAKE_QUEUE: &str = "intake";
-/// The store table holding the latest observation of each endpoint of each object.
-pub const OBSERVATIONS_TABLE: &str = "observations";
 /// How many certificate objects of one batch are probed at once.
 pub const PROBE_CONCURRENCY: usize = 8;
 /// How long [`run_scan`] hides a received batch; a failed batch reappears after it.
@@ -91,7 +90,7 @@ pub struct ScanSummary {
     pub findings: usize,
 }
 
-/// What the [`OBSERVATIONS_TABLE`] holds under [`observation_key`]: the latest probe of one
+/// What the [`Table::Observations`] holds under [`observation_key`]: the latest probe of one
 /// endpoint of one certificate object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObservationRecord {
@@ -424,7 +423,7 @@ async fn scan_object(
             Ok(value) => {
                 upsert(
                     deps,
-                    OBSERVATIONS_TABLE,
+                    Table::Observations,
                     &observation_key(&cert.id, endpoint),
                     &value,
                 )
@@ -506,7 +505,7 @@ async fn renewal_window(
     match deps.issuer.renewal_window(&cert.issuer, &served).await {
         Ok(Some(window)) => {
             let written = match serde_json::to_value(&window) {
-                Ok(v) => upsert(deps, renewal_info::RENEWAL_INFO_TABLE, &cert.id, &v).await,
+                Ok(v) => upsert(deps, Table::RenewalInfo, &cert.id, &v).await,
                 Err(e) => Err(Error::InvalidInput(e.to_string())),
             };
             if let Err(e) = written {
@@ -526,7 +525,7 @@ async fn renewal_window(
 
 /// Writes `value` under `key` of `table`, replacing whatever is there (a conditional write
 /// on the value read, retried a few times if a concurrent scan wrote in between).
-async fn upsert(deps: &Deps, table: &str, key: &str, value: &Value) -> Result<(), Error> {
+async fn upsert(deps: &Deps, table: Table, key: &str, value: &Value) -> Result<(), Error> {
     for _ in 0..STORE_ATTEMPTS {
         let current = deps.store.get(table, key).await?;
         if deps

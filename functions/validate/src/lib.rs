@@ -4,6 +4,7 @@
 //! one-renewal-per-certificate lock. Nothing is guessed: anything unknown is
 //! blocked with reasons.
 
+use certops_core::ports::Table;
 use certops_core::ports::{Deps, NewTicket, TicketKind, TicketState, TicketUpdate};
 use certops_core::workflow::{
     fallback_path, record_audit, report_for, StepEvent, ValidationOutput, WorkflowState,
@@ -148,7 +149,7 @@ async fn gather_facts(
     if let Some(domain) = &cert.issuer.registered_domain {
         let used = deps
             .store
-            .get("issuances", domain)
+            .get(Table::Issuances, domain)
             .await?
             .and_then(|v| v["count"].as_u64())
             .unwrap_or(0);
@@ -383,7 +384,9 @@ async fn record_pre_approval(
     };
     let id = certops_core::approval_id(exec, plan_hash);
     let record = certops_core::workflow::pre_approval_record(exec, &cert.id, plan_hash, &rule.name);
-    deps.store.put_if_absent("approvals", &id, &record).await?;
+    deps.store
+        .put_if_absent(Table::Approvals, &id, &record)
+        .await?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::test_world::{Env, World, CERT_ID, CN};
+use certops_core::ports::Table;
 
 #[tokio::test]
 async fn a_finding_a_standard_change_covers_is_planned_pre_approved_and_locked() {
@@ -26,7 +27,13 @@ async fn a_finding_a_standard_change_covers_is_planned_pre_approved_and_locked()
     assert_ne!(fb_hash, hash);
     for h in [hash, fb_hash] {
         let id = certops_core::approval_id("exec-1", h);
-        let record = w.deps.store.get("approvals", &id).await.unwrap().unwrap();
+        let record = w
+            .deps
+            .store
+            .get(Table::Approvals, &id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(record["status"], "approved", "{record}");
         assert_eq!(record["preApproved"], true, "{record}");
     }
@@ -71,7 +78,7 @@ async fn a_production_finding_needs_a_normal_change_and_records_no_approval() {
     assert!(!out.fallback_pre_approved);
     let hash = out.plan_hash.as_deref().unwrap();
     let id = certops_core::approval_id("exec-1", hash);
-    assert_eq!(w.deps.store.get("approvals", &id).await.unwrap(), None);
+    assert_eq!(w.deps.store.get(Table::Approvals, &id).await.unwrap(), None);
     let ticket = w.deps.itsm.get(&out.ticket).await.unwrap().unwrap();
     assert_eq!(ticket.kind, TicketKind::NormalChange);
     assert_eq!(
@@ -151,7 +158,7 @@ async fn a_ticket_the_itsm_does_not_know_is_invalid_input() {
     // Nothing was planned or locked: only the trigger is on the trail.
     let kinds: Vec<AuditKind> = w.audit("exec-1").await.iter().map(|r| r.kind).collect();
     assert_eq!(kinds, [AuditKind::Trigger]);
-    assert_eq!(w.deps.store.get("locks", CERT_ID).await.unwrap(), None);
+    assert_eq!(w.deps.store.get(Table::Locks, CERT_ID).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -172,7 +179,7 @@ async fn a_ticket_stating_another_environment_is_blocked_not_guessed() {
         "{reasons:?}"
     );
     assert!(out.plan.is_none());
-    assert_eq!(w.deps.store.get("locks", CERT_ID).await.unwrap(), None);
+    assert_eq!(w.deps.store.get(Table::Locks, CERT_ID).await.unwrap(), None);
     let ticket = w.deps.itsm.get(&number).await.unwrap().unwrap();
     assert_ne!(ticket.state, TicketState::Assess);
 }

@@ -21,7 +21,7 @@
 //!
 //! ```
 //! use certops_adapters::Embedded;
-//! use certops_core::ports::{Itsm, NewTicket, Store, SystemClock, TicketKind, TokenSealer};
+//! use certops_core::ports::{Itsm, NewTicket, Store, SystemClock, Table, TicketKind, TokenSealer};
 //! use serde_json::json;
 //! use std::sync::Arc;
 //!
@@ -30,8 +30,8 @@
 //! let embedded = Embedded::open(dir.path(), Arc::new(SystemClock))?;
 //!
 //! // One active renewal per certificate: a conditional write.
-//! assert!(embedded.store.put_if_absent("locks", "shop-www", &json!({"execution": "e1"})).await?);
-//! assert!(!embedded.store.put_if_absent("locks", "shop-www", &json!({"execution": "e2"})).await?);
+//! assert!(embedded.store.put_if_absent(Table::Locks, "shop-www", &json!({"execution": "e1"})).await?);
+//! assert!(!embedded.store.put_if_absent(Table::Locks, "shop-www", &json!({"execution": "e2"})).await?);
 //!
 //! // One ticket per trigger.
 //! let ticket = NewTicket {
@@ -224,6 +224,7 @@ pub fn audit_key(data_dir: &Path) -> Result<certops_core::AuditKey, Error> {
 mod tests {
     use super::*;
     use crate::local_ca::testing::{make_csr, request};
+    use certops_core::ports::Table;
     use certops_core::ports::{
         Bundle, CdnPurger, DeployTarget, Issuer, Keystore, Queue, SecretPem, Store, SystemClock,
         TokenSealer,
@@ -236,6 +237,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_typed_record_that_does_not_parse_is_corrupt_state() {
+        use certops_core::ports::StoreExt;
+        let dir = tempfile::tempdir().unwrap();
+        let e = Embedded::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        e.store
+            .put_if_absent(Table::RenewalInfo, "shop", &json!({"not": "a window"}))
+            .await
+            .unwrap();
+        let err = certops_core::renewal_info::load(e.store.as_ref(), "shop")
+            .await
+            .unwrap_err();
+        assert_eq!(err.name(), "Corrupt", "{err}");
+        assert!(err.to_string().contains("renewal-info/shop"), "{err}");
+        let missing: Option<serde_json::Value> =
+            e.store.get_as(Table::RenewalInfo, "none").await.unwrap();
+        assert_eq!(missing, None);
+    }
+
+    #[tokio::test]
     async fn open_lays_out_the_data_directory_with_tight_modes_and_reopens() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("state");
@@ -245,7 +265,7 @@ mod tests {
         assert_eq!(mode(&dir.join(TOKEN_KEY_FILE)), 0o600);
         assert!(dir.join(DB_FILE).is_file());
         e.store
-            .put_if_absent("triggers", "t1", &json!(1))
+            .put_if_absent(Table::Triggers, "t1", &json!(1))
             .await
             .unwrap();
         e.queue.send("intake", &json!({"n": 1})).await.unwrap();
@@ -254,7 +274,10 @@ mod tests {
         drop(e);
 
         let e = Embedded::open(&dir, Arc::new(SystemClock)).unwrap();
-        assert_eq!(e.store.get("triggers", "t1").await.unwrap(), Some(json!(1)));
+        assert_eq!(
+            e.store.get(Table::Triggers, "t1").await.unwrap(),
+            Some(json!(1))
+        );
         assert_eq!(e.queue.depth("intake").await.unwrap(), 1);
         assert_eq!(e.sealer.open(&sealed).unwrap(), "tok");
         assert_eq!(e.ca.root_pem().await.unwrap(), root, "the CA persists");

@@ -11,6 +11,7 @@
 
 use async_trait::async_trait;
 use certops_core::ports::Store;
+use certops_core::ports::Table;
 use certops_core::{AuditEntry, AuditKey, AuditRecord, ChainHead, Error};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
@@ -138,24 +139,22 @@ fn seq_to_sql(seq: u64) -> Result<i64, Error> {
     i64::try_from(seq).map_err(|_| Error::InvalidInput(format!("audit seq {seq} is out of range")))
 }
 
-fn check_names(table: &str, key: &str) -> Result<(), Error> {
-    if table.is_empty() || key.is_empty() {
-        return Err(Error::InvalidInput(
-            "store table and key must not be empty".into(),
-        ));
+fn check_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() {
+        return Err(Error::InvalidInput("a store key must not be empty".into()));
     }
     Ok(())
 }
 
 fn read_value(
     tx: &rusqlite::Transaction<'_>,
-    table: &str,
+    table: Table,
     key: &str,
 ) -> Result<Option<Value>, Error> {
     let text: Option<String> = tx
         .query_row(
             "SELECT value FROM kv WHERE tbl = ?1 AND key = ?2",
-            params![table, key],
+            params![table.name(), key],
             |r| r.get(0),
         )
         .optional()
@@ -165,27 +164,27 @@ fn read_value(
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn put_if_absent(&self, table: &str, key: &str, value: &Value) -> Result<bool, Error> {
-        check_names(table, key)?;
+    async fn put_if_absent(&self, table: Table, key: &str, value: &Value) -> Result<bool, Error> {
+        check_key(key)?;
         let text = to_json(value)?;
         self.db.with(|c| {
             let n = c
                 .execute(
                     "INSERT INTO kv (tbl, key, value) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (tbl, key) DO NOTHING",
-                    params![table, key, text],
+                    params![table.name(), key, text],
                 )
                 .map_err(db_err)?;
             Ok(n == 1)
         })
     }
 
-    async fn get(&self, table: &str, key: &str) -> Result<Option<Value>, Error> {
+    async fn get(&self, table: Table, key: &str) -> Result<Option<Value>, Error> {
         self.db.with(|c| {
             let text: Option<String> = c
                 .query_row(
                     "SELECT value FROM kv WHERE tbl = ?1 AND key = ?2",
-                    params![table, key],
+                    params![table.name(), key],
                     |r| r.get(0),
                 )
                 .optional()
@@ -196,12 +195,12 @@ impl Store for SqliteStore {
 
     async fn compare_and_swap(
         &self,
-        table: &str,
+        table: Table,
         key: &str,
         expected: Option<&Value>,
         new: &Value,
     ) -> Result<bool, Error> {
-        check_names(table, key)?;
+        check_key(key)?;
         let text = to_json(new)?;
         self.db.with(|c| {
             let tx = c
@@ -214,7 +213,7 @@ impl Store for SqliteStore {
             tx.execute(
                 "INSERT INTO kv (tbl, key, value) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value",
-                params![table, key, text],
+                params![table.name(), key, text],
             )
             .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
@@ -222,8 +221,8 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn delete_if(&self, table: &str, key: &str, expected: &Value) -> Result<bool, Error> {
-        check_names(table, key)?;
+    async fn delete_if(&self, table: Table, key: &str, expected: &Value) -> Result<bool, Error> {
+        check_key(key)?;
         self.db.with(|c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -233,7 +232,7 @@ impl Store for SqliteStore {
             }
             tx.execute(
                 "DELETE FROM kv WHERE tbl = ?1 AND key = ?2",
-                params![table, key],
+                params![table.name(), key],
             )
             .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
@@ -408,7 +407,7 @@ mod tests {
     fn concurrent_lock_attempts_from_separate_connections_have_exactly_one_winner() {
         let (dir, _s) = store();
         let wins = race(&dir.path().join("certops.db"), 8, |s, i| {
-            block_on(s.compare_and_swap("locks", "cert", None, &json!({"exec": i}))).unwrap()
+            block_on(s.compare_and_swap(Table::Locks, "cert", None, &json!({"exec": i}))).unwrap()
         });
         assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
     }

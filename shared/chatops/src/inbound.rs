@@ -12,6 +12,7 @@
 //! checked there, once.
 //! Who, where and when go to the audit trail and the ticket.
 
+use certops_core::ports::Table;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use crate::card::{CardStatus, ADAPTIVE_CARD};
 use crate::config::ChatAdapters;
 use crate::openid_keys::OpenIdKeys;
 use crate::slack::SlackChat;
-use crate::teams::{TeamsChat, MESSAGES_TABLE};
+use crate::teams::TeamsChat;
 use crate::teams_auth::BotAuthenticator;
 use crate::{slack_signature, InboundError};
 
@@ -416,7 +417,7 @@ impl ChatApprovals {
         let deps = &self.deps;
         let record = deps
             .store
-            .get("approvals", approval_id)
+            .get(Table::Approvals, approval_id)
             .await
             .map_err(|e| InboundError::unavailable(e.to_string()))?
             .ok_or_else(|| InboundError {
@@ -498,7 +499,7 @@ impl ChatApprovals {
                 // what stands, record nothing, complete nothing.
                 let stored = deps
                     .store
-                    .get("approvals", approval_id)
+                    .get(Table::Approvals, approval_id)
                     .await
                     .ok()
                     .flatten()
@@ -531,7 +532,7 @@ impl ChatApprovals {
             // Kept until written, so the card refresh writes it if the budget runs out.
             if let Err(e) = deps
                 .store
-                .put_if_absent(MESSAGES_TABLE, &pending_note_key(approval_id), note)
+                .put_if_absent(Table::ChatMessages, &pending_note_key(approval_id), note)
                 .await
             {
                 tracing::warn!(%approval_id, "keeping the ticket note for later failed: {e}");
@@ -588,9 +589,9 @@ impl ChatApprovals {
                 written["written"] = json!(true);
                 let key = pending_note_key(approval_id);
                 let store = self.deps.store.as_ref();
-                let marked = match store.get(MESSAGES_TABLE, &key).await {
+                let marked = match store.get(Table::ChatMessages, &key).await {
                     Ok(Some(current)) => store
-                        .compare_and_swap(MESSAGES_TABLE, &key, Some(&current), &written)
+                        .compare_and_swap(Table::ChatMessages, &key, Some(&current), &written)
                         .await
                         .map(|_| ()),
                     Ok(None) => Ok(()),
@@ -615,12 +616,15 @@ impl ChatApprovals {
         let mut updated = 0;
         for id in crate::open_cards::list(store).await? {
             // A decision's ticket note that did not fit in Slack's acknowledgement budget.
-            if let Some(note) = store.get(MESSAGES_TABLE, &pending_note_key(&id)).await? {
+            if let Some(note) = store
+                .get(Table::ChatMessages, &pending_note_key(&id))
+                .await?
+            {
                 if note["written"] != json!(true) {
                     self.write_note(&id, &note).await;
                 }
             }
-            let Some(record) = store.get("approvals", &id).await? else {
+            let Some(record) = store.get(Table::Approvals, &id).await? else {
                 crate::open_cards::remove(store, &id).await?;
                 continue;
             };

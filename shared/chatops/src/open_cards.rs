@@ -4,16 +4,15 @@
 //! Every change is a compare-and-swap, retried on contention.
 
 use certops_core::ports::Store;
+use certops_core::ports::Table;
 use certops_core::Error;
 use serde_json::{json, Value};
-
-use crate::teams::MESSAGES_TABLE;
 
 const KEY: &str = "open";
 
 async fn change(store: &dyn Store, f: impl Fn(&mut Vec<String>)) -> Result<(), Error> {
     for _ in 0..20 {
-        let current = store.get(MESSAGES_TABLE, KEY).await?;
+        let current = store.get(Table::ChatMessages, KEY).await?;
         let mut ids: Vec<String> = current
             .as_ref()
             .and_then(|v| serde_json::from_value(v["ids"].clone()).ok())
@@ -27,10 +26,10 @@ async fn change(store: &dyn Store, f: impl Fn(&mut Vec<String>)) -> Result<(), E
         let written = match &current {
             Some(c) => {
                 store
-                    .compare_and_swap(MESSAGES_TABLE, KEY, Some(c), &new)
+                    .compare_and_swap(Table::ChatMessages, KEY, Some(c), &new)
                     .await?
             }
-            None => store.put_if_absent(MESSAGES_TABLE, KEY, &new).await?,
+            None => store.put_if_absent(Table::ChatMessages, KEY, &new).await?,
         };
         if written {
             return Ok(());
@@ -57,7 +56,7 @@ pub async fn remove(store: &dyn Store, id: &str) -> Result<(), Error> {
 /// The approval ids whose cards are open.
 pub async fn list(store: &dyn Store) -> Result<Vec<String>, Error> {
     Ok(store
-        .get(MESSAGES_TABLE, KEY)
+        .get(Table::ChatMessages, KEY)
         .await?
         .and_then(|v| serde_json::from_value(v["ids"].clone()).ok())
         .unwrap_or_default())

@@ -6,6 +6,7 @@
 //! The Web API answers HTTP 200 with `{"ok": false, "error": …}` on failure; `ratelimited`
 //! (HTTP 429) and server errors are transient.
 
+use certops_core::ports::Table;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,7 +19,6 @@ use zeroize::Zeroizing;
 
 use crate::card::{CardStatus, CardView};
 use crate::config::SlackConfig;
-use crate::teams::MESSAGES_TABLE;
 
 /// Slack through its Web API.
 pub struct SlackChat {
@@ -108,7 +108,7 @@ impl SlackChat {
     pub async fn posted(&self, approval_id: &str) -> Result<Option<ApprovalCard>, Error> {
         let Some(rec) = self
             .store
-            .get(MESSAGES_TABLE, &format!("slack:{approval_id}"))
+            .get(Table::ChatMessages, &format!("slack:{approval_id}"))
             .await?
         else {
             return Ok(None);
@@ -120,7 +120,7 @@ impl SlackChat {
     pub async fn update_card(&self, approval_id: &str, status: &CardStatus) -> Result<(), Error> {
         let Some(rec) = self
             .store
-            .get(MESSAGES_TABLE, &format!("slack:{approval_id}"))
+            .get(Table::ChatMessages, &format!("slack:{approval_id}"))
             .await?
         else {
             return Ok(());
@@ -144,7 +144,7 @@ impl Chat for SlackChat {
             return Err(Error::InvalidInput("an approval card needs an id".into()));
         }
         let key = format!("slack:{}", card.approval_id);
-        if self.store.get(MESSAGES_TABLE, &key).await?.is_some() {
+        if self.store.get(Table::ChatMessages, &key).await?.is_some() {
             return Ok(());
         }
         let (blocks, text) = CardView::new(card, &self.config).slack_blocks(&CardStatus::Pending);
@@ -158,7 +158,7 @@ impl Chat for SlackChat {
         };
         let record = json!({"card": card, "channel": channel, "ts": ts});
         self.store
-            .put_if_absent(MESSAGES_TABLE, &key, &record)
+            .put_if_absent(Table::ChatMessages, &key, &record)
             .await?;
         crate::open_cards::add(self.store.as_ref(), &card.approval_id).await?;
         tracing::info!(approval_id = %card.approval_id, %channel, %ts, "approval card posted to Slack");

@@ -6,6 +6,7 @@
 //! activity's id is kept (store table `chat_messages`) so the card can be replaced
 //! (`PUT …/activities/{activityId}`) once the approval is decided.
 
+use certops_core::ports::Table;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,9 +21,6 @@ use zeroize::Zeroizing;
 
 use crate::card::{CardStatus, CardView, ADAPTIVE_CARD};
 use crate::config::TeamsConfig;
-
-/// The store table holding where each card was posted.
-pub const MESSAGES_TABLE: &str = "chat_messages";
 
 /// Teams through the Bot Framework's Connector API.
 pub struct TeamsChat {
@@ -198,7 +196,7 @@ impl TeamsChat {
     pub async fn posted(&self, approval_id: &str) -> Result<Option<ApprovalCard>, Error> {
         let Some(rec) = self
             .store
-            .get(MESSAGES_TABLE, &format!("teams:{approval_id}"))
+            .get(Table::ChatMessages, &format!("teams:{approval_id}"))
             .await?
         else {
             return Ok(None);
@@ -211,7 +209,7 @@ impl TeamsChat {
     pub async fn update_card(&self, approval_id: &str, status: &CardStatus) -> Result<(), Error> {
         let Some(rec) = self
             .store
-            .get(MESSAGES_TABLE, &format!("teams:{approval_id}"))
+            .get(Table::ChatMessages, &format!("teams:{approval_id}"))
             .await?
         else {
             return Ok(());
@@ -242,7 +240,7 @@ impl Chat for TeamsChat {
             return Err(Error::InvalidInput("an approval card needs an id".into()));
         }
         let key = format!("teams:{}", card.approval_id);
-        if self.store.get(MESSAGES_TABLE, &key).await?.is_some() {
+        if self.store.get(Table::ChatMessages, &key).await?.is_some() {
             // A retried step: the card is out already.
             return Ok(());
         }
@@ -260,7 +258,7 @@ impl Chat for TeamsChat {
             "activityId": id,
         });
         self.store
-            .put_if_absent(MESSAGES_TABLE, &key, &record)
+            .put_if_absent(Table::ChatMessages, &key, &record)
             .await?;
         crate::open_cards::add(self.store.as_ref(), &card.approval_id).await?;
         tracing::info!(approval_id = %card.approval_id, activity = %id, "approval card posted to Teams");

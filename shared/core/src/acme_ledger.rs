@@ -15,6 +15,7 @@
 //! [`Error::RateLimited`], written by [`retry_after_note`] and read back by
 //! [`parse_retry_after`], so the port keeps its shape.
 
+use crate::ports::{StoreExt, Table};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,9 +23,6 @@ use serde_json::Value;
 use crate::canonical::sha256_hex;
 use crate::ports::Store;
 use crate::Error;
-
-/// The store table of the ledger.
-pub const TABLE: &str = "acme-ledger";
 
 /// How many times a conditional write is retried under contention before giving up.
 const CAS_ATTEMPTS: usize = 16;
@@ -109,10 +107,10 @@ where
     F: FnMut(&mut T),
 {
     for _ in 0..CAS_ATTEMPTS {
-        let current = store.get(TABLE, key).await?;
+        let current = store.get(Table::AcmeLedger, key).await?;
         let mut record: T = match &current {
             Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-                Error::InvalidInput(format!("ACME ledger record {key} is unreadable: {e}"))
+                Error::Corrupt(format!("ACME ledger record {key} is unreadable: {e}"))
             })?,
             None => T::default(),
         };
@@ -120,7 +118,7 @@ where
         let new: Value = serde_json::to_value(&record)
             .map_err(|e| Error::InvalidInput(format!("ACME ledger record {key}: {e}")))?;
         if store
-            .compare_and_swap(TABLE, key, current.as_ref(), &new)
+            .compare_and_swap(Table::AcmeLedger, key, current.as_ref(), &new)
             .await?
         {
             return Ok(());
@@ -135,12 +133,10 @@ async fn read<T>(store: &dyn Store, key: &str) -> Result<T, Error>
 where
     T: Default + for<'de> Deserialize<'de>,
 {
-    match store.get(TABLE, key).await? {
-        Some(v) => serde_json::from_value(v).map_err(|e| {
-            Error::InvalidInput(format!("ACME ledger record {key} is unreadable: {e}"))
-        }),
-        None => Ok(T::default()),
-    }
+    Ok(store
+        .get_as::<T>(Table::AcmeLedger, key)
+        .await?
+        .unwrap_or_default())
 }
 
 /// Records a new order by the account of `issuer` at `now`.

@@ -6,12 +6,10 @@
 //! belong to an execution that has ended.
 
 use crate::ports::Store;
+use crate::ports::Table;
 use crate::Error;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
-
-/// The table the leases live in.
-pub const LOCKS: &str = "locks";
 
 /// How long a lease lasts: the renewal state machine's `TimeoutSeconds` (48 h).
 pub const LEASE_SECONDS: i64 = 172_800;
@@ -47,10 +45,10 @@ pub async fn acquire(
         "expires": now + TimeDelta::seconds(LEASE_SECONDS),
     });
     for _ in 0..3 {
-        let taken = if store.put_if_absent(LOCKS, cert_id, &lease).await? {
+        let taken = if store.put_if_absent(Table::Locks, cert_id, &lease).await? {
             true
         } else {
-            let Some(holder) = store.get(LOCKS, cert_id).await? else {
+            let Some(holder) = store.get(Table::Locks, cert_id).await? else {
                 continue;
             };
             if holder["execution"] == json!(execution) {
@@ -64,18 +62,18 @@ pub async fn acquire(
             }
             // Expired: its owner has ended; take it over.
             store
-                .compare_and_swap(LOCKS, cert_id, Some(&holder), &lease)
+                .compare_and_swap(Table::Locks, cert_id, Some(&holder), &lease)
                 .await?
         };
         if taken {
             let owner = json!({"cert": cert_id});
             if !store
-                .put_if_absent(LOCKS, &owner_key(execution), &owner)
+                .put_if_absent(Table::Locks, &owner_key(execution), &owner)
                 .await?
             {
-                let old = store.get(LOCKS, &owner_key(execution)).await?;
+                let old = store.get(Table::Locks, &owner_key(execution)).await?;
                 store
-                    .compare_and_swap(LOCKS, &owner_key(execution), old.as_ref(), &owner)
+                    .compare_and_swap(Table::Locks, &owner_key(execution), old.as_ref(), &owner)
                     .await?;
             }
             return Ok(());
@@ -89,15 +87,15 @@ pub async fn acquire(
 /// Releases the lease on `cert_id` if `execution` holds it. `Ok(true)` when released.
 pub async fn release(store: &dyn Store, cert_id: &str, execution: &str) -> Result<bool, Error> {
     let mut released = false;
-    if let Some(lease) = store.get(LOCKS, cert_id).await? {
+    if let Some(lease) = store.get(Table::Locks, cert_id).await? {
         if lease["execution"] == json!(execution) {
-            released = store.delete_if(LOCKS, cert_id, &lease).await?;
+            released = store.delete_if(Table::Locks, cert_id, &lease).await?;
         }
     }
-    if let Some(owner) = store.get(LOCKS, &owner_key(execution)).await? {
+    if let Some(owner) = store.get(Table::Locks, &owner_key(execution)).await? {
         if owner["cert"] == json!(cert_id) {
             store
-                .delete_if(LOCKS, &owner_key(execution), &owner)
+                .delete_if(Table::Locks, &owner_key(execution), &owner)
                 .await?;
         }
     }
@@ -107,7 +105,7 @@ pub async fn release(store: &dyn Store, cert_id: &str, execution: &str) -> Resul
 /// Releases whatever lease `execution` holds: called when an execution ends
 /// by any path (success, failure without a Catch, time-out, `StopExecution`).
 pub async fn release_for_execution(store: &dyn Store, execution: &str) -> Result<bool, Error> {
-    let Some(owner) = store.get(LOCKS, &owner_key(execution)).await? else {
+    let Some(owner) = store.get(Table::Locks, &owner_key(execution)).await? else {
         return Ok(false);
     };
     match owner["cert"].as_str() {

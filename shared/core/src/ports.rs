@@ -69,28 +69,114 @@ impl Clock for SystemClock {
     }
 }
 
-/// Durable state with conditional writes (DynamoDB / SQLite) and the audit chain.
-///
-/// Tables used by the workflow: `triggers` (idempotency keys), `locks` (one
-/// active renewal per certificate), `approvals`, `deployments` (last-known-good
-/// per target), `observations`.
+/// The [`Store`]'s logical tables: each holds one kind of record, named here once. Their
+/// names ([`Table::name`]) are what the adapters persist (SQLite's `kv.tbl`, DynamoDB's
+/// `pk` prefix), so they never change once published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
+#[non_exhaustive]
+pub enum Table {
+    /// Idempotency keys of triggers → the execution they started (intake).
+    Triggers,
+    /// One active renewal per certificate: the lease of the execution holding it
+    /// ([`crate::lease`]).
+    Locks,
+    /// Approval records, by approval id: the request, its status and the decision
+    /// (approval-request writes, approval-callback decides).
+    Approvals,
+    /// Last-known-good deployment snapshots per execution and target (deploy, rollback).
+    Deployments,
+    /// Issuances counted per registered domain this week (renew, validate).
+    Issuances,
+    /// The ACME ledger: certificates issued per domain and account ([`crate::acme_ledger`]).
+    AcmeLedger,
+    /// The CA's renewal window (ARI) per certificate ([`crate::renewal_info`]).
+    RenewalInfo,
+    /// What the expiry scan last saw per endpoint (scan).
+    Observations,
+    /// Chat cards posted per approval, for updates and refreshes (chatops).
+    ChatMessages,
+    /// Runs of the scheduled scan, as the console lists them.
+    ScanRuns,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: &'static [Table] = &[
+        Table::Triggers,
+        Table::Locks,
+        Table::Approvals,
+        Table::Deployments,
+        Table::Issuances,
+        Table::AcmeLedger,
+        Table::RenewalInfo,
+        Table::Observations,
+        Table::ChatMessages,
+        Table::ScanRuns,
+    ];
+
+    /// The persisted name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Table::Triggers => "triggers",
+            Table::Locks => "locks",
+            Table::Approvals => "approvals",
+            Table::Deployments => "deployments",
+            Table::Issuances => "issuances",
+            Table::AcmeLedger => "acme-ledger",
+            Table::RenewalInfo => "renewal-info",
+            Table::Observations => "observations",
+            Table::ChatMessages => "chat_messages",
+            Table::ScanRuns => "console_scan_runs",
+        }
+    }
+
+    /// The table a persisted name names.
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.iter().copied().find(|t| t.name() == name)
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<Table> for &'static str {
+    fn from(t: Table) -> &'static str {
+        t.name()
+    }
+}
+
+impl TryFrom<String> for Table {
+    type Error = Error;
+    fn try_from(name: String) -> Result<Table, Error> {
+        Table::from_name(&name)
+            .ok_or_else(|| Error::InvalidInput(format!("no store table is named {name:?}")))
+    }
+}
+
+/// Durable state with conditional writes (DynamoDB / SQLite) and the audit chain. Records
+/// are JSON values in a logical [`Table`]; [`StoreExt`] reads and writes them as typed
+/// records.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Writes `value` under `key` only if nothing is there. `Ok(true)` when written.
-    async fn put_if_absent(&self, table: &str, key: &str, value: &Value) -> Result<bool, Error>;
+    async fn put_if_absent(&self, table: Table, key: &str, value: &Value) -> Result<bool, Error>;
     /// Reads a value.
-    async fn get(&self, table: &str, key: &str) -> Result<Option<Value>, Error>;
+    async fn get(&self, table: Table, key: &str) -> Result<Option<Value>, Error>;
     /// Writes `new` only if the current value equals `expected` (`None`: absent).
     /// `Ok(true)` when written.
     async fn compare_and_swap(
         &self,
-        table: &str,
+        table: Table,
         key: &str,
         expected: Option<&Value>,
         new: &Value,
     ) -> Result<bool, Error>;
     /// Deletes `key` only if its value equals `expected`. `Ok(true)` when deleted.
-    async fn delete_if(&self, table: &str, key: &str, expected: &Value) -> Result<bool, Error>;
+    async fn delete_if(&self, table: Table, key: &str, expected: &Value) -> Result<bool, Error>;
     /// Appends one record to the execution's hash chain (append-only; concurrent
     /// appends are serialized so the chain never forks).
     async fn append_audit(&self, execution: &str, entry: AuditEntry) -> Result<AuditRecord, Error>;
@@ -103,6 +189,42 @@ pub trait Store: Send + Sync {
     /// its first append.
     async fn audit_head(&self, execution: &str) -> Result<Option<crate::audit::ChainHead>, Error>;
 }
+
+/// Typed records over any [`Store`]: a record that does not deserialize into its type is
+/// [`Error::Corrupt`] (written by something else), never a panic or a silent default.
+#[async_trait]
+pub trait StoreExt: Store {
+    /// Reads the record under `key` as a `T`.
+    async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        key: &str,
+    ) -> Result<Option<T>, Error> {
+        match self.get(table, key).await? {
+            None => Ok(None),
+            Some(v) => serde_json::from_value(v).map(Some).map_err(|e| {
+                Error::Corrupt(format!(
+                    "{table}/{key} is not a {}: {e}",
+                    std::any::type_name::<T>()
+                ))
+            }),
+        }
+    }
+
+    /// Writes `record` under `key` only if nothing is there. `Ok(true)` when written.
+    async fn put_new<T: Serialize + Sync>(
+        &self,
+        table: Table,
+        key: &str,
+        record: &T,
+    ) -> Result<bool, Error> {
+        let value = serde_json::to_value(record)
+            .map_err(|e| Error::InvalidInput(format!("{table}/{key} is not serializable: {e}")))?;
+        self.put_if_absent(table, key, &value).await
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
 
 /// A received queue message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -554,6 +676,34 @@ pub struct Deps {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_names_are_the_persisted_ones_and_round_trip() {
+        let names: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "triggers",
+                "locks",
+                "approvals",
+                "deployments",
+                "issuances",
+                "acme-ledger",
+                "renewal-info",
+                "observations",
+                "chat_messages",
+                "console_scan_runs"
+            ]
+        );
+        for &t in Table::ALL {
+            assert_eq!(Table::from_name(t.name()), Some(t));
+            let json = serde_json::to_value(t).unwrap();
+            assert_eq!(json, serde_json::json!(t.name()));
+            assert_eq!(serde_json::from_value::<Table>(json).unwrap(), t);
+        }
+        assert_eq!(Table::from_name("kv"), None);
+        assert!(serde_json::from_value::<Table>(serde_json::json!("kv")).is_err());
+    }
 
     #[test]
     fn secret_pem_never_prints_its_content() {

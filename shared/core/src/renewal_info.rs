@@ -7,25 +7,16 @@
 //! inside the window is due even beyond the planned threshold. The renew step names the
 //! record's certificate in the new order's `replaces`.
 
+use crate::ports::{StoreExt, Table};
 use chrono::{DateTime, Utc};
 
 use crate::ports::{RenewalWindow, Store};
 use crate::Error;
 
-/// The Store table of the records, keyed by certificate object id.
-pub const RENEWAL_INFO_TABLE: &str = "renewal-info";
-
 /// The stored window for `cert_id`, if any. A record that does not parse is
-/// [`Error::InvalidInput`] naming it.
+/// [`Error::Corrupt`] naming it.
 pub async fn load(store: &dyn Store, cert_id: &str) -> Result<Option<RenewalWindow>, Error> {
-    match store.get(RENEWAL_INFO_TABLE, cert_id).await? {
-        None => Ok(None),
-        Some(value) => serde_json::from_value(value).map(Some).map_err(|e| {
-            Error::InvalidInput(format!(
-                "the renewal information record of {cert_id} does not parse: {e}"
-            ))
-        }),
-    }
+    store.get_as(Table::RenewalInfo, cert_id).await
 }
 
 /// Whether `stored` must be fetched again for the served certificate `served_id` at `now`:

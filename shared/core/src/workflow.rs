@@ -10,6 +10,7 @@
 
 use crate::inventory::{Endpoint, Target};
 use crate::policy::ApprovalPath;
+use crate::ports::Table;
 use crate::ports::{Config, Observation};
 use crate::validation::{Trigger, ValidationReport};
 use crate::{verify_plan_hash, Error, Plan};
@@ -417,7 +418,7 @@ pub async fn require_approval(
     let id = crate::approval_id(execution, plan_hash);
     let refuse = |why: String| Err(Error::ApprovalMissing(format!("approval {id}: {why}")));
     for _ in 0..5 {
-        let Some(record) = deps.store.get("approvals", &id).await? else {
+        let Some(record) = deps.store.get(Table::Approvals, &id).await? else {
             return refuse(format!(
                 "none recorded for plan {plan_hash} in this execution; refusing to execute"
             ));
@@ -479,7 +480,7 @@ pub async fn require_approval(
                 spent["spentBy"] = Value::String(execution.to_string());
                 if deps
                     .store
-                    .compare_and_swap("approvals", &id, Some(&record), &spent)
+                    .compare_and_swap(Table::Approvals, &id, Some(&record), &spent)
                     .await?
                 {
                     return Ok(());

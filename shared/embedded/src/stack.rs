@@ -6,6 +6,7 @@ use certops_adapters::{Embedded, EngineWorkflow};
 use certops_asl::{
     Engine, EngineOptions, ExecutionInfo, FunctionRegistry, StatesError, Storage, TokioClock,
 };
+use certops_core::ports::Table;
 use certops_core::ports::{Clock, Config, Deps};
 use certops_core::workflow::StepEvent;
 use certops_core::Error;
@@ -305,7 +306,11 @@ impl Stack {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             for card in self.adapters.chat.pending_cards()? {
-                let record = self.deps.store.get("approvals", &card.approval_id).await?;
+                let record = self
+                    .deps
+                    .store
+                    .get(Table::Approvals, &card.approval_id)
+                    .await?;
                 if record.as_ref().and_then(|r| r["execution"].as_str()) == Some(execution)
                     && record
                         .as_ref()

@@ -3,6 +3,7 @@
 //! `POST /slack/interactions` served on a loopback port — the same routes `certops serve`
 //! mounts, deciding through approval-callback's handler.
 
+use certops_core::ports::Table;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -238,7 +239,7 @@ impl ChatWorld {
             .stack
             .deps
             .store
-            .get("approvals", id)
+            .get(Table::Approvals, id)
             .await
             .expect("store")
             .expect("approval record")

@@ -6,6 +6,7 @@
 //! backend's factory makes, so the embedded and the AWS adapter pass the same list.
 
 use certops_core::ports::Store;
+use certops_core::ports::Table;
 use certops_core::{verify_chain, AuditEntry, AuditKind, AuditRecord};
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
@@ -54,7 +55,7 @@ pub fn entry(n: u32, summary: Value) -> AuditEntry {
 
 /// `get` of a key never written is `None`, in every logical table.
 pub async fn get_of_a_missing_key_is_none(s: &dyn Store) {
-    for table in ["triggers", "locks", "approvals", "deployments"] {
+    for &table in Table::ALL {
         assert_eq!(
             s.get(table, "never-written").await.unwrap(),
             None,
@@ -66,41 +67,41 @@ pub async fn get_of_a_missing_key_is_none(s: &dyn Store) {
 /// The first `put_if_absent` writes; the second returns `false` and leaves the first value.
 pub async fn put_if_absent_writes_once(s: &dyn Store) {
     assert!(s
-        .put_if_absent("locks", "shop", &json!({"owner": "a"}))
+        .put_if_absent(Table::Locks, "shop", &json!({"owner": "a"}))
         .await
         .unwrap());
     assert!(!s
-        .put_if_absent("locks", "shop", &json!({"owner": "b"}))
+        .put_if_absent(Table::Locks, "shop", &json!({"owner": "b"}))
         .await
         .unwrap());
     assert_eq!(
-        s.get("locks", "shop").await.unwrap(),
+        s.get(Table::Locks, "shop").await.unwrap(),
         Some(json!({"owner": "a"}))
     );
     // Not only objects: any JSON value round-trips.
     let value = json!([1, "two", null, {"three": 3.5}]);
-    assert!(s.put_if_absent("observations", "o", &value).await.unwrap());
-    assert_eq!(s.get("observations", "o").await.unwrap(), Some(value));
+    assert!(s
+        .put_if_absent(Table::Observations, "o", &value)
+        .await
+        .unwrap());
+    assert_eq!(s.get(Table::Observations, "o").await.unwrap(), Some(value));
 }
 
 /// The same key in two logical tables (routed to different physical tables or not) is two
 /// records; keys may contain the separator.
 pub async fn logical_tables_are_independent(s: &dyn Store) {
-    for (i, table) in ["triggers", "locks", "approvals", "issuances"]
-        .iter()
-        .enumerate()
-    {
+    for (i, &table) in Table::ALL.iter().enumerate() {
         assert!(s.put_if_absent(table, "k", &json!(i)).await.unwrap());
     }
-    for (i, table) in ["triggers", "locks", "approvals", "issuances"]
-        .iter()
-        .enumerate()
-    {
+    for (i, &table) in Table::ALL.iter().enumerate() {
         assert_eq!(s.get(table, "k").await.unwrap(), Some(json!(i)), "{table}");
     }
-    assert!(s.put_if_absent("locks", "a#b", &json!("x")).await.unwrap());
-    assert_eq!(s.get("locks", "a").await.unwrap(), None);
-    assert_eq!(s.get("locks", "a#b").await.unwrap(), Some(json!("x")));
+    assert!(s
+        .put_if_absent(Table::Locks, "a#b", &json!("x"))
+        .await
+        .unwrap());
+    assert_eq!(s.get(Table::Locks, "a").await.unwrap(), None);
+    assert_eq!(s.get(Table::Locks, "a#b").await.unwrap(), Some(json!("x")));
 }
 
 /// CAS with an absent expectation creates; with the right value swaps; with a wrong or
@@ -108,18 +109,18 @@ pub async fn logical_tables_are_independent(s: &dyn Store) {
 pub async fn compare_and_swap_honours_the_expected_value(s: &dyn Store) {
     let pending = json!({"state": "pending", "n": 1});
     assert!(s
-        .compare_and_swap("approvals", "a1", None, &pending)
+        .compare_and_swap(Table::Approvals, "a1", None, &pending)
         .await
         .unwrap());
     // Absent expected, but present: refused.
     assert!(!s
-        .compare_and_swap("approvals", "a1", None, &json!({"state": "x"}))
+        .compare_and_swap(Table::Approvals, "a1", None, &json!({"state": "x"}))
         .await
         .unwrap());
     // Wrong expected: refused.
     assert!(!s
         .compare_and_swap(
-            "approvals",
+            Table::Approvals,
             "a1",
             Some(&json!({"state": "approved", "n": 1})),
             &json!({"state": "y"})
@@ -128,13 +129,18 @@ pub async fn compare_and_swap_honours_the_expected_value(s: &dyn Store) {
         .unwrap());
     // Right expected: swapped.
     assert!(s
-        .compare_and_swap("approvals", "a1", Some(&pending), &json!({"state": "used"}))
+        .compare_and_swap(
+            Table::Approvals,
+            "a1",
+            Some(&pending),
+            &json!({"state": "used"})
+        )
         .await
         .unwrap());
     // The same expectation is now stale: the approval is single-use.
     assert!(!s
         .compare_and_swap(
-            "approvals",
+            Table::Approvals,
             "a1",
             Some(&pending),
             &json!({"state": "again"})
@@ -142,37 +148,50 @@ pub async fn compare_and_swap_honours_the_expected_value(s: &dyn Store) {
         .await
         .unwrap());
     assert_eq!(
-        s.get("approvals", "a1").await.unwrap(),
+        s.get(Table::Approvals, "a1").await.unwrap(),
         Some(json!({"state": "used"}))
     );
     // A present expectation on a missing key: refused, nothing created.
     assert!(!s
-        .compare_and_swap("approvals", "a2", Some(&pending), &json!(1))
+        .compare_and_swap(Table::Approvals, "a2", Some(&pending), &json!(1))
         .await
         .unwrap());
-    assert_eq!(s.get("approvals", "a2").await.unwrap(), None);
+    assert_eq!(s.get(Table::Approvals, "a2").await.unwrap(), None);
 }
 
 /// The expected value matches whatever order its object keys are in, at every depth.
 pub async fn compare_and_swap_ignores_key_order(s: &dyn Store) {
     let stored = json!({"b": 1, "a": {"y": [1, {"q": 1, "p": 2}], "x": null}});
-    assert!(s.put_if_absent("triggers", "t", &stored).await.unwrap());
+    assert!(s
+        .put_if_absent(Table::Triggers, "t", &stored)
+        .await
+        .unwrap());
     let reordered = json!({"a": {"x": null, "y": [1, {"p": 2, "q": 1}]}, "b": 1});
     assert!(s
-        .compare_and_swap("triggers", "t", Some(&reordered), &json!({"z": 1, "c": 2}))
+        .compare_and_swap(
+            Table::Triggers,
+            "t",
+            Some(&reordered),
+            &json!({"z": 1, "c": 2})
+        )
         .await
         .unwrap());
     assert_eq!(
-        s.get("triggers", "t").await.unwrap(),
+        s.get(Table::Triggers, "t").await.unwrap(),
         Some(json!({"c": 2, "z": 1}))
     );
     // Array order is significant, as are number forms.
     assert!(!s
-        .compare_and_swap("triggers", "t", Some(&json!({"z": 1, "c": 2.0})), &json!(0))
+        .compare_and_swap(
+            Table::Triggers,
+            "t",
+            Some(&json!({"z": 1, "c": 2.0})),
+            &json!(0)
+        )
         .await
         .unwrap());
     assert!(s
-        .delete_if("triggers", "t", &json!({"z": 1, "c": 2}))
+        .delete_if(Table::Triggers, "t", &json!({"z": 1, "c": 2}))
         .await
         .unwrap());
 }
@@ -180,37 +199,44 @@ pub async fn compare_and_swap_ignores_key_order(s: &dyn Store) {
 /// `delete_if` with the wrong value keeps the record; with the right one deletes it; a
 /// second delete finds nothing.
 pub async fn delete_if_only_deletes_the_expected_value(s: &dyn Store) {
-    s.put_if_absent("locks", "c", &json!({"exec": "e1", "since": "t"}))
+    s.put_if_absent(Table::Locks, "c", &json!({"exec": "e1", "since": "t"}))
         .await
         .unwrap();
     assert!(!s
-        .delete_if("locks", "c", &json!({"exec": "e2", "since": "t"}))
+        .delete_if(Table::Locks, "c", &json!({"exec": "e2", "since": "t"}))
         .await
         .unwrap());
-    assert!(s.get("locks", "c").await.unwrap().is_some());
+    assert!(s.get(Table::Locks, "c").await.unwrap().is_some());
     assert!(s
-        .delete_if("locks", "c", &json!({"since": "t", "exec": "e1"}))
+        .delete_if(Table::Locks, "c", &json!({"since": "t", "exec": "e1"}))
         .await
         .unwrap());
-    assert_eq!(s.get("locks", "c").await.unwrap(), None);
+    assert_eq!(s.get(Table::Locks, "c").await.unwrap(), None);
     assert!(!s
-        .delete_if("locks", "c", &json!({"exec": "e1", "since": "t"}))
+        .delete_if(Table::Locks, "c", &json!({"exec": "e1", "since": "t"}))
         .await
         .unwrap());
     // Deleted means absent: it can be created again.
-    assert!(s.put_if_absent("locks", "c", &json!(2)).await.unwrap());
+    assert!(s.put_if_absent(Table::Locks, "c", &json!(2)).await.unwrap());
 }
 
-/// Empty table or key names are refused as `InvalidInput`, not written.
+/// Empty keys are refused as `InvalidInput`, not written (a table is a [`Table`], never
+/// empty).
 pub async fn empty_names_are_invalid_input(s: &dyn Store) {
-    let err = s.put_if_absent("", "k", &json!(1)).await.unwrap_err();
-    assert_eq!(err.name(), "InvalidInput", "{err}");
     let err = s
-        .compare_and_swap("locks", "", None, &json!(1))
+        .put_if_absent(Table::Locks, "", &json!(1))
         .await
         .unwrap_err();
     assert_eq!(err.name(), "InvalidInput", "{err}");
-    let err = s.delete_if("", "k", &json!(1)).await.unwrap_err();
+    let err = s
+        .compare_and_swap(Table::Locks, "", None, &json!(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.name(), "InvalidInput", "{err}");
+    let err = s
+        .delete_if(Table::Approvals, "", &json!(1))
+        .await
+        .unwrap_err();
     assert_eq!(err.name(), "InvalidInput", "{err}");
 }
 

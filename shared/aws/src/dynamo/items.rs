@@ -13,7 +13,7 @@ use serde_json::Value;
 impl DynamoStore {
     pub(super) fn item(
         &self,
-        table: &str,
+        table: Table,
         pk: String,
         value: &Value,
     ) -> HashMap<String, AttributeValue> {
@@ -26,7 +26,7 @@ impl DynamoStore {
         ]);
         let expiry = self
             .ttl
-            .get(table)
+            .get(&table)
             .and_then(|p| p.expiry(value, self.clock.now()));
         if let Some(at) = expiry {
             item.insert(TTL.to_string(), AttributeValue::N(at.to_string()));
@@ -37,7 +37,7 @@ impl DynamoStore {
     /// A conditional `PutItem`; `Ok(false)` when the condition fails.
     pub(super) async fn conditional_put(
         &self,
-        table: &str,
+        table: Table,
         key: &str,
         value: &Value,
         expected: Option<&Value>,
@@ -74,7 +74,7 @@ impl DynamoStore {
 
     /// The stored `value` text of `key` in logical `table` (strongly consistent). Never
     /// echoes the text in an error: it may be anything someone wrote there.
-    pub(super) async fn read_text(&self, table: &str, key: &str) -> Result<Option<String>, Error> {
+    pub(super) async fn read_text(&self, table: Table, key: &str) -> Result<Option<String>, Error> {
         let (physical, pk) = self.location(table, key)?;
         let out = self
             .client
@@ -98,16 +98,9 @@ impl DynamoStore {
     }
 }
 
-pub(super) fn check_names(table: &str, key: &str) -> Result<(), Error> {
-    if table.is_empty() || key.is_empty() {
-        return Err(Error::InvalidInput(
-            "store table and key must not be empty".into(),
-        ));
-    }
-    if table.contains('#') {
-        return Err(Error::InvalidInput(format!(
-            "store table \"{table}\" must not contain '#' (it separates table and key)"
-        )));
+pub(super) fn check_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() {
+        return Err(Error::InvalidInput("a store key must not be empty".into()));
     }
     Ok(())
 }

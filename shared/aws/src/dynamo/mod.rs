@@ -47,7 +47,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use certops_core::canonical::to_canonical_string;
-use certops_core::ports::{Clock, Store, SystemClock};
+use certops_core::ports::{Clock, Store, SystemClock, Table};
 use certops_core::{AuditEntry, AuditKey, AuditRecord, ChainHead, Error};
 use serde_json::Value;
 
@@ -57,7 +57,7 @@ mod ttl;
 
 pub use audit_chain::append_token;
 use audit_chain::{backoff, parse_record, MAX_APPEND_ATTEMPTS, UNSETTLED_READS};
-use items::{check_names, number_attr, string_attr};
+use items::{check_key, number_attr, string_attr};
 pub use ttl::{
     default_ttl_policies, TtlPolicy, DEFAULT_APPROVAL_GRACE, DEFAULT_LOCK_RETENTION,
     DEFAULT_TRIGGER_RETENTION, EXECUTION_NAME_REUSE, EXECUTION_TIMEOUT,
@@ -74,8 +74,6 @@ pub const APPROVALS_TABLE_ENV: &str = "CERTOPS_APPROVALS_TABLE";
 /// Environment variable naming the audit table.
 pub const AUDIT_TABLE_ENV: &str = "CERTOPS_AUDIT_TABLE";
 
-/// The logical table routed to the approvals table; every other one goes to the state table.
-pub const APPROVALS: &str = "approvals";
 /// The sort key (`seq`) of an execution's chain head item in the audit table: below every
 /// record (records start at 0), so it never shows among them.
 pub const HEAD_SEQ: i64 = -1;
@@ -139,7 +137,7 @@ impl Tables {
 pub struct DynamoStore {
     client: Client,
     tables: Tables,
-    ttl: HashMap<String, TtlPolicy>,
+    ttl: HashMap<Table, TtlPolicy>,
     clock: Arc<dyn Clock>,
     key: AuditKey,
 }
@@ -216,8 +214,8 @@ impl DynamoStore {
     }
 
     /// Sets the TTL policy of one logical table (replacing its default).
-    pub fn with_ttl(mut self, table: &str, policy: TtlPolicy) -> DynamoStore {
-        self.ttl.insert(table.to_string(), policy);
+    pub fn with_ttl(mut self, table: Table, policy: TtlPolicy) -> DynamoStore {
+        self.ttl.insert(table, policy);
         self
     }
 
@@ -238,9 +236,9 @@ impl DynamoStore {
     }
 
     /// The physical table and partition key of `key` in logical `table`.
-    pub fn location(&self, table: &str, key: &str) -> Result<(&str, String), Error> {
-        check_names(table, key)?;
-        let physical = if table == APPROVALS {
+    pub fn location(&self, table: Table, key: &str) -> Result<(&str, String), Error> {
+        check_key(key)?;
+        let physical = if table == Table::Approvals {
             Self::physical(&self.tables.approvals, APPROVALS_TABLE_ENV)?
         } else {
             Self::physical(&self.tables.state, STATE_TABLE_ENV)?
@@ -251,11 +249,11 @@ impl DynamoStore {
 
 #[async_trait]
 impl Store for DynamoStore {
-    async fn put_if_absent(&self, table: &str, key: &str, value: &Value) -> Result<bool, Error> {
+    async fn put_if_absent(&self, table: Table, key: &str, value: &Value) -> Result<bool, Error> {
         self.conditional_put(table, key, value, None).await
     }
 
-    async fn get(&self, table: &str, key: &str) -> Result<Option<Value>, Error> {
+    async fn get(&self, table: Table, key: &str) -> Result<Option<Value>, Error> {
         let Some(text) = self.read_text(table, key).await? else {
             return Ok(None);
         };
@@ -270,7 +268,7 @@ impl Store for DynamoStore {
 
     async fn compare_and_swap(
         &self,
-        table: &str,
+        table: Table,
         key: &str,
         expected: Option<&Value>,
         new: &Value,
@@ -278,7 +276,7 @@ impl Store for DynamoStore {
         self.conditional_put(table, key, new, expected).await
     }
 
-    async fn delete_if(&self, table: &str, key: &str, expected: &Value) -> Result<bool, Error> {
+    async fn delete_if(&self, table: Table, key: &str, expected: &Value) -> Result<bool, Error> {
         let (physical, pk) = self.location(table, key)?;
         let result = self
             .client

@@ -3,6 +3,7 @@
 
 use super::ttl::secs;
 use super::*;
+use certops_core::ports::Table;
 use chrono::TimeZone;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -27,17 +28,20 @@ async fn a_table_the_function_was_not_given_is_named_when_used() {
         AuditKey::new(vec![5u8; 32]).unwrap(),
     );
     // Neither call reaches the network: the missing table is found first.
-    let e = store.get(APPROVALS, "a-1").await.unwrap_err();
+    let e = store.get(Table::Approvals, "a-1").await.unwrap_err();
     assert_eq!(e.name(), "Misconfigured");
     assert!(e.to_string().contains(APPROVALS_TABLE_ENV), "{e}");
     let e = store.audit("exec-1").await.unwrap_err();
     assert!(e.to_string().contains(AUDIT_TABLE_ENV), "{e}");
-    assert_eq!(store.location("locks", "k").unwrap().0, "certops-state");
+    assert_eq!(
+        store.location(Table::Locks, "k").unwrap().0,
+        "certops-state"
+    );
 }
 
 #[test]
 fn approvals_expire_from_their_expires_at_plus_grace() {
-    let p = &default_ttl_policies()[APPROVALS];
+    let p = &default_ttl_policies()[&Table::Approvals];
     let at = Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, 0).unwrap();
     let grace = secs(DEFAULT_APPROVAL_GRACE);
     assert_eq!(
@@ -56,7 +60,7 @@ fn approvals_expire_from_their_expires_at_plus_grace() {
 fn triggers_outlive_the_execution_name_reuse_window() {
     // Step Functions refuses a closed execution's name for 90 days; an execution closes
     // at most 48 h after it started.
-    let TtlPolicy::Retention(kept) = default_ttl_policies()["triggers"].clone() else {
+    let TtlPolicy::Retention(kept) = default_ttl_policies()[&Table::Triggers].clone() else {
         panic!("triggers expire by retention");
     };
     assert!(

@@ -1,7 +1,7 @@
 //! How long each logical table's records live: the [`TtlPolicy`] per table and the
 //! retention defaults derived from Step Functions' limits.
 
-use super::APPROVALS;
+use certops_core::ports::Table;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -75,22 +75,19 @@ pub(super) fn instant(v: &Value) -> Option<i64> {
 /// `expires_at` (top level, or inside `request` as the approval step stores it), triggers
 /// and locks after [`DEFAULT_TRIGGER_RETENTION`] / [`DEFAULT_LOCK_RETENTION`]; issuances,
 /// deployments, observations and chain heads are kept.
-pub fn default_ttl_policies() -> HashMap<String, TtlPolicy> {
+pub fn default_ttl_policies() -> HashMap<Table, TtlPolicy> {
     HashMap::from([
         (
-            APPROVALS.to_string(),
+            Table::Approvals,
             TtlPolicy::FromValue {
                 pointers: vec!["/expires_at".into(), "/request/expires_at".into()],
                 grace: DEFAULT_APPROVAL_GRACE,
             },
         ),
         (
-            "triggers".to_string(),
+            Table::Triggers,
             TtlPolicy::Retention(DEFAULT_TRIGGER_RETENTION),
         ),
-        (
-            "locks".to_string(),
-            TtlPolicy::Retention(DEFAULT_LOCK_RETENTION),
-        ),
+        (Table::Locks, TtlPolicy::Retention(DEFAULT_LOCK_RETENTION)),
     ])
 }

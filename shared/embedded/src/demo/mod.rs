@@ -14,6 +14,7 @@ mod checks;
 mod scenarios;
 mod world;
 
+use certops_core::ports::Table;
 use scenarios::{
     expired_incident, planned_renewal, purge_failing, rate_limited, rolled_back, unknown_ci,
 };
@@ -137,7 +138,7 @@ pub async fn run_with(
     stack
         .deps
         .store
-        .put_if_absent("issuances", "example.com", &json!({"count": 45}))
+        .put_if_absent(Table::Issuances, "example.com", &json!({"count": 45}))
         .await?;
     let prober = TlsProber::new(Duration::from_secs(3))?;
     let mut results = Vec::new();
