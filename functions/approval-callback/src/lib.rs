@@ -157,9 +157,12 @@ pub type HttpAnswer = (u16, Value);
 /// is then re-sent, see [`handle`]).
 pub fn status_for(e: &Error) -> u16 {
     match e {
+        Error::Unauthorized(_) => 401,
         Error::SelfApproval { .. } | Error::NotInChangeAuthority { .. } => 403,
         Error::Conflict(_) | Error::ApprovalExpired { .. } | Error::PlanDrift { .. } => 409,
         e if e.is_retryable() => 503,
+        // certops' own fault, not the caller's: its configuration or its stored state.
+        Error::Misconfigured(_) | Error::Corrupt(_) => 500,
         _ => 400,
     }
 }

@@ -279,3 +279,24 @@ async fn over_http_only_a_callback_signed_for_its_approval_decides() {
         ExecutionStatus::Succeeded
     );
 }
+
+#[test]
+fn statuses_are_chosen_by_error_variant() {
+    let cases = [
+        (Error::Unauthorized("stale".into()), 401),
+        (
+            Error::SelfApproval {
+                identity: "sam".into(),
+            },
+            403,
+        ),
+        (Error::Conflict("spent".into()), 409),
+        (Error::Transient("down".into()), 503),
+        (Error::Misconfigured("no key".into()), 500),
+        (Error::Corrupt("unreadable".into()), 500),
+        (Error::InvalidInput("no approver".into()), 400),
+    ];
+    for (e, status) in cases {
+        assert_eq!(crate::status_for(&e), status, "{e}");
+    }
+}
