@@ -52,6 +52,9 @@ test -x tests/node/node_modules/.bin/asl-validator || { echo "asl-validator is r
 test -d tests/node/node_modules/playwright-core || { echo "playwright-core (npm) is required by the console browser tests and could not be installed" >&2; exit 1; }
 
 
+echo "==> checking README.md's file layout is current (scripts/readme-layout.py)"
+python3 scripts/readme-layout.py --check
+
 echo "==> building binaries used by end-to-end tests"
 cargo build --workspace --bins
 
