@@ -3,6 +3,10 @@
 //! Every command shares one data directory (`./.certops/` by default,
 //! `--data-dir` or `CERTOPS_DATA_DIR` to move it), so `certops history` sees
 //! what `certops serve` or `certops run` did.
+//!
+//! One module per command (`demo`, `plan`, `decide`, `audit`, `run`, `trigger`, `scan`,
+//! `history`, `keystore`, `serve`), the stack they open (`stack_config`), the local API's
+//! SigV4 principals (`api_auth`), the chat routes and the web console (`console`).
 
 /// `println!` that ends the process quietly when stdout is closed (`certops history | head`).
 macro_rules! outln {

@@ -15,7 +15,9 @@
 //! | `TokenSealer` | [`AesGcmSealer`] | `token.key` (0600), AES-256-GCM |
 //!
 //! [`Embedded::open`] builds all of them over one data directory (the workflow needs an
-//! engine and a state machine, so it is built separately with [`EngineWorkflow::new`]).
+//! engine and a state machine, so it is built separately with [`EngineWorkflow::new`]), and
+//! [`Embedded::deps`] hands them to the handlers as `Deps`. The configuration (inventory,
+//! policy, runbook, integrations) is read and parsed in one place, [`config_files`].
 //! Fault injection for demos and tests: [`LocalCa::set_fault`], [`LocalEndpoints::set_fault`],
 //! [`LocalCdn::set_failing`].
 //!

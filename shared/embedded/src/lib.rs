@@ -1,7 +1,11 @@
 //! The embedded default: the same state machine definition and the same step
 //! handlers as on AWS, running on one machine with no cloud — the local ASL
 //! engine, SQLite, a local CA, in-process TLS endpoints, a local ticket book
-//! and chat inbox. [`stack::Stack`] wires them; [`demo`] runs the scenarios.
+//! and chat inbox.
+//!
+//! - [`stack`]: [`stack::Stack`] wires them over one data directory;
+//! - [`demo`]: the six scenarios `certops demo` runs and checks;
+//! - [`fixtures`]: the always-open policy the demo, the benchmarks and the tests share.
 
 pub mod demo;
 pub mod fixtures;
