@@ -12,6 +12,7 @@ Usage: moto_server_atomic.py -H HOST -p PORT   (the arguments of moto_server)
 """
 
 import argparse
+import os
 import threading
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -25,6 +26,9 @@ def main() -> None:
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, required=True)
     args = parser.parse_args()
+    # As moto_server does: moto builds its own URLs (SQS queue URLs, the calls of a state
+    # machine it executes) from this port.
+    os.environ.setdefault("MOTO_PORT", str(args.port))
 
     app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()
