@@ -433,7 +433,7 @@ endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "{CN}" }}]
     let config = Config {
         inventory: Inventory::from_toml_str(&inventory)?,
         policy: Policy::from_toml_str(
-            &certops_embedded::fixtures::OpenPolicy::new("bench-1").toml(),
+            &certops_adapters::fixtures::OpenPolicy::new("bench-1").toml(),
         )?,
         runbook: Runbook::from_toml_str(RUNBOOK)?,
         default_oncall: certops_core::ports::DEFAULT_ONCALL.into(),

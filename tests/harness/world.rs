@@ -43,7 +43,7 @@ pub const RUNBOOK: &str = include_str!("../../runbooks/cert-renewal.runbook.toml
 /// A policy whose windows are always open, unless `prod_window` overrides the prod window;
 /// quick verification and 5-minute normal and emergency approval timeouts.
 pub fn policy(prod_window: Option<&str>) -> String {
-    let policy = certops_embedded::fixtures::OpenPolicy::new("test-1")
+    let policy = certops_adapters::fixtures::OpenPolicy::new("test-1")
         .timeouts(60, 5, 5)
         .fast_verify();
     match prod_window {

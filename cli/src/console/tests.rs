@@ -46,7 +46,7 @@ async fn fixture() -> Fixture {
         config: Config {
             inventory: Inventory::from_toml_str(INVENTORY).unwrap(),
             policy: Policy::from_toml_str(
-                &certops_embedded::fixtures::OpenPolicy::new("test-1").toml(),
+                &certops_adapters::fixtures::OpenPolicy::new("test-1").toml(),
             )
             .unwrap(),
             runbook: Runbook::from_toml_str(include_str!(

@@ -36,40 +36,7 @@ pub const APPROVER: &str = "olivia@example.com";
 pub const ONCALL: &str = "oncall-shop@example.com";
 
 /// The runbook the project ships.
-const RUNBOOK: &str = include_str!("../../../runbooks/cert-renewal.runbook.toml");
-
-/// Windows always open (00:00-23:59 UTC every day); `dev` is covered by a standard change.
-const POLICY: &str = r#"version = "unit-1"
-[renewal]
-planned_threshold_days = 30
-emergency_threshold_hours = 24
-[windows.prod]
-timezone = "UTC"
-days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-start = "00:00"
-end = "23:59"
-[windows.dev]
-timezone = "UTC"
-days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-start = "00:00"
-end = "23:59"
-[approval]
-ecab = ["erin@example.com"]
-timeouts = { standard_minutes = 60, normal_minutes = 5, emergency_minutes = 5 }
-[verify]
-interval_seconds = 1
-max_attempts = 2
-backoff_percent = 100
-max_interval_seconds = 1
-[acme]
-certificates_per_registered_domain_per_week = 50
-safety_margin = 10
-[[standard_changes]]
-name = "STD-UNIT-DEV"
-environments = ["dev"]
-methods = ["internal-pki"]
-covers_fallback = true
-"#;
+const RUNBOOK: &str = certops_adapters::config_files::RUNBOOK;
 
 /// Which approval path the certificate object's environment leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,7 +174,16 @@ cdn = {{ kind = "local", distribution_id = "{CDN}", paths = ["/*"] }}
         );
         let config = Config {
             inventory: Inventory::from_toml_str(&inventory).expect("inventory"),
-            policy: Policy::from_toml_str(POLICY).expect("policy"),
+            // Windows always open; `dev` is covered by a standard change.
+            policy: Policy::from_toml_str(
+                &certops_adapters::fixtures::OpenPolicy::new("unit-1")
+                    .windows(&["prod", "dev"])
+                    .timeouts(60, 5, 5)
+                    .fast_verify_attempts(2)
+                    .nonprod_standard_change()
+                    .toml(),
+            )
+            .expect("policy"),
             runbook: Runbook::from_toml_str(RUNBOOK).expect("runbook"),
             default_oncall: "oncall@example.com".into(),
             integrations: certops_core::integrations::Integrations::none(),

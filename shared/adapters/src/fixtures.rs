@@ -3,7 +3,7 @@
 //! ACME budget, each part adjustable. One text instead of a copy per caller.
 //!
 //! ```
-//! let text = certops_embedded::fixtures::OpenPolicy::new("test-1")
+//! let text = certops_adapters::fixtures::OpenPolicy::new("test-1")
 //!     .windows(&["prod", "staging"])
 //!     .fast_verify()
 //!     .toml();
@@ -25,7 +25,7 @@ pub struct OpenPolicy {
     prod_window: Option<String>,
     ecab: Vec<String>,
     timeouts_minutes: (u32, u32, u32),
-    fast_verify: bool,
+    fast_verify: Option<u32>,
     nonprod_standard_change: bool,
 }
 
@@ -40,7 +40,7 @@ impl OpenPolicy {
             prod_window: None,
             ecab: vec!["erin@example.com".into()],
             timeouts_minutes: (60, 1440, 30),
-            fast_verify: false,
+            fast_verify: None,
             nonprod_standard_change: false,
         }
     }
@@ -72,7 +72,13 @@ impl OpenPolicy {
     /// Verification every second, three attempts: in-process endpoints switch certificates
     /// at once, so a rollback is found in seconds rather than the production minutes.
     pub fn fast_verify(mut self) -> OpenPolicy {
-        self.fast_verify = true;
+        self.fast_verify = Some(3);
+        self
+    }
+
+    /// [`OpenPolicy::fast_verify`] with `attempts` verifications instead of three.
+    pub fn fast_verify_attempts(mut self, attempts: u32) -> OpenPolicy {
+        self.fast_verify = Some(attempts);
         self
     }
 
@@ -102,10 +108,10 @@ impl OpenPolicy {
             "\n[approval]\necab = [{}]\ntimeouts = {{ standard_minutes = {standard}, normal_minutes = {normal}, emergency_minutes = {emergency} }}\n",
             ecab.join(", ")
         ));
-        if self.fast_verify {
-            out.push_str(
-                "\n[verify]\ninterval_seconds = 1\nmax_attempts = 3\nbackoff_percent = 100\nmax_interval_seconds = 1\n",
-            );
+        if let Some(attempts) = self.fast_verify {
+            out.push_str(&format!(
+                "\n[verify]\ninterval_seconds = 1\nmax_attempts = {attempts}\nbackoff_percent = 100\nmax_interval_seconds = 1\n"
+            ));
         }
         if self.nonprod_standard_change {
             out.push_str(

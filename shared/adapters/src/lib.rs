@@ -59,6 +59,7 @@
 pub mod config_files;
 pub mod engine_workflow;
 pub mod file_keystore;
+pub mod fixtures;
 pub mod key_file;
 pub mod local_ca;
 pub mod local_cdn;

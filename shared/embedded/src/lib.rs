@@ -5,10 +5,11 @@
 //!
 //! - [`stack`]: [`stack::Stack`] wires them over one data directory;
 //! - [`demo`]: the six scenarios `certops demo` runs and checks;
-//! - [`fixtures`]: the always-open policy the demo, the benchmarks and the tests share.
+//!
+//! The always-open policy the demo, the benchmarks and the tests share is
+//! `certops_adapters::fixtures`.
 
 pub mod demo;
-pub mod fixtures;
 pub mod stack;
 
 /// The outside-in prober (re-exported from the adapters).

@@ -117,7 +117,7 @@ pub(super) const OBJECTS: &[Scenario] = &[
 /// The demo's policy: prod and staging windows always open, a two-member ECAB, a quick
 /// verification schedule and a standard change for renewals outside production.
 pub(super) fn policy_text() -> String {
-    crate::fixtures::OpenPolicy::new("demo-2026.12")
+    certops_adapters::fixtures::OpenPolicy::new("demo-2026.12")
         .windows(&["prod", "staging"])
         .ecab(&[ECAB, "frank@example.com"])
         .fast_verify()
