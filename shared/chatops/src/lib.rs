@@ -29,6 +29,7 @@ pub mod config;
 pub mod inbound;
 pub mod open_cards;
 pub mod openid_keys;
+mod posted;
 pub mod routes;
 pub mod slack;
 pub mod slack_signature;

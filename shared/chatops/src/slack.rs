@@ -106,27 +106,17 @@ impl SlackChat {
 
     /// The card posted for `approval_id`, if this adapter posted one.
     pub async fn posted(&self, approval_id: &str) -> Result<Option<ApprovalCard>, Error> {
-        let Some(rec) = self
-            .store
-            .get(Table::ChatMessages, &format!("slack:{approval_id}"))
-            .await?
-        else {
-            return Ok(None);
-        };
-        Ok(serde_json::from_value(rec["card"].clone()).ok())
+        let posted = crate::posted::load(self.store.as_ref(), "slack", approval_id).await?;
+        Ok(posted.and_then(|p| p.card.ok()))
     }
 
     /// Replaces the posted message of `approval_id` with its `status` rendering.
     pub async fn update_card(&self, approval_id: &str, status: &CardStatus) -> Result<(), Error> {
-        let Some(rec) = self
-            .store
-            .get(Table::ChatMessages, &format!("slack:{approval_id}"))
-            .await?
+        let Some(posted) = crate::posted::load(self.store.as_ref(), "slack", approval_id).await?
         else {
             return Ok(());
         };
-        let card: ApprovalCard = serde_json::from_value(rec["card"].clone())
-            .map_err(|e| Error::InvalidInput(format!("stored card unreadable: {e}")))?;
+        let (card, rec) = (posted.card?, posted.record);
         let (blocks, text) = CardView::new(&card, &self.config).slack_blocks(status);
         self.call(
             "chat.update",
