@@ -5,20 +5,10 @@ use super::*;
 use crate::test_world::{Env, World, APPROVER};
 use certops_core::ports::Table;
 
-async fn validated(w: &World, exec: &str) -> StepEvent {
-    let mut event = w.scan_event(exec);
-    event.state.validation = Some(
-        certops_fn_validate::handle(&w.deps, event.clone())
-            .await
-            .unwrap(),
-    );
-    event
-}
-
 #[tokio::test]
 async fn a_normal_change_gets_a_card_bound_to_the_plan_hash_and_the_token_sealed() {
     let w = World::new(Env::Prod).await;
-    let mut event = validated(&w, "exec-1").await;
+    let mut event = w.validated("exec-1").await;
     let (_, token) = w.waiting_task("exec-1").await;
     event.task_token = Some(token.clone());
     let v = event.state.validation.clone().unwrap();
@@ -71,7 +61,7 @@ async fn a_normal_change_gets_a_card_bound_to_the_plan_hash_and_the_token_sealed
 #[tokio::test]
 async fn a_retried_request_takes_the_new_token_without_repeating_note_or_audit() {
     let w = World::new(Env::Prod).await;
-    let mut event = validated(&w, "exec-1").await;
+    let mut event = w.validated("exec-1").await;
     let (_, first) = w.waiting_task("exec-1").await;
     let (_, second) = w.waiting_task("exec-1-retry").await;
     event.task_token = Some(first);
@@ -112,7 +102,7 @@ async fn a_retried_request_takes_the_new_token_without_repeating_note_or_audit()
 #[tokio::test]
 async fn without_a_task_token_is_invalid_input() {
     let w = World::new(Env::Prod).await;
-    let event = validated(&w, "exec-1").await;
+    let event = w.validated("exec-1").await;
     let err = handle(&w.deps, event).await.unwrap_err();
     assert_eq!(err.name(), "InvalidInput");
     assert!(err.to_string().contains("task token"), "{err}");

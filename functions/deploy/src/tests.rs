@@ -10,12 +10,7 @@ use certops_core::workflow::ApprovalOutcome;
 
 /// A validated and renewed execution `exec` of the world's certificate.
 async fn renewed(w: &World, exec: &str) -> StepEvent {
-    let mut event = w.scan_event(exec);
-    event.state.validation = Some(
-        certops_fn_validate::handle(&w.deps, event.clone())
-            .await
-            .unwrap(),
-    );
+    let mut event = w.validated(exec).await;
     event.state.renewal = Some(
         certops_fn_renew::handle(&w.deps, event.clone())
             .await

@@ -6,17 +6,6 @@ use crate::test_world::{Env, World, APPROVER, CERT_ID, ONCALL};
 use certops_core::ports::Table;
 use certops_core::workflow::{ApprovalOutcome, CaughtError};
 
-/// A validated execution `exec` of the world's certificate (locked by it).
-async fn validated(w: &World, exec: &str) -> StepEvent {
-    let mut event = w.scan_event(exec);
-    event.state.validation = Some(
-        certops_fn_validate::handle(&w.deps, event.clone())
-            .await
-            .unwrap(),
-    );
-    event
-}
-
 fn with_action(mut event: StepEvent, action: &str) -> StepEvent {
     event.action = Some(action.to_string());
     event
@@ -70,7 +59,7 @@ fn every_action_the_definition_sends_is_an_action() {
 #[tokio::test]
 async fn an_unknown_or_missing_action_is_invalid_input_and_writes_nothing() {
     let w = World::new(Env::Dev).await;
-    let event = validated(&w, "exec-1").await;
+    let event = w.validated("exec-1").await;
     let notes = w
         .work_notes(&event.state.validation.as_ref().unwrap().ticket)
         .await;
@@ -130,7 +119,7 @@ async fn blocked_cancels_the_change_with_the_reasons() {
 #[tokio::test]
 async fn approved_records_who_and_when_and_keeps_the_lock() {
     let w = World::new(Env::Prod).await;
-    let mut event = validated(&w, "exec-1").await;
+    let mut event = w.validated("exec-1").await;
     let v = event.state.validation.clone().unwrap();
     let decided_at = w.deps.clock.now();
     event.state.approval = Some(ApprovalOutcome {
@@ -160,7 +149,7 @@ async fn approved_records_who_and_when_and_keeps_the_lock() {
 #[tokio::test]
 async fn approved_with_no_approval_in_the_state_is_invalid_input() {
     let w = World::new(Env::Prod).await;
-    let event = validated(&w, "exec-1").await;
+    let event = w.validated("exec-1").await;
     let err = handle(&w.deps, with_action(event, "approved"))
         .await
         .unwrap_err();
@@ -171,7 +160,7 @@ async fn approved_with_no_approval_in_the_state_is_invalid_input() {
 #[tokio::test]
 async fn mitigating_tells_the_escalation_on_call_and_keeps_the_lock() {
     let w = World::new(Env::Dev).await;
-    let mut event = validated(&w, "exec-1").await;
+    let mut event = w.validated("exec-1").await;
     event.state.purge_error = Some(CaughtError {
         error: "PurgeFailed".into(),
         cause: "cdn down".into(),
@@ -194,7 +183,7 @@ async fn mitigating_tells_the_escalation_on_call_and_keeps_the_lock() {
 #[tokio::test]
 async fn rollback_failed_asks_on_call_for_manual_action_and_ends_the_run() {
     let w = World::new(Env::Dev).await;
-    let mut event = validated(&w, "exec-1").await;
+    let mut event = w.validated("exec-1").await;
     event.state.rollback_error = Some(CaughtError {
         error: "RollbackFailed".into(),
         cause: "lb-shop: reload refused".into(),
@@ -216,7 +205,7 @@ async fn rollback_failed_asks_on_call_for_manual_action_and_ends_the_run() {
 #[tokio::test]
 async fn close_attaches_the_evidence_closes_the_change_and_releases_the_lock() {
     let w = World::new(Env::Dev).await;
-    let mut event = validated(&w, "exec-1").await;
+    let mut event = w.validated("exec-1").await;
     event.state.renewal = Some(
         certops_fn_renew::handle(&w.deps, event.clone())
             .await
@@ -265,7 +254,7 @@ async fn close_attaches_the_evidence_closes_the_change_and_releases_the_lock() {
 #[tokio::test]
 async fn release_lock_writes_no_ticket_and_audits_the_recording_failure() {
     let w = World::new(Env::Dev).await;
-    let mut event = validated(&w, "exec-1").await;
+    let mut event = w.validated("exec-1").await;
     event.state.records =
         Some(json!({"recordError": {"Error": "Transient", "Cause": "itsm down"}}));
     let number = event.state.validation.as_ref().unwrap().ticket.clone();
@@ -284,7 +273,7 @@ async fn release_lock_writes_no_ticket_and_audits_the_recording_failure() {
 #[tokio::test]
 async fn a_ticket_the_itsm_no_longer_has_is_audited_before_the_error() {
     let w = World::new(Env::Dev).await;
-    let mut event = validated(&w, "exec-1").await;
+    let mut event = w.validated("exec-1").await;
     if let Some(v) = event.state.validation.as_mut() {
         v.ticket = "CHG0099999".into();
     }

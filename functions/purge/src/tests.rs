@@ -3,20 +3,10 @@
 use super::*;
 use crate::test_world::{Env, World, CDN};
 
-async fn validated(w: &World, exec: &str) -> StepEvent {
-    let mut event = w.scan_event(exec);
-    event.state.validation = Some(
-        certops_fn_validate::handle(&w.deps, event.clone())
-            .await
-            .unwrap(),
-    );
-    event
-}
-
 #[tokio::test]
 async fn the_planned_paths_are_purged_and_audited() {
     let w = World::new(Env::Dev).await;
-    let event = validated(&w, "exec-1").await;
+    let event = w.validated("exec-1").await;
     w.adapters.cdn.put(CDN, "/index.html", "old page");
     let out = handle(&w.deps, event).await.unwrap();
     assert_ne!(out.invalidation_id, "none");
@@ -47,7 +37,7 @@ async fn the_planned_paths_are_purged_and_audited() {
 #[tokio::test]
 async fn a_failing_cdn_is_purge_failed_and_the_attempt_is_audited() {
     let w = World::new(Env::Dev).await;
-    let event = validated(&w, "exec-1").await;
+    let event = w.validated("exec-1").await;
     w.adapters.cdn.put(CDN, "/index.html", "old page");
     w.adapters.cdn.set_failing(CDN, true);
     let err = handle(&w.deps, event).await.unwrap_err();

@@ -6,20 +6,10 @@ use crate::test_world::{Env, World, CERT_ID};
 use certops_adapters::IssuerFault;
 use certops_core::workflow::ApprovalOutcome;
 
-async fn validated(w: &World, exec: &str) -> StepEvent {
-    let mut event = w.scan_event(exec);
-    event.state.validation = Some(
-        certops_fn_validate::handle(&w.deps, event.clone())
-            .await
-            .unwrap(),
-    );
-    event
-}
-
 #[tokio::test]
 async fn a_pre_approved_plan_is_issued_into_the_keystore_and_returned_by_reference() {
     let w = World::new(Env::Dev).await;
-    let event = validated(&w, "exec-1").await;
+    let event = w.validated("exec-1").await;
     let v = event.state.validation.clone().unwrap();
     let out = handle(&w.deps, event).await.unwrap();
 
@@ -54,7 +44,7 @@ async fn a_pre_approved_plan_is_issued_into_the_keystore_and_returned_by_referen
 #[tokio::test]
 async fn the_fallback_mode_selects_the_provisioned_certificate_without_issuing() {
     let w = World::new(Env::Dev).await;
-    let mut event = validated(&w, "exec-1").await;
+    let mut event = w.validated("exec-1").await;
     event.mode = Some("fallback".into());
     // Even with the issuer refusing: the fallback path does not ask it.
     w.adapters
@@ -88,7 +78,7 @@ async fn the_fallback_mode_selects_the_provisioned_certificate_without_issuing()
 #[tokio::test]
 async fn a_rate_limited_issuer_is_rate_limited_and_stores_nothing() {
     let w = World::new(Env::Dev).await;
-    let event = validated(&w, "exec-1").await;
+    let event = w.validated("exec-1").await;
     let before = w.deps.keystore.references().await.unwrap();
     w.adapters
         .ca
@@ -103,7 +93,7 @@ async fn an_approval_only_the_state_claims_is_refused_and_audited() {
     // A normal change: the state carries an approval for the right plan hash, but the
     // Store has none (a forged task output). Nothing is issued.
     let w = World::new(Env::Prod).await;
-    let mut event = validated(&w, "exec-1").await;
+    let mut event = w.validated("exec-1").await;
     let hash = event
         .state
         .validation
@@ -131,7 +121,7 @@ async fn an_approval_only_the_state_claims_is_refused_and_audited() {
 #[tokio::test]
 async fn a_normal_change_never_approved_is_invalid_input() {
     let w = World::new(Env::Prod).await;
-    let event = validated(&w, "exec-1").await;
+    let event = w.validated("exec-1").await;
     let before = w.deps.keystore.references().await.unwrap();
     let err = handle(&w.deps, event).await.unwrap_err();
     assert_eq!(err.name(), "InvalidInput");

@@ -4,6 +4,10 @@
 //! one-renewal-per-certificate lock. Nothing is guessed: anything unknown is
 //! blocked with reasons.
 
+// The shared test world names this crate by its name, as every other handler crate does.
+#[cfg(test)]
+extern crate self as certops_fn_validate;
+
 use certops_core::ports::Table;
 use certops_core::ports::{Deps, NewTicket, TicketKind, TicketState, TicketUpdate};
 use certops_core::workflow::{

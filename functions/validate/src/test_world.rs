@@ -284,6 +284,18 @@ cdn = {{ kind = "local", distribution_id = "{CDN}", paths = ["/*"] }}
         }
     }
 
+    /// [`World::scan_event`] run through the real validate step: its report stored where
+    /// the definition puts it, as every later step receives it.
+    pub async fn validated(&self, execution: &str) -> StepEvent {
+        let mut event = self.scan_event(execution);
+        event.state.validation = Some(
+            certops_fn_validate::handle(&self.deps, event.clone())
+                .await
+                .expect("validate"),
+        );
+        event
+    }
+
     /// A step event for the scan finding of the endpoint as it is today.
     pub fn scan_event(&self, execution: &str) -> StepEvent {
         self.event_for(

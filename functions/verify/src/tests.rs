@@ -7,12 +7,7 @@ use certops_adapters::TargetFault;
 
 /// Validated and renewed; deployed unless the target ignores reloads.
 async fn deployed(w: &World, exec: &str) -> StepEvent {
-    let mut event = w.scan_event(exec);
-    event.state.validation = Some(
-        certops_fn_validate::handle(&w.deps, event.clone())
-            .await
-            .unwrap(),
-    );
+    let mut event = w.validated(exec).await;
     event.state.renewal = Some(
         certops_fn_renew::handle(&w.deps, event.clone())
             .await
