@@ -65,7 +65,15 @@ async fn an_in_flight_task_is_invoked_again_after_a_restart() {
         let e = engine
             .start_execution(&sm.arn, Some("job-1"), json!({"job": 42}))
             .expect("start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Wait until the task has been invoked (polled, with a deadline), then crash.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while first_calls.load(Ordering::SeqCst) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the task was never invoked"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert_eq!(first_calls.load(Ordering::SeqCst), 1);
         e.meta.execution_arn
         // The engine is dropped here with the task still running.
