@@ -139,21 +139,7 @@ async fn an_approval_clicked_in_slack_completes_the_renewal_and_names_the_approv
     let before = cw.audit(&exec).await.len();
     assert_eq!(click(&cw, &body, 1).await, 200);
     updates(&cw, 2).await;
-    assert_eq!(
-        cw.task_successes(&exec),
-        1,
-        "replay completed the task twice"
-    );
-    // The replay is refused as a reuse, and the refusal is audited; no second decision.
-    let added: Vec<_> = cw.audit(&exec).await.into_iter().skip(before).collect();
-    assert!(
-        added.iter().any(|r| r.summary.get("refused").is_some()),
-        "the replay's refusal is audited: {added:?}"
-    );
-    assert!(
-        added.iter().all(|r| r.summary.get("decision").is_none()),
-        "a replay records no second decision: {added:?}"
-    );
+    cw.assert_replay_refused(&exec, before).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -307,6 +307,31 @@ impl ChatWorld {
         }
     }
 
+    /// A replayed decision changed nothing: the task was completed once, and the audit
+    /// records added after the first `before` hold the replay's refusal and no second
+    /// decision.
+    pub async fn assert_replay_refused(&self, execution: &str, before: usize) {
+        assert_eq!(
+            self.task_successes(execution),
+            1,
+            "replay completed the task twice"
+        );
+        let added: Vec<_> = self
+            .audit(execution)
+            .await
+            .into_iter()
+            .skip(before)
+            .collect();
+        assert!(
+            added.iter().any(|r| r.summary.get("refused").is_some()),
+            "the replay's refusal is audited: {added:?}"
+        );
+        assert!(
+            added.iter().all(|r| r.summary.get("decision").is_none()),
+            "a replay records no second decision: {added:?}"
+        );
+    }
+
     /// How many times the execution's waiting task was completed successfully.
     pub fn task_successes(&self, execution: &str) -> usize {
         self.world
