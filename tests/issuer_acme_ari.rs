@@ -6,12 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
 
-use certops_core::ports::Table;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use certops_core::ports::{IssueRequest, Keystore};
+use certops_core::ports::{IssueRequest, Keystore, Table};
 use certops_core::{Issuer, KeyType, RenewalMethod};
 use certops_issuers::acme::{certificate_id, AcmeCertificate, AcmeConfig, AcmeIssuer};
 use certops_issuers::acme_http::AcmeHttp;

@@ -6,13 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
 
-use certops_core::ports::Table;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use certops_core::ports::Message;
+use certops_core::ports::{Message, Table};
 use certops_core::ScanFinding;
 use certops_fn_scan::{
     handle_batch, handle_schedule, observation_key, run_scan, ObservationRecord, ScanBatch, BATCH,

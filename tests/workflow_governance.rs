@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed setup stops the test
 
-use certops_core::ports::Table;
-use certops_core::ports::{Itsm, Store};
+use certops_core::ports::{Itsm, Store, Table};
 use certops_core::workflow::WorkflowState;
 use certops_core::{Trigger, Verdict};
 use certops_fn_approval_callback::Callback;
@@ -28,6 +27,14 @@ async fn card(w: &World, exec: &str) -> String {
         .wait_for_card(exec, Duration::from_secs(30))
         .await
         .expect("approval card")
+}
+
+/// A world in `dir` with a scan-triggered renewal waiting for its approval card.
+async fn waiting_renewal(dir: &std::path::Path) -> (World, String) {
+    let w = world(dir, None).await;
+    let exec = start_scan(&w).await;
+    card(&w, &exec).await;
+    (w, exec)
 }
 
 fn decision(id: &str, who: &str, verdict: Verdict) -> Callback {
@@ -461,9 +468,7 @@ async fn private_keys_never_appear_in_history_audit_tickets_queues_or_databases(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verification_finds_a_tampered_record() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let w = world(dir.path(), None).await;
-    let exec = start_scan(&w).await;
-    card(&w, &exec).await;
+    let (w, exec) = waiting_renewal(dir.path()).await;
     let records = w.stack.deps.store.audit(&exec).await.expect("audit");
     certops_core::verify_chain(&records).expect("intact chain");
     assert!(w
@@ -505,6 +510,22 @@ fn audit_verify(dir: &std::path::Path) -> (Option<i32>, serde_json::Value) {
     (out.status.code(), doc)
 }
 
+/// `certops audit verify` exits 1 and names `why` for `exec`'s chain.
+fn assert_audit_names(dir: &std::path::Path, exec: &str, why: &str) {
+    let (code, doc) = audit_verify(dir);
+    assert_eq!(code, Some(1), "{doc:#}");
+    let verdict = doc["executions"]
+        .as_array()
+        .expect("executions")
+        .iter()
+        .find(|e| e["execution"] == exec)
+        .expect("the execution is listed");
+    assert!(
+        verdict["break"].as_str().unwrap_or_default().contains(why),
+        "{verdict:#}"
+    );
+}
+
 /// Finding 4: what an edit of the database file without the audit key can do — drop the
 /// tail, re-hash an edited chain, delete a whole chain with its head — is each named by
 /// `audit verify`, and the tampered chain is not extended.
@@ -512,9 +533,7 @@ fn audit_verify(dir: &std::path::Path) -> (Option<i32>, serde_json::Value) {
 async fn audit_verify_names_a_missing_tail_a_rehashed_chain_and_a_missing_chain() {
     // A missing tail.
     let dir = tempfile::tempdir().expect("tempdir");
-    let w = world(dir.path(), None).await;
-    let exec = start_scan(&w).await;
-    card(&w, &exec).await;
+    let (w, exec) = waiting_renewal(dir.path()).await;
     let records = w.stack.deps.store.audit(&exec).await.expect("audit");
     assert!(records.len() >= 2, "{records:?}");
     let last = records.len() as u64 - 1;
@@ -546,27 +565,15 @@ async fn audit_verify_names_a_missing_tail_a_rehashed_chain_and_a_missing_chain(
         .expect_err("a truncated chain is not extended");
     assert_eq!(refused.name(), "ChainBreak", "{refused}");
     drop(w);
-    let (code, doc) = audit_verify(dir.path());
-    assert_eq!(code, Some(1), "{doc:#}");
-    let verdict = doc["executions"]
-        .as_array()
-        .expect("executions")
-        .iter()
-        .find(|e| e["execution"] == exec.as_str())
-        .expect("the execution");
-    assert!(
-        verdict["break"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(&format!("missing tail: records {last}..{last}")),
-        "{verdict:#}"
+    assert_audit_names(
+        dir.path(),
+        &exec,
+        &format!("missing tail: records {last}..{last}"),
     );
 
     // An edit, re-hashed to the end: the bare chain links, the anchored head does not.
     let dir = tempfile::tempdir().expect("tempdir");
-    let w = world(dir.path(), None).await;
-    let exec = start_scan(&w).await;
-    card(&w, &exec).await;
+    let (w, exec) = waiting_renewal(dir.path()).await;
     let mut records = w.stack.deps.store.audit(&exec).await.expect("audit");
     records[0].actor = "mallory".into();
     for i in 0..records.len() {
@@ -584,27 +591,11 @@ async fn audit_verify_names_a_missing_tail_a_rehashed_chain_and_a_missing_chain(
     certops_core::verify_chain(&w.stack.deps.store.audit(&exec).await.expect("audit"))
         .expect("the re-hashed chain links");
     drop(w);
-    let (code, doc) = audit_verify(dir.path());
-    assert_eq!(code, Some(1), "{doc:#}");
-    let verdict = doc["executions"]
-        .as_array()
-        .expect("executions")
-        .iter()
-        .find(|e| e["execution"] == exec.as_str())
-        .expect("the execution");
-    assert!(
-        verdict["break"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("re-hashed without the audit key"),
-        "{verdict:#}"
-    );
+    assert_audit_names(dir.path(), &exec, "re-hashed without the audit key");
 
     // A whole chain deleted with its head: the engine ran Validate, so the chain is missing.
     let dir = tempfile::tempdir().expect("tempdir");
-    let w = world(dir.path(), None).await;
-    let exec = start_scan(&w).await;
-    card(&w, &exec).await;
+    let (w, exec) = waiting_renewal(dir.path()).await;
     assert!(
         w.stack
             .adapters
@@ -620,26 +611,10 @@ async fn audit_verify_names_a_missing_tail_a_rehashed_chain_and_a_missing_chain(
         .tamper_delete_head(&exec)
         .expect("delete head"));
     drop(w);
-    let (code, doc) = audit_verify(dir.path());
-    assert_eq!(code, Some(1), "{doc:#}");
-    let verdict = doc["executions"]
-        .as_array()
-        .expect("executions")
-        .iter()
-        .find(|e| e["execution"] == exec.as_str())
-        .expect("the execution is still listed");
-    assert!(
-        verdict["break"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("missing chain"),
-        "{verdict:#}"
-    );
+    assert_audit_names(dir.path(), &exec, "missing chain");
     // And an untouched data directory verifies.
     let dir = tempfile::tempdir().expect("tempdir");
-    let w = world(dir.path(), None).await;
-    let exec = start_scan(&w).await;
-    card(&w, &exec).await;
+    let (w, _) = waiting_renewal(dir.path()).await;
     drop(w);
     let (code, doc) = audit_verify(dir.path());
     assert_eq!(code, Some(0), "{doc:#}");
@@ -1153,9 +1128,7 @@ async fn lock_holder(w: &World) -> Option<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_execution_releases_the_certificate_lease() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let w = world(dir.path(), None).await;
-    let exec = start_scan(&w).await;
-    card(&w, &exec).await;
+    let (w, exec) = waiting_renewal(dir.path()).await;
     let held = lock_holder(&w).await.expect("the renewal holds the lease");
     assert_eq!(held["execution"], serde_json::json!(exec));
     assert!(held["expires"].is_string(), "a lease has an expiry: {held}");

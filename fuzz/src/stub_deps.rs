@@ -4,15 +4,10 @@
 //! never reach them; if one does, the handler answers 503 instead of the
 //! target touching the network or disk).
 
-use certops_core::ports::Table;
 use async_trait::async_trait;
 use certops_core::integrations::Integrations;
 use certops_core::inventory::{Cdn, Endpoint, Target};
-use certops_core::ports::{
-    ApprovalCard, Bundle, CdnPurger, Chat, Clock, Config, DeployTarget, Deps, IssueRequest, Issuer,
-    Itsm, Keystore, Message, NewTicket, Observation, Prober, Queue, Store, Ticket, TicketUpdate,
-    TokenSealer, Workflow,
-};
+use certops_core::ports::{ApprovalCard, Bundle, CdnPurger, Chat, Clock, Config, DeployTarget, Deps, IssueRequest, Issuer, Itsm, Keystore, Message, NewTicket, Observation, Prober, Queue, Store, Table, Ticket, TicketUpdate, TokenSealer, Workflow};
 use certops_core::{
     AuditEntry, AuditKey, AuditRecord, ChainHead, Error, Inventory, Policy, Runbook,
 };

@@ -3,8 +3,7 @@
 //! workflows it started is kept here, through the Store port, in its own
 //! table ([`Table::ScanRuns`]), newest first, at most [`KEEP`] runs.
 
-use certops_core::ports::Store;
-use certops_core::ports::Table;
+use certops_core::ports::{Store, Table};
 use certops_core::{Error, ScanFinding};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

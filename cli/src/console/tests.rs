@@ -5,8 +5,7 @@
 use super::*;
 use axum::body::Body;
 use axum::http::Request;
-use certops_core::ports::Table;
-use certops_core::ports::{Clock, Config, SystemClock};
+use certops_core::ports::{Clock, Config, SystemClock, Table};
 use certops_core::{Inventory, Policy, Runbook, ScanFinding, Trigger};
 use certops_embedded::StackOptions;
 use std::time::Duration;

@@ -20,8 +20,7 @@
 //! `Conflict`, HTTP 409) the delivery is `"ended"`. [`handle_http`] answers
 //! with 200/400/401/403/409/503, never a Lambda error (a 500).
 
-use certops_core::ports::Deps;
-use certops_core::ports::Table;
+use certops_core::ports::{Deps, Table};
 use certops_core::workflow::{record_audit, ApprovalOutcome};
 use certops_core::{
     check_decision, ApprovalDecision, ApprovalRequest, AuditKind, Error, Plan, ValidationReport,

@@ -10,8 +10,7 @@
 //! retried after the ticket note, the audit record or the card failed does the
 //! missing parts instead of skipping them all.
 
-use certops_core::ports::Table;
-use certops_core::ports::{ApprovalCard, Deps, TicketUpdate};
+use certops_core::ports::{ApprovalCard, Deps, Table, TicketUpdate};
 use certops_core::workflow::{record_audit, StepEvent};
 use certops_core::{ApprovalRequest, AuditKind, Error};
 use serde::{Deserialize, Serialize};

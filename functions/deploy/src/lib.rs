@@ -2,8 +2,7 @@
 //! certificate (a conditional write, so a retry keeps the first snapshot),
 //! install the new bundle and reload — target by target, in inventory order.
 
-use certops_core::ports::Table;
-use certops_core::ports::{Deps, TicketUpdate};
+use certops_core::ports::{Deps, Table, TicketUpdate};
 use certops_core::workflow::{
     plan_in_force, record_audit, require_approval, snapshot_key, DeploymentOutput, StepEvent,
     TargetDeployment,

@@ -4,8 +4,7 @@
 use super::*;
 use crate::test_world::{Env, World, TARGET};
 use certops_adapters::TargetFault;
-use certops_core::ports::Table;
-use certops_core::ports::TicketState;
+use certops_core::ports::{Table, TicketState};
 use certops_core::workflow::ApprovalOutcome;
 
 /// A validated and renewed execution `exec` of the world's certificate.

@@ -10,8 +10,7 @@
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use certops_core::ports::Deps;
-use certops_core::ports::Table;
+use certops_core::ports::{Deps, Table};
 use certops_core::workflow::WorkflowState;
 use certops_core::{Error, ScanFinding, TicketTrigger, TicketType, Trigger};
 use serde::{Deserialize, Serialize};

@@ -3,8 +3,7 @@
 //! issuer path, and return the new bundle *by reference*. On the fallback
 //! path, select the pre-provisioned fallback certificate instead.
 
-use certops_core::ports::Table;
-use certops_core::ports::{Bundle, Deps, IssueRequest, SecretPem, TicketUpdate};
+use certops_core::ports::{Bundle, Deps, IssueRequest, SecretPem, Table, TicketUpdate};
 use certops_core::workflow::{
     leaf_facts, plan_in_force, record_audit, require_approval, RenewalOutput, StepEvent,
 };

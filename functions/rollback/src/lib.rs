@@ -10,8 +10,7 @@
 //! (a listener's original certificate) is restored by pointing the listener back at it and
 //! revalidated against the fingerprint served before the change.
 
-use certops_core::ports::Deps;
-use certops_core::ports::Table;
+use certops_core::ports::{Deps, Table};
 use certops_core::workflow::{
     leaf_facts, observe_endpoints, record_audit, snapshot_key, RollbackOutput, StepEvent,
     TargetDeployment,

@@ -27,13 +27,12 @@
 //! first attempt already sent. Intake is idempotent by the finding's idempotency key (CI,
 //! observed expiry and fingerprint), so a repeat yields no second execution.
 
-use certops_core::ports::Table;
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use certops_core::ports::{Deps, Observation, RenewalWindow};
+use certops_core::ports::{Deps, Observation, RenewalWindow, Table};
 use certops_core::{
     renewal_info, CertObject, Endpoint, Error, Fingerprint, RenewalMethod, ScanFinding,
 };

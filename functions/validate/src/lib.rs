@@ -8,8 +8,7 @@
 #[cfg(test)]
 extern crate self as certops_fn_validate;
 
-use certops_core::ports::Table;
-use certops_core::ports::{Deps, NewTicket, TicketKind, TicketState, TicketUpdate};
+use certops_core::ports::{Deps, NewTicket, Table, TicketKind, TicketState, TicketUpdate};
 use certops_core::workflow::{
     fallback_path, record_audit, report_for, StepEvent, ValidationOutput, WorkflowState,
 };

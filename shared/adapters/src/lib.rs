@@ -226,8 +226,8 @@ pub fn audit_key(data_dir: &Path) -> Result<certops_core::AuditKey, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::local_ca::testing::{make_csr, request};
     use certops_core::ports::Table;
+    use crate::local_ca::testing::{make_csr, request};
     use certops_core::ports::{
         Bundle, CdnPurger, DeployTarget, Issuer, Keystore, Queue, SecretPem, Store, SystemClock,
         TokenSealer,

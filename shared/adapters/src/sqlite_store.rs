@@ -10,8 +10,7 @@
 //! chain whose head is missing or does not match its last record.
 
 use async_trait::async_trait;
-use certops_core::ports::Store;
-use certops_core::ports::Table;
+use certops_core::ports::{Store, Table};
 use certops_core::{AuditEntry, AuditKey, AuditRecord, ChainHead, Error};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde_json::Value;

@@ -12,14 +12,13 @@
 //! checked there, once.
 //! Who, where and when go to the audit trail and the ticket.
 
-use certops_core::ports::Table;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use certops_core::integrations::SecretResolver;
-use certops_core::ports::{ApprovalCard, Clock, Deps, SystemClock, TicketUpdate};
+use certops_core::ports::{ApprovalCard, Clock, Deps, SystemClock, Table, TicketUpdate};
 use certops_core::workflow::record_audit;
 use certops_core::{AuditKind, ChatPlatform, Error, Verdict};
 use serde::Deserialize;

@@ -3,8 +3,7 @@
 //! the generic signed callback) can be found and updated: the Store port has no scan.
 //! Every change is a compare-and-swap, retried on contention.
 
-use certops_core::ports::Store;
-use certops_core::ports::Table;
+use certops_core::ports::{Store, Table};
 use certops_core::Error;
 use serde_json::{json, Value};
 

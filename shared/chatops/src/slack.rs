@@ -6,12 +6,11 @@
 //! The Web API answers HTTP 200 with `{"ok": false, "error": …}` on failure; `ratelimited`
 //! (HTTP 429) and server errors are transient.
 
-use certops_core::ports::Table;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use certops_core::integrations::SecretResolver;
-use certops_core::ports::{ApprovalCard, Chat, Config, Store};
+use certops_core::ports::{ApprovalCard, Chat, Config, Store, Table};
 use certops_core::{check_no_secrets, redact, Error};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;

@@ -6,13 +6,12 @@
 //! activity's id is kept (store table `chat_messages`) so the card can be replaced
 //! (`PUT …/activities/{activityId}`) once the approval is decided.
 
-use certops_core::ports::Table;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use certops_core::integrations::SecretResolver;
-use certops_core::ports::{ApprovalCard, Chat, Config, Store};
+use certops_core::ports::{ApprovalCard, Chat, Config, Store, Table};
 use certops_core::{check_no_secrets, redact, Error};
 use serde::Deserialize;
 use serde_json::{json, Value};

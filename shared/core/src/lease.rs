@@ -5,8 +5,7 @@
 //! (the state machine's `TimeoutSeconds`), so an expired lease can only
 //! belong to an execution that has ended.
 
-use crate::ports::Store;
-use crate::ports::Table;
+use crate::ports::{Store, Table};
 use crate::Error;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};

@@ -10,8 +10,7 @@
 
 use crate::inventory::{Endpoint, Target};
 use crate::policy::ApprovalPath;
-use crate::ports::Table;
-use crate::ports::{Config, Observation};
+use crate::ports::{Config, Observation, Table};
 use crate::validation::{Trigger, ValidationReport};
 use crate::{verify_plan_hash, Error, Plan};
 use chrono::{DateTime, Utc};

@@ -6,8 +6,7 @@ use certops_adapters::{Embedded, EngineWorkflow};
 use certops_asl::{
     Engine, EngineOptions, ExecutionInfo, FunctionRegistry, StatesError, Storage, TokioClock,
 };
-use certops_core::ports::Table;
-use certops_core::ports::{Clock, Config, Deps};
+use certops_core::ports::{Clock, Config, Deps, Table};
 use certops_core::workflow::StepEvent;
 use certops_core::Error;
 use serde::Serialize;

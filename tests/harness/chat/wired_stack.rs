@@ -3,7 +3,6 @@
 //! `POST /slack/interactions` served on a loopback port — the same routes `certops serve`
 //! mounts, deciding through approval-callback's handler.
 
-use certops_core::ports::Table;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +10,7 @@ use std::time::Duration;
 
 use certops_chatops::inbound::{ChatApprovals, ChatDecision, DecisionPath};
 use certops_core::integrations::Integrations;
-use certops_core::ports::{Clock, Ticket};
+use certops_core::ports::{Clock, Table, Ticket};
 use certops_core::{AuditRecord, Trigger};
 
 use super::bot_framework::{self, BotFramework};

@@ -5,8 +5,7 @@
 //! Every case takes a fresh, empty store. [`run_all`] runs every case, each on a store the
 //! backend's factory makes, so the embedded and the AWS adapter pass the same list.
 
-use certops_core::ports::Store;
-use certops_core::ports::Table;
+use certops_core::ports::{Store, Table};
 use certops_core::{verify_chain, AuditEntry, AuditKind, AuditRecord};
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};

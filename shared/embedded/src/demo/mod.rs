@@ -14,7 +14,6 @@ mod checks;
 mod scenarios;
 mod world;
 
-use certops_core::ports::Table;
 use scenarios::{
     expired_incident, planned_renewal, purge_failing, rate_limited, rolled_back, unknown_ci,
 };
@@ -24,7 +23,7 @@ use world::{policy_text, setup, RUNBOOK};
 use crate::prober::TlsProber;
 use crate::stack::Stack;
 use certops_adapters::Embedded;
-use certops_core::ports::{Clock, Config};
+use certops_core::ports::{Clock, Config, Table};
 use certops_core::{Error, Inventory, Policy, Runbook};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
