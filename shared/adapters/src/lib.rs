@@ -226,11 +226,10 @@ pub fn audit_key(data_dir: &Path) -> Result<certops_core::AuditKey, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use certops_core::ports::Table;
     use crate::local_ca::testing::{make_csr, request};
     use certops_core::ports::{
         Bundle, CdnPurger, DeployTarget, Issuer, Keystore, Queue, SecretPem, Store, SystemClock,
-        TokenSealer,
+        Table, TokenSealer,
     };
     use certops_core::{Cdn, CdnKind, ReloadMethod, Target, TargetKind};
     use serde_json::json;
