@@ -258,7 +258,7 @@ pub async fn handle_http(
     if let Err(e) =
         certops_core::signature::verify_approval(secret, id, body, timestamp, signature, now)
     {
-        return refuse(401, "Unauthorized", e.to_string());
+        return refuse(status_for(&e), e.name(), e.to_string());
     }
     let Some(v) = parsed else {
         return refuse(400, "InvalidInput", "body is not JSON".into());

@@ -26,7 +26,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let secret = secret.clone();
         async move {
             if !secret.is_configured() {
-                return Err(Error::InvalidInput(
+                return Err(Error::Misconfigured(
                     "CERTOPS_APPROVAL_SECRET(_ARN) is not set; refusing unsigned callbacks".into(),
                 ));
             }

@@ -250,10 +250,13 @@ pub async fn handle_webhook(
         header(SIGNATURE_HEADER),
         now,
     ) {
-        return response(
-            401,
-            json!({"error": "Unauthorized", "message": e.to_string()}),
-        );
+        // A bad signature is the caller's (401); an unusable secret is ours (500).
+        let status = if matches!(e, Error::Unauthorized(_)) {
+            401
+        } else {
+            500
+        };
+        return response(status, json!({"error": e.name(), "message": e.to_string()}));
     }
     let Ok(text) = std::str::from_utf8(&raw) else {
         return response(
@@ -387,7 +390,7 @@ pub async fn handle_event(
         IntakeEvent::Queue(sqs) => serde_json::to_value(handle_sqs(deps, sqs).await),
         IntakeEvent::Webhook(req) => {
             let Some(secret) = secret else {
-                return Err(Error::InvalidInput(
+                return Err(Error::Misconfigured(
                     "neither CERTOPS_WEBHOOK_SECRET_ARN nor CERTOPS_WEBHOOK_SECRET is set; \
                      refusing unsigned intake"
                         .into(),
@@ -528,6 +531,28 @@ mod tests {
         }
 
         #[tokio::test]
+        async fn an_unusable_signing_key_is_our_fault_not_the_callers() {
+            let w = World::new(Env::Dev).await;
+            let mut req = ApiGatewayV2httpRequest {
+                body: Some("{}".into()),
+                ..Default::default()
+            };
+            let ts = w.deps.clock.now().timestamp().to_string();
+            for (name, value) in [
+                ("content-type", "application/json"),
+                (TIMESTAMP_HEADER, ts.as_str()),
+                (SIGNATURE_HEADER, "sha256=00"),
+            ] {
+                req.headers.insert(name, value.parse().unwrap());
+            }
+            let resp = handle_webhook(&w.deps, b"", req.clone()).await;
+            assert_eq!(resp.status_code, 500, "{:?}", resp.body);
+            let resp = handle_webhook(&w.deps, b"the real key", req).await;
+            assert_eq!(resp.status_code, 401, "{:?}", resp.body);
+            assert!(w.engine.list_executions(None).is_empty());
+        }
+
+        #[tokio::test]
         async fn a_webhook_without_a_signing_key_starts_nothing() {
             let w = World::new(Env::Dev).await;
             let event = IntakeEvent::from_value(json!({"version": "2.0", "routeKey": "POST /webhooks/servicenow",
@@ -535,7 +560,7 @@ mod tests {
                 "body": "{}", "isBase64Encoded": false, "requestContext": {"http": {"method": "POST"}}}))
             .unwrap();
             let err = handle_event(&w.deps, None, event).await.unwrap_err();
-            assert_eq!(err.name(), "InvalidInput");
+            assert_eq!(err.name(), "Misconfigured");
             assert!(
                 err.to_string().contains("refusing unsigned intake"),
                 "{err}"

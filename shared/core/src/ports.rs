@@ -72,8 +72,7 @@ impl Clock for SystemClock {
 /// The [`Store`]'s logical tables: each holds one kind of record, named here once. Their
 /// names ([`Table::name`]) are what the adapters persist (SQLite's `kv.tbl`, DynamoDB's
 /// `pk` prefix), so they never change once published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "&'static str")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Table {
     /// Idempotency keys of triggers → the execution they started (intake).
@@ -143,23 +142,8 @@ impl std::fmt::Display for Table {
     }
 }
 
-impl From<Table> for &'static str {
-    fn from(t: Table) -> &'static str {
-        t.name()
-    }
-}
-
-impl TryFrom<String> for Table {
-    type Error = Error;
-    fn try_from(name: String) -> Result<Table, Error> {
-        Table::from_name(&name)
-            .ok_or_else(|| Error::InvalidInput(format!("no store table is named {name:?}")))
-    }
-}
-
 /// Durable state with conditional writes (DynamoDB / SQLite) and the audit chain. Records
-/// are JSON values in a logical [`Table`]; [`StoreExt`] reads and writes them as typed
-/// records.
+/// are JSON values in a logical [`Table`]; [`StoreExt`] reads them as typed records.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Writes `value` under `key` only if nothing is there. `Ok(true)` when written.
@@ -209,18 +193,6 @@ pub trait StoreExt: Store {
                 ))
             }),
         }
-    }
-
-    /// Writes `record` under `key` only if nothing is there. `Ok(true)` when written.
-    async fn put_new<T: Serialize + Sync>(
-        &self,
-        table: Table,
-        key: &str,
-        record: &T,
-    ) -> Result<bool, Error> {
-        let value = serde_json::to_value(record)
-            .map_err(|e| Error::InvalidInput(format!("{table}/{key} is not serializable: {e}")))?;
-        self.put_if_absent(table, key, &value).await
     }
 }
 
@@ -697,12 +669,8 @@ mod tests {
         );
         for &t in Table::ALL {
             assert_eq!(Table::from_name(t.name()), Some(t));
-            let json = serde_json::to_value(t).unwrap();
-            assert_eq!(json, serde_json::json!(t.name()));
-            assert_eq!(serde_json::from_value::<Table>(json).unwrap(), t);
         }
         assert_eq!(Table::from_name("kv"), None);
-        assert!(serde_json::from_value::<Table>(serde_json::json!("kv")).is_err());
     }
 
     #[test]
