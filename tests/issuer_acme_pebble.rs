@@ -128,7 +128,12 @@ async fn acme_issuance_against_pebble() {
         "token files left behind: {:?}",
         webroot.leftover_tokens()
     );
-    assert_eq!(proxy.count("POST /sign-me-up"), 1, "one account created");
+    // 201 Created is a new account (RFC 8555 §7.3); a retried badNonce attempt is not one.
+    assert_eq!(
+        proxy.answered("POST /sign-me-up", 201),
+        1,
+        "one account created"
+    );
 
     // The account is in the keystore, and a new process restores it instead of creating one.
     let refs = keystore.references().await.expect("references");
@@ -149,7 +154,7 @@ async fn acme_issuance_against_pebble() {
         .await
         .expect("guardrails on the RSA certificate");
     assert_eq!(
-        proxy.count("POST /sign-me-up"),
+        proxy.answered("POST /sign-me-up", 201),
         1,
         "the account was restored, not re-created"
     );

@@ -1,5 +1,5 @@
 //! A fault proxy in front of pebble: forwards every ACME request with its `Host` header (so
-//! pebble's URLs name the proxy; any that still name pebble are rewritten), counts requests per method and path, and
+//! pebble's URLs name the proxy; any that still name pebble are rewritten), counts requests per method and path (and pebble's answers per status), and
 //! injects what the Debian pebble cannot produce — `newOrder` answered with HTTP 429
 //! `urn:ietf:params:acme:error:rateLimited` and a `Retry-After`, as Let's Encrypt does
 //! (RFC 8555 §6.6), and `badNonce` refusals (§6.5).
@@ -93,6 +93,7 @@ async fn forward(State(s): State<Arc<ProxyState>>, req: Request) -> Response {
     let body = axum::body::to_bytes(req.into_body(), 1 << 20)
         .await
         .unwrap_or_default();
+    let method_seen = method.clone();
     let mut call = s
         .client
         .request(method, format!("{}{path_q}", s.upstream))
@@ -112,6 +113,10 @@ async fn forward(State(s): State<Arc<ProxyState>>, req: Request) -> Response {
         );
     };
     let status = up.status();
+    if let Ok(mut c) = s.counts.lock() {
+        *c.entry(format!("{method_seen} {path} {}", status.as_u16()))
+            .or_default() += 1;
+    }
     let mut out_headers = HeaderMap::new();
     for (k, v) in up.headers() {
         if k == "content-length" || k == "transfer-encoding" || k == "connection" {
@@ -176,18 +181,10 @@ impl FaultProxy {
             .unwrap_or(0)
     }
 
-    /// How many POSTs arrived in all.
-    pub fn posts(&self) -> usize {
-        self.state
-            .counts
-            .lock()
-            .map(|c| {
-                c.iter()
-                    .filter(|(k, _)| k.starts_with("POST "))
-                    .map(|(_, n)| *n)
-                    .sum()
-            })
-            .unwrap_or(0)
+    /// How many `<METHOD> <path>` requests pebble answered with `status`: the attempts
+    /// `count` sees include those pebble refused (it rejects 5 % of nonces on its own).
+    pub fn answered(&self, key: &str, status: u16) -> usize {
+        self.count(&format!("{key} {status}"))
     }
 }
 
