@@ -414,22 +414,11 @@ async fn build_world(dir: &Path, rec: &Arc<Recorder>) -> Result<World, Error> {
         )
         .await?;
     let addr = adapters.endpoints.start(TARGET, &current).await?;
-    let inventory = format!(
-        r#"[[certificate]]
-id = "{CERT_ID}"
-ci = "{CERT_ID}"
-common_name = "{CN}"
-environment = "prod"
-service_owner = "{OWNER}"
-escalation = ["oncall-shop@example.com"]
-change_authority = ["{OWNER}", "cab-alice@example.com"]
-fallback_cert = "{fallback}"
-issuer = {{ name = "corp-pki", method = "internal-pki" }}
-targets = [{{ kind = "local", id = "{TARGET}", reload = "hot-swap" }}]
-endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "{CN}" }}]
-"#,
-        port = addr.port()
-    );
+    let inventory = certops_adapters::fixtures::LocalCertificate::new(CERT_ID, CN, addr.port())
+        .owner(OWNER)
+        .target(TARGET)
+        .fallback(&fallback)
+        .toml();
     let config = Config {
         inventory: Inventory::from_toml_str(&inventory)?,
         policy: Policy::from_toml_str(

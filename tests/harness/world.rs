@@ -173,22 +173,13 @@ pub async fn world_on(
         .start("lb-shop", &current)
         .await
         .expect("endpoint");
-    let inventory_text = format!(
-        r#"[[certificate]]
-id = "shop-web-prod"
-ci = "shop-web-prod"
-common_name = "shop.example.com"
-environment = "prod"
-service_owner = "olivia@example.com"
-escalation = ["oncall-shop@example.com"]
-change_authority = ["olivia@example.com", "cab-alice@example.com"]
-fallback_cert = "{fallback}"
-issuer = {{ name = "corp-pki", method = "internal-pki" }}
-targets = [{{ kind = "local", id = "lb-shop", reload = "hot-swap" }}]
-endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "shop.example.com" }}]
-"#,
-        port = addr.port()
-    );
+    let inventory_text = certops_adapters::fixtures::LocalCertificate::new(
+        "shop-web-prod",
+        "shop.example.com",
+        addr.port(),
+    )
+    .fallback(&fallback)
+    .toml();
     let config = Config {
         inventory: Inventory::from_toml_str(&inventory_text).expect("inventory"),
         policy: Policy::from_toml_str(&format!("{}\n{policy_extra}", policy(prod_window)))

@@ -152,26 +152,17 @@ impl World {
             .expect("endpoint");
 
         let environment = match env {
-            Env::Dev => "dev",
-            Env::Prod => "prod",
+            Env::Dev => certops_core::Environment::Dev,
+            Env::Prod => certops_core::Environment::Prod,
         };
-        let inventory = format!(
-            r#"[[certificate]]
-id = "{CERT_ID}"
-ci = "{CERT_ID}"
-common_name = "{CN}"
-environment = "{environment}"
-service_owner = "team-shop@example.com"
-escalation = ["{ONCALL}"]
-change_authority = ["{APPROVER}", "cab-alice@example.com"]
-fallback_cert = "{fallback}"
-issuer = {{ name = "corp-pki", method = "internal-pki" }}
-targets = [{{ kind = "local", id = "{TARGET}", reload = "hot-swap" }}]
-endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "{CN}" }}]
-cdn = {{ kind = "local", distribution_id = "{CDN}", paths = ["/*"] }}
-"#,
-            port = addr.port()
-        );
+        let inventory = certops_adapters::fixtures::LocalCertificate::new(CERT_ID, CN, addr.port())
+            .environment(environment)
+            .owner(APPROVER)
+            .oncall(ONCALL)
+            .target(TARGET)
+            .fallback(&fallback)
+            .cdn(CDN)
+            .toml();
         let config = Config {
             inventory: Inventory::from_toml_str(&inventory).expect("inventory"),
             // Windows always open; `dev` is covered by a standard change.
@@ -224,7 +215,7 @@ cdn = {{ kind = "local", distribution_id = "{CDN}", paths = ["/*"] }}
             engine,
             initial_fingerprint,
             expiry,
-            environment,
+            environment: environment.as_str(),
             tokens: tokio::sync::Mutex::new(rx),
             _dir: dir,
         }

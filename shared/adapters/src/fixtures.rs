@@ -1,6 +1,8 @@
 //! The policy the demo, the benchmarks and the tests run under: change windows that never
 //! close (so a run does not depend on the day or hour it runs), one ECAB member and the
-//! ACME budget, each part adjustable. One text instead of a copy per caller.
+//! ACME budget, each part adjustable. One text instead of a copy per caller. Beside it,
+//! [`LocalCertificate`]: the one-certificate inventory the handler tests, the renewal
+//! benchmark and the test harness renew on a local endpoint.
 //!
 //! ```
 //! let text = certops_adapters::fixtures::OpenPolicy::new("test-1")
@@ -125,6 +127,115 @@ impl OpenPolicy {
     }
 }
 
+/// One certificate of the internal PKI, deployed to a local target with a hot swap and
+/// served on a loopback endpoint: the inventory entry a test or benchmark renews.
+///
+/// ```
+/// let text = certops_adapters::fixtures::LocalCertificate::new("shop-web", "shop.example.com", 8443)
+///     .fallback("fallback/shop")
+///     .toml();
+/// let inventory = certops_core::Inventory::from_toml_str(&text).unwrap();
+/// assert_eq!(inventory.certificates.len(), 1);
+/// ```
+#[derive(Debug, Clone)]
+pub struct LocalCertificate {
+    id: String,
+    common_name: String,
+    port: u16,
+    environment: certops_core::Environment,
+    owner: String,
+    oncall: String,
+    target: String,
+    fallback: Option<String>,
+    cdn: Option<String>,
+}
+
+impl LocalCertificate {
+    /// Certificate `id` (also its CI) for `common_name`, served on `127.0.0.1:port`: in
+    /// `prod`, owned by `olivia@example.com` (who is also a change authority, beside
+    /// `cab-alice@example.com`), escalated to `oncall-shop@example.com`, deployed to the
+    /// local target `lb-shop`, with no fallback and no CDN.
+    pub fn new(id: &str, common_name: &str, port: u16) -> LocalCertificate {
+        LocalCertificate {
+            id: id.into(),
+            common_name: common_name.into(),
+            port,
+            environment: certops_core::Environment::Prod,
+            owner: "olivia@example.com".into(),
+            oncall: "oncall-shop@example.com".into(),
+            target: "lb-shop".into(),
+            fallback: None,
+            cdn: None,
+        }
+    }
+
+    /// The environment the inventory names.
+    pub fn environment(mut self, environment: certops_core::Environment) -> LocalCertificate {
+        self.environment = environment;
+        self
+    }
+
+    /// The service owner, who is also the first change authority.
+    pub fn owner(mut self, owner: &str) -> LocalCertificate {
+        self.owner = owner.into();
+        self
+    }
+
+    /// The on-call address escalations go to.
+    pub fn oncall(mut self, oncall: &str) -> LocalCertificate {
+        self.oncall = oncall.into();
+        self
+    }
+
+    /// The local deploy target's id.
+    pub fn target(mut self, target: &str) -> LocalCertificate {
+        self.target = target.into();
+        self
+    }
+
+    /// The keystore reference of the fallback certificate.
+    pub fn fallback(mut self, reference: &str) -> LocalCertificate {
+        self.fallback = Some(reference.into());
+        self
+    }
+
+    /// A local CDN distribution purged of `/*` after the deploy.
+    pub fn cdn(mut self, distribution: &str) -> LocalCertificate {
+        self.cdn = Some(distribution.into());
+        self
+    }
+
+    /// The inventory's TOML text.
+    pub fn toml(&self) -> String {
+        let LocalCertificate {
+            id,
+            common_name: cn,
+            port,
+            environment,
+            owner,
+            oncall,
+            target,
+            fallback,
+            cdn,
+        } = self;
+        let mut out = format!(
+            "[[certificate]]\nid = \"{id}\"\nci = \"{id}\"\ncommon_name = \"{cn}\"\nenvironment = \"{environment}\"\nservice_owner = \"{owner}\"\nescalation = [\"{oncall}\"]\nchange_authority = [\"{owner}\", \"cab-alice@example.com\"]\n"
+        );
+        if let Some(reference) = fallback {
+            out.push_str(&format!("fallback_cert = \"{reference}\"\n"));
+        }
+        out.push_str(&format!(
+            "issuer = {{ name = \"corp-pki\", method = \"internal-pki\" }}\ntargets = [{{ kind = \"local\", id = \"{target}\", reload = \"hot-swap\" }}]\nendpoints = [{{ host = \"127.0.0.1\", port = {port}, sni = \"{cn}\" }}]\n"
+        ));
+        if let Some(distribution) = cdn {
+            out.push_str(&format!(
+                "cdn = {{ kind = \"local\", distribution_id = \"{distribution}\", paths = [\"/*\"] }}\n"
+            ));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +268,28 @@ mod tests {
         assert!(text.contains("days = [\"sat\"]"), "{text}");
         assert_eq!(text.matches(ALWAYS_OPEN).count(), 1, "{text}");
         certops_core::Policy::from_toml_str(&text).expect("parses");
+    }
+
+    #[test]
+    fn a_local_certificate_parses_with_every_option() {
+        let text = LocalCertificate::new("api", "api.example.com", 9443)
+            .environment(certops_core::Environment::Dev)
+            .owner("sam@example.com")
+            .oncall("oncall-api@example.com")
+            .target("lb-api")
+            .fallback("fallback/api")
+            .cdn("api-cdn")
+            .toml();
+        let inventory = certops_core::Inventory::from_toml_str(&text).expect("parses");
+        let cert = &inventory.certificates[0];
+        assert_eq!(cert.id, "api");
+        assert_eq!(cert.environment, certops_core::Environment::Dev);
+        assert_eq!(cert.service_owner.as_deref(), Some("sam@example.com"));
+        assert_eq!(cert.change_authority[0], "sam@example.com");
+        assert_eq!(cert.escalation, vec!["oncall-api@example.com".to_string()]);
+        assert_eq!(cert.fallback_cert.as_deref(), Some("fallback/api"));
+        assert_eq!(cert.targets[0].id, "lb-api");
+        assert_eq!(cert.endpoints[0].port, 9443);
+        assert!(cert.cdn.is_some(), "{text}");
     }
 }
