@@ -204,49 +204,42 @@ async fn an_unknown_approval_is_invalid_input() {
     assert_eq!(status_for(&err), 400);
 }
 
+/// The HTTP edge's signing secret in these tests.
+const SECRET: &[u8] = b"unit-test-callback-secret";
+
+/// One callback over HTTP to approval `path_id`, signed `signature` at `ts`.
+async fn post(w: &World, path_id: &str, ts: &str, signature: &str, body: &str) -> HttpAnswer {
+    handle_http(
+        &w.deps,
+        SECRET,
+        Some(path_id),
+        Some(ts),
+        Some(signature),
+        body.as_bytes(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn over_http_only_a_callback_signed_for_its_approval_decides() {
     let w = World::new(Env::Prod).await;
     let (arn, id) = requested(&w, "exec-1", None).await;
-    let secret = b"unit-test-callback-secret";
     let body = json!({"approvalId": id, "approver": APPROVER, "verdict": "approve"}).to_string();
     let now = w.deps.clock.now().timestamp();
     let ts = now.to_string();
+    let sign = |approval: &str| {
+        certops_core::signature::sign_approval(SECRET, now, approval, body.as_bytes())
+    };
 
-    let (status, answer) = handle_http(
-        &w.deps,
-        secret,
-        Some(&id),
-        Some(&ts),
-        Some("v1=forged"),
-        body.as_bytes(),
-    )
-    .await;
+    let (status, answer) = post(&w, &id, &ts, "v1=forged", &body).await;
     assert_eq!(
         (status, answer["error"].clone()),
         (401, json!("Unauthorized"))
     );
-    let other =
-        certops_core::signature::sign_approval(secret, now, "another-approval", body.as_bytes());
-    let (status, _) = handle_http(
-        &w.deps,
-        secret,
-        Some(&id),
-        Some(&ts),
-        Some(&other),
-        body.as_bytes(),
-    )
-    .await;
-    assert_eq!(status, 401);
-    let (status, answer) = handle_http(
-        &w.deps,
-        secret,
-        Some("another-approval"),
-        Some(&ts),
-        Some(&other),
-        body.as_bytes(),
-    )
-    .await;
+    let other = sign("another-approval");
+    let (status, _) = post(&w, &id, &ts, &other, &body).await;
+    assert_eq!(status, 401, "signed for another approval");
+    let (status, answer) = post(&w, "another-approval", &ts, &other, &body).await;
     assert_eq!(
         (status, answer["error"].clone()),
         (400, json!("InvalidInput")),
@@ -262,16 +255,7 @@ async fn over_http_only_a_callback_signed_for_its_approval_decides() {
         "pending"
     );
 
-    let signed = certops_core::signature::sign_approval(secret, now, &id, body.as_bytes());
-    let (status, answer) = handle_http(
-        &w.deps,
-        secret,
-        Some(&id),
-        Some(&ts),
-        Some(&signed),
-        body.as_bytes(),
-    )
-    .await;
+    let (status, answer) = post(&w, &id, &ts, &sign(&id), &body).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["status"], "approved");
     assert_eq!(
