@@ -5,21 +5,9 @@ use super::*;
 use crate::test_world::{Env, World, TARGET};
 use certops_adapters::TargetFault;
 
-/// Validated and renewed; deployed unless the target ignores reloads.
-async fn deployed(w: &World, exec: &str) -> StepEvent {
-    let mut event = w.validated(exec).await;
-    event.state.renewal = Some(
-        certops_fn_renew::handle(&w.deps, event.clone())
-            .await
-            .unwrap(),
-    );
-    event.state.deployment = Some(
-        certops_fn_deploy::handle(&w.deps, event.clone())
-            .await
-            .unwrap(),
-    );
-    event
-}
+#[path = "../../deploy/src/test_deployed.rs"]
+mod test_deployed;
+use test_deployed::deployed;
 
 #[tokio::test]
 async fn the_new_leaf_served_with_a_valid_chain_is_served() {
