@@ -108,32 +108,8 @@ async fn an_approval_clicked_in_slack_completes_the_renewal_and_names_the_approv
         "buttons left on a decided message"
     );
 
-    let done = cw
-        .world
-        .stack
-        .wait(&exec, Duration::from_secs(90))
-        .await
-        .expect("done");
-    assert_eq!(
-        done.status.as_str(),
-        "SUCCEEDED",
-        "{:?} {:?}",
-        done.error,
-        done.cause
-    );
-    let ticket = cw.ticket(&id).await;
-    assert_eq!(ticket.approved_by.as_deref(), Some("cab-alice@example.com"));
-    let at = ticket.approved_at.expect("approved_at");
-    assert!(at >= t0 && at <= cw.now());
-    assert!(ticket.work_notes.iter().any(|n| n
-        .text
-        .contains("approved in Slack by cab-alice@example.com")
-        && n.text.contains("U0ALICE")));
-    let audit = cw.audit(&exec).await;
-    assert!(audit
-        .iter()
-        .any(|r| r.actor == "chat:slack" && r.summary["attempt"]["platformUser"] == "U0ALICE"));
-    certops_core::verify_chain(&audit).expect("chain");
+    cw.assert_approved_by_alice(&exec, &id, t0, ("slack", "Slack", "U0ALICE"))
+        .await;
 
     // Replayed interaction (fresh signature, same click): one SendTaskSuccess, nothing new.
     let before = cw.audit(&exec).await.len();

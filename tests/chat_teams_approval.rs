@@ -102,40 +102,13 @@ async fn an_approval_clicked_in_teams_completes_the_renewal_and_names_the_approv
         .contains("Approved by cab-alice@example.com"));
 
     // The execution completes; the ticket and the audit say who, where and when.
-    let done = cw
-        .world
-        .stack
-        .wait(&exec, Duration::from_secs(90))
-        .await
-        .expect("done");
-    assert_eq!(
-        done.status.as_str(),
-        "SUCCEEDED",
-        "{:?} {:?}",
-        done.error,
-        done.cause
-    );
-    assert_eq!(cw.task_successes(&exec), 1);
-    let ticket = cw.ticket(&id).await;
-    assert_eq!(ticket.approved_by.as_deref(), Some("cab-alice@example.com"));
-    let at = ticket.approved_at.expect("approved_at");
-    assert!(at >= t0 && at <= cw.now(), "{at}");
-    assert!(
-        ticket.work_notes.iter().any(|n| n
-            .text
-            .contains("approved in Microsoft Teams by cab-alice@example.com")
-            && n.text.contains("aad-alice-0001")),
-        "{:?}",
-        ticket.work_notes
-    );
-    let audit = cw.audit(&exec).await;
-    assert!(audit.iter().any(
-        |r| r.actor == "approver:cab-alice@example.com" && r.summary["decision"] == "approved"
-    ));
-    assert!(audit.iter().any(|r| r.actor == "chat:teams"
-        && r.summary["attempt"]["platformUser"] == "aad-alice-0001"
-        && r.summary["attempt"]["platform"] == "teams"));
-    certops_core::verify_chain(&audit).expect("audit chain");
+    cw.assert_approved_by_alice(
+        &exec,
+        &id,
+        t0,
+        ("teams", "Microsoft Teams", "aad-alice-0001"),
+    )
+    .await;
 
     // The same invoke again (a replay): no second SendTaskSuccess, nothing recorded, the
     // card shows the decision that stands.

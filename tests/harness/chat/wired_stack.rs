@@ -306,6 +306,56 @@ impl ChatWorld {
         }
     }
 
+    /// cab-alice's click on `platform` (`"slack"` or `"teams"`, as `platform_user`) at or
+    /// after `t0` decided `approval_id`: the execution succeeded with one task completion,
+    /// the ticket names her, when and where (`platform_name`, the work note's spelling), and
+    /// the audit holds her decision and the chat attempt behind it, on an intact chain.
+    pub async fn assert_approved_by_alice(
+        &self,
+        execution: &str,
+        approval_id: &str,
+        t0: chrono::DateTime<chrono::Utc>,
+        (platform, platform_name, platform_user): (&str, &str, &str),
+    ) {
+        let done = self
+            .world
+            .stack
+            .wait(execution, Duration::from_secs(90))
+            .await
+            .expect("done");
+        assert_eq!(
+            done.status.as_str(),
+            "SUCCEEDED",
+            "{:?} {:?}",
+            done.error,
+            done.cause
+        );
+        assert_eq!(self.task_successes(execution), 1);
+        let ticket = self.ticket(approval_id).await;
+        assert_eq!(ticket.approved_by.as_deref(), Some("cab-alice@example.com"));
+        let at = ticket.approved_at.expect("approved_at");
+        assert!(at >= t0 && at <= self.now(), "{at}");
+        assert!(
+            ticket.work_notes.iter().any(|n| n.text.contains(&format!(
+                "approved in {platform_name} by cab-alice@example.com"
+            )) && n.text.contains(platform_user)),
+            "{:?}",
+            ticket.work_notes
+        );
+        let audit = self.audit(execution).await;
+        assert!(audit
+            .iter()
+            .any(|r| r.actor == "approver:cab-alice@example.com"
+                && r.summary["decision"] == "approved"));
+        assert!(
+            audit.iter().any(|r| r.actor == format!("chat:{platform}")
+                && r.summary["attempt"]["platformUser"] == platform_user
+                && r.summary["attempt"]["platform"] == platform),
+            "{audit:?}"
+        );
+        certops_core::verify_chain(&audit).expect("audit chain");
+    }
+
     /// A replayed decision changed nothing: the task was completed once, and the audit
     /// records added after the first `before` hold the replay's refusal and no second
     /// decision.
