@@ -9,6 +9,7 @@
 use certops_core::ports::Clock;
 use certops_tests::chat::slack_api::{sign, SlackApi};
 use certops_tests::chat::wired_stack::{chat_world, ChatWorld, SIGNING_SECRET};
+use certops_tests::world::succeeded;
 use std::time::Duration;
 
 async fn pending(cw: &ChatWorld) -> (String, String, String) {
@@ -221,19 +222,7 @@ async fn forged_stale_tampered_and_unauthorised_slack_clicks_change_nothing() {
 
     // ±299 s is inside the window: cab-alice's click then decides.
     assert_eq!(click(&cw, &body, 299).await, 200);
-    let done = cw
-        .world
-        .stack
-        .wait(&exec, Duration::from_secs(90))
-        .await
-        .expect("done");
-    assert_eq!(
-        done.status.as_str(),
-        "SUCCEEDED",
-        "{:?} {:?}",
-        done.error,
-        done.cause
-    );
+    succeeded(&cw.world.stack, &exec, Duration::from_secs(90)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,19 +316,7 @@ async fn the_http_api_function_decides_a_signed_base64_interaction_and_refuses_a
         certops_fn_chat_approval::handle(&cw.approvals, request(&sign(SIGNING_SECRET, now, &body)))
             .await;
     assert_eq!(ok.status_code, 200);
-    let done = cw
-        .world
-        .stack
-        .wait(&exec, Duration::from_secs(90))
-        .await
-        .expect("done");
-    assert_eq!(
-        done.status.as_str(),
-        "SUCCEEDED",
-        "{:?} {:?}",
-        done.error,
-        done.cause
-    );
+    succeeded(&cw.world.stack, &exec, Duration::from_secs(90)).await;
     assert_eq!(
         cw.ticket(&id).await.approved_by.as_deref(),
         Some("cab-alice@example.com")

@@ -8,6 +8,7 @@
 
 use certops_tests::chat::bot_framework::{Key, TokenSpec};
 use certops_tests::chat::wired_stack::{chat_world, ChatWorld};
+use certops_tests::world::succeeded;
 use std::time::Duration;
 
 fn bearer(t: &str) -> String {
@@ -323,19 +324,7 @@ async fn the_requester_cannot_approve_in_teams_under_another_id_form() {
         "{}",
         put.activity
     );
-    let done = cw
-        .world
-        .stack
-        .wait(&exec, Duration::from_secs(90))
-        .await
-        .expect("done");
-    assert_eq!(
-        done.status.as_str(),
-        "SUCCEEDED",
-        "{:?} {:?}",
-        done.error,
-        done.cause
-    );
+    succeeded(&cw.world.stack, &exec, Duration::from_secs(90)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

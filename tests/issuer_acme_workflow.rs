@@ -24,6 +24,7 @@ use certops_tests::issuers::pebble::Pebble;
 use certops_tests::issuers::setup::{config, secret_file};
 use certops_tests::issuers::webroot::Webroot;
 use certops_tests::process::free_port;
+use certops_tests::world::succeeded;
 use chrono::{TimeDelta, Utc};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -333,14 +334,7 @@ order_timeout_secs = 30
         .decide(approve(&id, "erin@example.com"))
         .await
         .expect("approve fallback");
-    let done = stack.wait(&exec2, WAIT).await.expect("done");
-    assert_eq!(
-        done.status.as_str(),
-        "SUCCEEDED",
-        "{:?} {:?}",
-        done.error,
-        done.cause
-    );
+    let done = succeeded(&stack, &exec2, WAIT).await;
     let state: WorkflowState =
         serde_json::from_value(done.output.clone().expect("output")).expect("state");
     assert_eq!(

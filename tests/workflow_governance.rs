@@ -8,7 +8,7 @@ use certops_core::ports::{Itsm, Store, Table};
 use certops_core::workflow::WorkflowState;
 use certops_core::{Trigger, Verdict};
 use certops_fn_approval_callback::Callback;
-use certops_tests::world::{world, World};
+use certops_tests::world::{succeeded, world, World};
 use chrono::Duration as TimeDelta;
 use std::time::Duration;
 
@@ -127,14 +127,7 @@ async fn planned_renewal_is_served_and_evidenced_in_the_ticket() {
         .decide(decision(&id, "cab-alice@example.com", Verdict::Approve))
         .await
         .expect("approve");
-    let done = w.stack.wait(&exec, WAIT).await.expect("done");
-    assert_eq!(
-        done.status.as_str(),
-        "SUCCEEDED",
-        "{:?} {:?}",
-        done.error,
-        done.cause
-    );
+    let done = succeeded(&w.stack, &exec, WAIT).await;
     let state: WorkflowState = serde_json::from_value(done.output.expect("output")).expect("state");
     let served = state.verification.expect("verification");
     assert_ne!(served.fingerprint, w.initial_fingerprint);

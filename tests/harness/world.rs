@@ -40,6 +40,24 @@ impl Clock for TestClock {
 /// The runbook the project ships.
 pub const RUNBOOK: &str = include_str!("../../runbooks/cert-renewal.runbook.toml");
 
+/// Waits up to `timeout` for `execution` on `stack` to end, asserts that it SUCCEEDED
+/// (naming its error and cause if not) and returns how it ended.
+pub async fn succeeded(
+    stack: &Stack,
+    execution: &str,
+    timeout: Duration,
+) -> certops_asl::ExecutionInfo {
+    let done = stack.wait(execution, timeout).await.expect("done");
+    assert_eq!(
+        done.status.as_str(),
+        "SUCCEEDED",
+        "{execution}: {:?} {:?}",
+        done.error,
+        done.cause
+    );
+    done
+}
+
 /// A policy whose windows are always open, unless `prod_window` overrides the prod window;
 /// quick verification and 5-minute normal and emergency approval timeouts.
 pub fn policy(prod_window: Option<&str>) -> String {

@@ -317,19 +317,7 @@ impl ChatWorld {
         t0: chrono::DateTime<chrono::Utc>,
         (platform, platform_name, platform_user): (&str, &str, &str),
     ) {
-        let done = self
-            .world
-            .stack
-            .wait(execution, Duration::from_secs(90))
-            .await
-            .expect("done");
-        assert_eq!(
-            done.status.as_str(),
-            "SUCCEEDED",
-            "{:?} {:?}",
-            done.error,
-            done.cause
-        );
+        crate::world::succeeded(&self.world.stack, execution, Duration::from_secs(90)).await;
         assert_eq!(self.task_successes(execution), 1);
         let ticket = self.ticket(approval_id).await;
         assert_eq!(ticket.approved_by.as_deref(), Some("cab-alice@example.com"));
