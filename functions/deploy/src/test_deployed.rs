@@ -1,6 +1,7 @@
-//! The `verify` and `rollback` unit tests' starting point (each includes this file with
-//! `#[path]`): the real `validate`, `renew` and `deploy` steps run in turn on the shared
-//! test world. It lives beside `deploy` because both crates already test against it.
+//! The starting point of the `verify`, `rollback` and `itsm-update` unit tests (each
+//! includes this file with `#[path]`): the real `validate`, `renew` and `deploy` steps run
+//! in turn on the shared test world. It lives beside `deploy`, which each of them already
+//! tests against.
 
 use crate::test_world::World;
 use certops_core::workflow::StepEvent;

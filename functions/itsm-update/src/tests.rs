@@ -6,6 +6,10 @@ use crate::test_world::{Env, World, APPROVER, CERT_ID, ONCALL};
 use certops_core::ports::Table;
 use certops_core::workflow::{ApprovalOutcome, CaughtError};
 
+#[path = "../../deploy/src/test_deployed.rs"]
+mod test_deployed;
+use test_deployed::deployed;
+
 fn with_action(mut event: StepEvent, action: &str) -> StepEvent {
     event.action = Some(action.to_string());
     event
@@ -205,17 +209,7 @@ async fn rollback_failed_asks_on_call_for_manual_action_and_ends_the_run() {
 #[tokio::test]
 async fn close_attaches_the_evidence_closes_the_change_and_releases_the_lock() {
     let w = World::new(Env::Dev).await;
-    let mut event = w.validated("exec-1").await;
-    event.state.renewal = Some(
-        certops_fn_renew::handle(&w.deps, event.clone())
-            .await
-            .unwrap(),
-    );
-    event.state.deployment = Some(
-        certops_fn_deploy::handle(&w.deps, event.clone())
-            .await
-            .unwrap(),
-    );
+    let mut event = deployed(&w, "exec-1").await;
     event.state.purge = Some(
         certops_fn_purge::handle(&w.deps, event.clone())
             .await
