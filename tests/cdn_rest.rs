@@ -13,9 +13,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use certops_adapters::Embedded;
 use certops_core::ports::{CdnPurger, SystemClock};
-use certops_core::{Cdn, CdnKind, Inventory};
+use certops_core::{Cdn, CdnKind};
 use certops_servers::Routers;
 use certops_tests::contract::cdn::{cdn_contract, RetryPromise};
+use certops_tests::servers::cdn_inventory;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "purge-token-7f3a9c1e";
@@ -79,24 +80,6 @@ async fn the_cdn_contract_holds_for_an_authenticated_rest_purge() {
     let wrong = dir.path().join("wrong");
     certops_tests::servers::write_private(&wrong, "not-the-token\n");
     let mut text = String::new();
-    for (i, id) in ["rest-ok", "rest-wrong-token", "rest-broken"]
-        .iter()
-        .enumerate()
-    {
-        text.push_str(&format!(
-            r#"[[certificate]]
-id = "c{i}"
-ci = "ci-{i}"
-common_name = "shop.example.com"
-environment = "prod"
-issuer = {{ name = "corp-pki", method = "internal-pki" }}
-targets = [{{ kind = "local", id = "t{i}", reload = "hot-swap" }}]
-endpoints = [{{ host = "127.0.0.1", port = 443, sni = "shop.example.com" }}]
-cdn = {{ kind = "generic-rest", distribution_id = "{id}", paths = ["/*"] }}
-
-"#
-        ));
-    }
     let base = format!("http://127.0.0.1:{port}/v1");
     let conn = |id: &str, path: &str, secret: &std::path::Path| {
         format!(
@@ -107,7 +90,11 @@ cdn = {{ kind = "generic-rest", distribution_id = "{id}", paths = ["/*"] }}
     text.push_str(&conn("rest-ok", "purge", &token));
     text.push_str(&conn("rest-wrong-token", "purge", &wrong));
     text.push_str(&conn("rest-broken", "broken", &token));
-    let inventory = Inventory::from_toml_str(&text).expect("inventory");
+    let inventory = cdn_inventory(
+        "generic-rest",
+        &["rest-ok", "rest-wrong-token", "rest-broken"],
+        &text,
+    );
     let embedded =
         Embedded::open(&dir.path().join("state"), Arc::new(SystemClock)).expect("embedded");
     let routers = Routers::embedded(&embedded, &inventory).expect("routers");

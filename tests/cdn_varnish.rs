@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use certops_adapters::Embedded;
 use certops_core::ports::{CdnPurger, SystemClock};
-use certops_core::{Cdn, CdnKind, Inventory};
+use certops_core::{Cdn, CdnKind};
 use certops_servers::Routers;
 use certops_tests::contract::cdn::{cdn_contract, RetryPromise};
 use certops_tests::process::free_port;
+use certops_tests::servers::cdn_inventory;
 use certops_tests::servers::origin::Origin;
 use certops_tests::servers::varnish::Varnish;
 
@@ -22,28 +23,6 @@ fn cdn(id: &str, paths: &[&str]) -> Cdn {
         distribution_id: id.into(),
         paths: paths.iter().map(|p| p.to_string()).collect(),
     }
-}
-
-/// One certificate per CDN (an inventory names each CDN from a certificate object).
-fn inventory(ids: &[&str], connections: &str) -> Inventory {
-    let mut text = String::new();
-    for (i, id) in ids.iter().enumerate() {
-        text.push_str(&format!(
-            r#"[[certificate]]
-id = "c{i}"
-ci = "ci-{i}"
-common_name = "shop.example.com"
-environment = "prod"
-issuer = {{ name = "corp-pki", method = "internal-pki" }}
-targets = [{{ kind = "local", id = "t{i}", reload = "hot-swap" }}]
-endpoints = [{{ host = "127.0.0.1", port = 443, sni = "shop.example.com" }}]
-cdn = {{ kind = "varnish", distribution_id = "{id}", paths = ["/*"] }}
-
-"#
-        ));
-    }
-    text.push_str(connections);
-    Inventory::from_toml_str(&text).expect("inventory")
 }
 
 struct Fixture {
@@ -71,7 +50,8 @@ async fn fixture() -> Fixture {
     );
     let routers = Routers::embedded(
         &embedded,
-        &inventory(
+        &cdn_inventory(
+            "varnish",
             &[
                 "varnish-http",
                 "varnish-admin",

@@ -12,14 +12,12 @@ use std::time::{Duration, Instant};
 
 use certops_adapters::Embedded;
 use certops_core::ports::{DeployTarget, Keystore, SystemClock};
-use certops_core::{Inventory, ReloadMethod, Target, TargetKind};
+use certops_core::{ReloadMethod, Target, TargetKind};
 use certops_servers::Routers;
-use certops_tests::contract::deploy::{deploy_contract, DeployCase, ServedCertificate};
+use certops_tests::contract::deploy::{deploy_contract, DeployCase};
 use certops_tests::contract::keystore::TestCa;
-use certops_tests::servers::nginx::Nginx;
-use certops_tests::servers::{fingerprint, observe_until};
-
-const DNS: &str = "shop.example.com";
+use certops_tests::servers::nginx::{Nginx, NginxServed};
+use certops_tests::servers::{targets_inventory, DNS};
 
 fn target(id: &str) -> Target {
     Target {
@@ -27,27 +25,6 @@ fn target(id: &str) -> Target {
         id: id.into(),
         reload: ReloadMethod::Command,
     }
-}
-
-fn inventory(ids: &[&str], connections: &str) -> Inventory {
-    let targets: Vec<String> = ids
-        .iter()
-        .map(|id| format!("{{ kind = \"command\", id = \"{id}\", reload = \"command\" }}"))
-        .collect();
-    Inventory::from_toml_str(&format!(
-        r#"[[certificate]]
-id = "shop"
-ci = "shop-web"
-common_name = "{DNS}"
-environment = "prod"
-issuer = {{ name = "corp-pki", method = "internal-pki" }}
-targets = [{}]
-endpoints = [{{ host = "127.0.0.1", port = 443, sni = "{DNS}" }}]
-
-{connections}"#,
-        targets.join(", ")
-    ))
-    .expect("inventory")
 }
 
 struct Fixture {
@@ -113,7 +90,12 @@ reload = ["true"]
     );
     let routers = Routers::embedded(
         &embedded,
-        &inventory(&["web-cmd", "hangs", "both", "refuses"], &connections),
+        &targets_inventory(
+            "command",
+            "command",
+            &["web-cmd", "hangs", "both", "refuses"],
+            &connections,
+        ),
     )
     .expect("routers");
     Fixture {
@@ -122,22 +104,6 @@ reload = ["true"]
         embedded,
         routers,
         dir,
-    }
-}
-
-struct Served<'a>(&'a Nginx, &'a str);
-
-impl ServedCertificate for Served<'_> {
-    async fn served(&self, _target: &Target) -> (String, i64) {
-        let on_disk = std::fs::read_to_string(&self.0.cert_path).expect("cert file");
-        let o = observe_until(
-            self.0.port,
-            self.1,
-            &fingerprint(&on_disk),
-            Duration::from_secs(10),
-        )
-        .await;
-        (o.fingerprint, o.not_after.timestamp())
     }
 }
 
@@ -156,7 +122,7 @@ async fn the_deploy_contract_holds_with_a_hosts_own_validate_and_reload_commands
         },
         unknown_bundle: "keystore:never/stored",
         names: "contract-command",
-        served: &Served(&f.nginx, &f.ca.root_pem),
+        served: &NginxServed(&f.nginx, &f.ca.root_pem),
         ca: &f.ca,
     })
     .await;

@@ -12,14 +12,12 @@ use std::time::Duration;
 
 use certops_adapters::Embedded;
 use certops_core::ports::{Bundle, DeployTarget, Keystore, SecretPem, SystemClock};
-use certops_core::{Inventory, ReloadMethod, Target, TargetKind};
+use certops_core::{ReloadMethod, Target, TargetKind};
 use certops_servers::Routers;
 use certops_tests::contract::deploy::{deploy_contract, DeployCase, ServedCertificate};
 use certops_tests::contract::keystore::TestCa;
 use certops_tests::servers::haproxy::Haproxy;
-use certops_tests::servers::{fingerprint, observe};
-
-const DNS: &str = "shop.example.com";
+use certops_tests::servers::{fingerprint, observe, targets_inventory, DNS};
 
 struct Fixture {
     ca: TestCa,
@@ -35,30 +33,6 @@ fn target(id: &str) -> Target {
         id: id.into(),
         reload: ReloadMethod::HaproxyRuntimeApi,
     }
-}
-
-/// An inventory whose one certificate has the given HAProxy targets and connections.
-fn inventory(ids: &[&str], connections: &str) -> Inventory {
-    let targets: Vec<String> = ids
-        .iter()
-        .map(|id| {
-            format!("{{ kind = \"haproxy\", id = \"{id}\", reload = \"haproxy-runtime-api\" }}")
-        })
-        .collect();
-    Inventory::from_toml_str(&format!(
-        r#"[[certificate]]
-id = "shop"
-ci = "shop-web"
-common_name = "{DNS}"
-environment = "prod"
-issuer = {{ name = "corp-pki", method = "internal-pki" }}
-targets = [{}]
-endpoints = [{{ host = "127.0.0.1", port = 443, sni = "{DNS}" }}]
-
-{connections}"#,
-        targets.join(", ")
-    ))
-    .expect("inventory")
 }
 
 fn fixture() -> Fixture {
@@ -80,7 +54,12 @@ fn fixture() -> Fixture {
     let connections = format!("{}\n{tcp}\n{new_path}", haproxy.connection_toml("lb-01"));
     let routers = Routers::embedded(
         &embedded,
-        &inventory(&["lb-01", "lb-tcp", "lb-new"], &connections),
+        &targets_inventory(
+            "haproxy",
+            "haproxy-runtime-api",
+            &["lb-01", "lb-tcp", "lb-new"],
+            &connections,
+        ),
     )
     .expect("routers");
     Fixture {

@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use certops_adapters::Embedded;
 use certops_core::ports::{Bundle, DeployTarget, Keystore, SecretPem, SystemClock};
-use certops_core::{Inventory, ReloadMethod, Target, TargetKind};
+use certops_core::{ReloadMethod, Target, TargetKind};
 use certops_servers::Routers;
-use certops_tests::contract::deploy::{deploy_contract, DeployCase, ServedCertificate};
+use certops_tests::contract::deploy::{deploy_contract, DeployCase};
 use certops_tests::contract::keystore::TestCa;
-use certops_tests::servers::nginx::Nginx;
-use certops_tests::servers::{fingerprint, observe, observe_until};
-
-const DNS: &str = "shop.example.com";
+use certops_tests::servers::nginx::{Nginx, NginxServed};
+use certops_tests::servers::{fingerprint, observe, observe_until, targets_inventory, DNS};
 
 struct Fixture {
     ca: TestCa,
@@ -36,29 +34,21 @@ fn target() -> Target {
     }
 }
 
-fn inventory(connection: &str) -> Inventory {
-    Inventory::from_toml_str(&format!(
-        r#"[[certificate]]
-id = "shop"
-ci = "shop-web"
-common_name = "{DNS}"
-environment = "prod"
-issuer = {{ name = "corp-pki", method = "internal-pki" }}
-targets = [{{ kind = "nginx", id = "web-01", reload = "nginx-reload" }}]
-endpoints = [{{ host = "127.0.0.1", port = 443, sni = "{DNS}" }}]
-
-{connection}"#
-    ))
-    .expect("inventory")
-}
-
 fn fixture() -> Fixture {
     let ca = TestCa::new();
     let nginx = Nginx::start(&ca.issue(DNS, 10));
     let dir = tempfile::tempdir().expect("tempdir");
     let embedded = Embedded::open(dir.path(), Arc::new(SystemClock)).expect("embedded");
-    let routers = Routers::embedded(&embedded, &inventory(&nginx.connection_toml("web-01")))
-        .expect("routers");
+    let routers = Routers::embedded(
+        &embedded,
+        &targets_inventory(
+            "nginx",
+            "nginx-reload",
+            &["web-01"],
+            &nginx.connection_toml("web-01"),
+        ),
+    )
+    .expect("routers");
     Fixture {
         ca,
         nginx,
@@ -66,23 +56,6 @@ fn fixture() -> Fixture {
         routers,
         target: target(),
         _dir: dir,
-    }
-}
-
-struct Served<'a>(&'a Nginx, &'a str);
-
-impl ServedCertificate for Served<'_> {
-    async fn served(&self, _target: &Target) -> (String, i64) {
-        // nginx serves what its files hold once the reload has gone through.
-        let on_disk = std::fs::read_to_string(&self.0.cert_path).expect("cert file");
-        let o = observe_until(
-            self.0.port,
-            self.1,
-            &fingerprint(&on_disk),
-            Duration::from_secs(10),
-        )
-        .await;
-        (o.fingerprint, o.not_after.timestamp())
     }
 }
 
@@ -101,7 +74,7 @@ async fn the_deploy_contract_holds_on_a_real_nginx() {
         },
         unknown_bundle: "keystore:never/stored",
         names: "contract-nginx",
-        served: &Served(&f.nginx, &f.ca.root_pem),
+        served: &NginxServed(&f.nginx, &f.ca.root_pem),
         ca: &f.ca,
     })
     .await;

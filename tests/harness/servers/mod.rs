@@ -181,3 +181,51 @@ pub fn fingerprint(chain_pem: &str) -> String {
         .expect("leaf")
         .fingerprint
 }
+
+/// The name the real servers' test certificates are issued for.
+pub const DNS: &str = "shop.example.com";
+
+/// One internal-PKI certificate for [`DNS`] in prod, verified on port 443, deployed to
+/// `targets` (TOML inline tables), with any `extra` lines after.
+fn certificate(id: &str, ci: &str, targets: &str, extra: &str) -> String {
+    format!(
+        "[[certificate]]\nid = \"{id}\"\nci = \"{ci}\"\ncommon_name = \"{DNS}\"\nenvironment = \"prod\"\n\
+         issuer = {{ name = \"corp-pki\", method = \"internal-pki\" }}\ntargets = [{targets}]\n\
+         endpoints = [{{ host = \"127.0.0.1\", port = 443, sni = \"{DNS}\" }}]\n{extra}\n"
+    )
+}
+
+/// An inventory of one certificate (id `shop`) deployed to one target of `kind` per id in
+/// `ids`, each reloaded by `reload`, then the `connections` tables that say how to reach
+/// them.
+pub fn targets_inventory(
+    kind: &str,
+    reload: &str,
+    ids: &[&str],
+    connections: &str,
+) -> certops_core::Inventory {
+    let targets: Vec<String> = ids
+        .iter()
+        .map(|id| format!("{{ kind = \"{kind}\", id = \"{id}\", reload = \"{reload}\" }}"))
+        .collect();
+    let text = certificate("shop", "shop-web", &targets.join(", "), "") + connections;
+    certops_core::Inventory::from_toml_str(&text).expect("inventory")
+}
+
+/// An inventory of one certificate per CDN distribution in `ids`, each of `kind` (an
+/// inventory names a CDN from a certificate object), then the `connections` tables.
+pub fn cdn_inventory(kind: &str, ids: &[&str], connections: &str) -> certops_core::Inventory {
+    let mut text = String::new();
+    for (i, id) in ids.iter().enumerate() {
+        text.push_str(&certificate(
+            &format!("c{i}"),
+            &format!("ci-{i}"),
+            &format!("{{ kind = \"local\", id = \"t{i}\", reload = \"hot-swap\" }}"),
+            &format!(
+                "cdn = {{ kind = \"{kind}\", distribution_id = \"{id}\", paths = [\"/*\"] }}\n"
+            ),
+        ));
+    }
+    text.push_str(connections);
+    certops_core::Inventory::from_toml_str(&text).expect("inventory")
+}

@@ -154,3 +154,22 @@ impl Nginx {
         )
     }
 }
+
+/// What a private nginx serves, for the deploy contract: the chain its certificate file
+/// holds, once a fresh handshake (checked against `root_pem`) sees it — nginx serves its
+/// files' contents after the reload has gone through.
+pub struct NginxServed<'a>(pub &'a Nginx, pub &'a str);
+
+impl crate::contract::deploy::ServedCertificate for NginxServed<'_> {
+    async fn served(&self, _target: &certops_core::Target) -> (String, i64) {
+        let on_disk = std::fs::read_to_string(&self.0.cert_path).expect("cert file");
+        let o = super::observe_until(
+            self.0.port,
+            self.1,
+            &super::fingerprint(&on_disk),
+            Duration::from_secs(10),
+        )
+        .await;
+        (o.fingerprint, o.not_after.timestamp())
+    }
+}
