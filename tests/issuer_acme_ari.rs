@@ -179,27 +179,10 @@ async fn the_scan_renews_inside_the_cas_window_and_the_order_replaces_the_served
         .start("web-ep", &current)
         .await
         .expect("endpoint");
-    let (fkey, fcsr) = key_and_csr(KeyType::EcdsaP256, &names);
-    let mut fallback_request = request(fcsr);
-    fallback_request.issuer = Issuer {
-        name: "corp-pki".into(),
-        method: RenewalMethod::InternalPki,
-        registered_domain: None,
-    };
-    let fchain = certops_core::ports::Issuer::issue(adapters.ca.as_ref(), &fallback_request)
+    let fallback = adapters
+        .provision_fallback("fallback/web", "web", &names)
         .await
         .expect("fallback");
-    let fallback = adapters
-        .keystore
-        .put_bundle(
-            "fallback/web",
-            Bundle {
-                chain_pem: fchain,
-                key: SecretPem::new(fkey.serialize_pem()),
-            },
-        )
-        .await
-        .expect("fallback bundle");
     let anchors = dir.path().join("mini-ca.pem");
     std::fs::write(&anchors, acme.ca_pem()).expect("anchors");
     let inventory = format!(

@@ -78,43 +78,14 @@ async fn scenario_1_on_acme_then_rate_limited_to_the_fallback() {
         .await
         .expect("current");
     // The fallback: pre-provisioned from the local CA.
-    let fkey = rcgen::KeyPair::generate().expect("key");
-    let fcsr = rcgen::CertificateParams::new(vec![
-        "shop.example.com".to_string(),
-        "www.shop.example.com".to_string(),
-    ])
-    .expect("p")
-    .serialize_request(&fkey)
-    .and_then(|c| c.pem())
-    .expect("csr");
-    let fchain = certops_core::ports::Issuer::issue(
-        adapters.ca.as_ref(),
-        &certops_core::ports::IssueRequest {
-            cert_id: "shop-web-prod".into(),
-            issuer: certops_core::Issuer {
-                name: "corp-pki".into(),
-                method: certops_core::RenewalMethod::InternalPki,
-                registered_domain: None,
-            },
-            csr_pem: fcsr,
-            common_name: "shop.example.com".into(),
-            sans: vec!["shop.example.com".into(), "www.shop.example.com".into()],
-            replaces: None,
-        },
-    )
-    .await
-    .expect("fallback");
     let fallback = adapters
-        .keystore
-        .put_bundle(
+        .provision_fallback(
             "fallback/shop",
-            Bundle {
-                chain_pem: fchain,
-                key: SecretPem::new(fkey.serialize_pem()),
-            },
+            "shop-web-prod",
+            &["shop.example.com", "www.shop.example.com"],
         )
         .await
-        .expect("fallback bundle");
+        .expect("fallback");
     let addr = adapters
         .endpoints
         .start("lb-shop", &current)

@@ -382,36 +382,8 @@ async fn build_world(dir: &Path, rec: &Arc<Recorder>) -> Result<World, Error> {
         )
         .await?;
     // The fallback certificate, pre-provisioned from the internal PKI.
-    let fkey = rcgen::KeyPair::generate().map_err(rc)?;
-    let csr = rcgen::CertificateParams::new(vec![CN.to_string()])
-        .map_err(rc)?
-        .serialize_request(&fkey)
-        .and_then(|c| c.pem())
-        .map_err(rc)?;
-    let fchain = adapters
-        .ca
-        .issue(&IssueRequest {
-            cert_id: CERT_ID.into(),
-            issuer: certops_core::Issuer {
-                name: "corp-pki".into(),
-                method: certops_core::RenewalMethod::InternalPki,
-                registered_domain: None,
-            },
-            csr_pem: csr,
-            common_name: CN.into(),
-            sans: vec![CN.into()],
-            replaces: None,
-        })
-        .await?;
     let fallback = adapters
-        .keystore
-        .put_bundle(
-            "fallback/shop",
-            Bundle {
-                chain_pem: fchain,
-                key: SecretPem::new(fkey.serialize_pem()),
-            },
-        )
+        .provision_fallback("fallback/shop", CERT_ID, &[CN])
         .await?;
     let addr = adapters.endpoints.start(TARGET, &current).await?;
     let inventory = certops_adapters::fixtures::LocalCertificate::new(CERT_ID, CN, addr.port())

@@ -3,7 +3,7 @@
 //! local CA, a configurable policy, and a domain clock the test can move.
 
 use certops_adapters::Embedded;
-use certops_core::ports::{Bundle, Clock, Config, IssueRequest, Issuer, Keystore, SecretPem};
+use certops_core::ports::{Bundle, Clock, Config, Keystore, SecretPem};
 use certops_core::{Inventory, Policy, Runbook, ScanFinding};
 use certops_embedded::Stack;
 use chrono::{DateTime, Duration as TimeDelta, Utc};
@@ -153,39 +153,10 @@ pub async fn world_on(
         )
         .await
         .expect("bundle");
-    let fkey = rcgen::KeyPair::generate().expect("key");
-    let csr = rcgen::CertificateParams::new(vec!["shop.example.com".to_string()])
-        .expect("params")
-        .serialize_request(&fkey)
-        .and_then(|c| c.pem())
-        .expect("csr");
-    let chain = adapters
-        .ca
-        .issue(&IssueRequest {
-            cert_id: "shop-web-prod".into(),
-            issuer: certops_core::Issuer {
-                name: "corp-pki".into(),
-                method: certops_core::RenewalMethod::InternalPki,
-                registered_domain: None,
-            },
-            csr_pem: csr,
-            common_name: "shop.example.com".into(),
-            sans: vec!["shop.example.com".into()],
-            replaces: None,
-        })
+    let fallback = adapters
+        .provision_fallback("fallback/shop", "shop-web-prod", &["shop.example.com"])
         .await
         .expect("fallback");
-    let fallback = adapters
-        .keystore
-        .put_bundle(
-            "fallback/shop",
-            Bundle {
-                chain_pem: chain,
-                key: SecretPem::new(fkey.serialize_pem()),
-            },
-        )
-        .await
-        .expect("fallback bundle");
     let addr = adapters
         .endpoints
         .start("lb-shop", &current)

@@ -7,9 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use certops_adapters::Embedded;
-use certops_core::ports::{
-    Bundle, Clock, IssueRequest, Issuer as _, Keystore as _, SecretPem, SystemClock,
-};
+use certops_core::ports::{Clock, SystemClock};
 use chrono::{TimeDelta, Utc};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -67,33 +65,11 @@ pub type WorldError = Box<dyn std::error::Error + Send + Sync>;
 pub async fn build(data_dir: &Path, config_dir: &Path, probe_port: u16) -> Result<(), WorldError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let adapters = Embedded::open(data_dir, clock)?;
-    let key = rcgen::KeyPair::generate()?;
-    let csr = rcgen::CertificateParams::new(vec!["api.staging.corp.example.net".to_string()])?
-        .serialize_request(&key)?
-        .pem()?;
-    let chain = adapters
-        .ca
-        .issue(&IssueRequest {
-            cert_id: CERT_ID.into(),
-            issuer: certops_core::Issuer {
-                name: "corp-pki".into(),
-                method: certops_core::RenewalMethod::InternalPki,
-                registered_domain: None,
-            },
-            csr_pem: csr,
-            common_name: "api.staging.corp.example.net".into(),
-            sans: vec!["api.staging.corp.example.net".into()],
-            replaces: None,
-        })
-        .await?;
     let fallback = adapters
-        .keystore
-        .put_bundle(
+        .provision_fallback(
             "fallback/api-internal-staging",
-            Bundle {
-                chain_pem: chain,
-                key: SecretPem::new(key.serialize_pem()),
-            },
+            CERT_ID,
+            &["api.staging.corp.example.net"],
         )
         .await?;
     drop(adapters);

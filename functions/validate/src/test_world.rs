@@ -12,8 +12,7 @@
 use certops_adapters::{Embedded, EngineWorkflow};
 use certops_asl::{BoxFuture, Engine, EngineOptions, StatesError, TaskInvoker, TaskRequest};
 use certops_core::ports::{
-    Bundle, Clock, Config, Deps, IssueRequest, Issuer as _, Itsm as _, Keystore as _, NewTicket,
-    SecretPem, TicketKind,
+    Bundle, Clock, Config, Deps, Itsm as _, Keystore as _, NewTicket, SecretPem, TicketKind,
 };
 use certops_core::workflow::{StepEvent, WorkflowState};
 use certops_core::{Inventory, Policy, Runbook, ScanFinding, Trigger};
@@ -144,7 +143,10 @@ impl World {
             )
             .await
             .expect("current bundle");
-        let fallback = Self::fallback_bundle(&adapters).await;
+        let fallback = adapters
+            .provision_fallback("fallback/shop", CERT_ID, &[CN])
+            .await
+            .expect("fallback");
         let addr = adapters
             .endpoints
             .start(TARGET, &current)
@@ -219,43 +221,6 @@ impl World {
             tokens: tokio::sync::Mutex::new(rx),
             _dir: dir,
         }
-    }
-
-    /// The pre-provisioned fallback certificate, issued by the local CA.
-    async fn fallback_bundle(adapters: &Embedded) -> String {
-        let key = rcgen::KeyPair::generate().expect("fallback key");
-        let csr = rcgen::CertificateParams::new(vec![CN.to_string()])
-            .expect("params")
-            .serialize_request(&key)
-            .and_then(|c| c.pem())
-            .expect("csr");
-        let chain = adapters
-            .ca
-            .issue(&IssueRequest {
-                cert_id: CERT_ID.into(),
-                issuer: certops_core::Issuer {
-                    name: "corp-pki".into(),
-                    method: certops_core::RenewalMethod::InternalPki,
-                    registered_domain: None,
-                },
-                csr_pem: csr,
-                common_name: CN.into(),
-                sans: vec![CN.into()],
-                replaces: None,
-            })
-            .await
-            .expect("fallback certificate");
-        adapters
-            .keystore
-            .put_bundle(
-                "fallback/shop",
-                Bundle {
-                    chain_pem: chain,
-                    key: SecretPem::new(key.serialize_pem()),
-                },
-            )
-            .await
-            .expect("fallback bundle")
     }
 
     /// A step event for `trigger` in execution `execution`, with no step run yet.

@@ -215,6 +215,62 @@ impl Embedded {
             sealer: self.sealer.clone(),
         }
     }
+
+    /// Pre-provisions the fallback certificate of certificate object `cert_id`: a fresh
+    /// key, a certificate for `names` (the first is its common name) from the local CA
+    /// acting as the internal PKI, both stored under keystore `reference`. Returns the
+    /// stored reference, as an inventory's `fallback_cert` names it.
+    pub async fn provision_fallback(
+        &self,
+        reference: &str,
+        cert_id: &str,
+        names: &[&str],
+    ) -> Result<String, Error> {
+        use certops_core::ports::{Bundle, IssueRequest, Issuer, Keystore, SecretPem};
+        let generation = |e: rcgen::Error| {
+            Error::InvalidInput(format!("fallback certificate for {cert_id}: {e}"))
+        };
+        let Some(common_name) = names.first() else {
+            return Err(Error::InvalidInput(format!(
+                "fallback certificate for {cert_id}: no name given"
+            )));
+        };
+        let key = rcgen::KeyPair::generate().map_err(generation)?;
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .map_err(generation)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, *common_name);
+        let csr_pem = params
+            .serialize_request(&key)
+            .and_then(|c| c.pem())
+            .map_err(generation)?;
+        let chain_pem = self
+            .ca
+            .issue(&IssueRequest {
+                cert_id: cert_id.into(),
+                issuer: certops_core::Issuer {
+                    name: "corp-pki".into(),
+                    method: certops_core::RenewalMethod::InternalPki,
+                    registered_domain: None,
+                },
+                csr_pem,
+                common_name: common_name.to_string(),
+                sans: names.iter().map(|n| n.to_string()).collect(),
+                replaces: None,
+            })
+            .await?;
+        self.keystore
+            .put_bundle(
+                reference,
+                Bundle {
+                    chain_pem,
+                    key: SecretPem::new(key.serialize_pem()),
+                },
+            )
+            .await
+    }
 }
 
 /// The audit key of the data directory ([`AUDIT_KEY_FILE`]), generated on first use.
@@ -236,6 +292,42 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn a_provisioned_fallback_is_a_ca_issued_bundle_for_its_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Embedded::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        let reference = e
+            .provision_fallback(
+                "fallback/shop",
+                "shop",
+                &["shop.example.com", "www.shop.example.com"],
+            )
+            .await
+            .unwrap();
+        let bundle = e.keystore.get_bundle(&reference).await.unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(bundle.chain_pem.as_bytes()).unwrap();
+        let leaf = pem.parse_x509().unwrap();
+        let sans: Vec<String> = leaf
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(
+            sans,
+            ["DNSName(shop.example.com)", "DNSName(www.shop.example.com)"]
+        );
+        assert!(bundle.key.expose().contains("PRIVATE KEY"));
+        let err = e
+            .provision_fallback("fallback/none", "none", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.name(), "InvalidInput");
     }
 
     #[tokio::test]

@@ -11,10 +11,7 @@ use std::time::Duration;
 
 use certops_adapters::Embedded;
 use certops_asl::ExecutionStatus;
-use certops_core::ports::{
-    Bundle, Clock, Config, IssueRequest, Issuer, Keystore, Observation, Prober, SecretPem,
-    SystemClock, TicketState,
-};
+use certops_core::ports::{Clock, Config, Observation, Prober, SystemClock, TicketState};
 use certops_core::workflow::WorkflowState;
 use certops_core::{Endpoint, Inventory, Policy, Runbook, ScanFinding, Trigger, Verdict};
 use certops_embedded::Stack;
@@ -151,39 +148,10 @@ pub async fn real_world(opts: WorldOptions) -> RealWorld {
         .then(|| Haproxy::start(&initial));
 
     // The fallback certificate, pre-provisioned from the internal PKI (as the demo does).
-    let fkey = rcgen::KeyPair::generate().expect("key");
-    let csr = rcgen::CertificateParams::new(vec![DNS.to_string()])
-        .expect("params")
-        .serialize_request(&fkey)
-        .and_then(|c| c.pem())
-        .expect("csr");
-    let chain = adapters
-        .ca
-        .issue(&IssueRequest {
-            cert_id: "shop-web-prod".into(),
-            issuer: certops_core::Issuer {
-                name: "corp-pki".into(),
-                method: certops_core::RenewalMethod::InternalPki,
-                registered_domain: None,
-            },
-            csr_pem: csr,
-            common_name: DNS.into(),
-            sans: vec![DNS.into()],
-            replaces: None,
-        })
+    let fallback = adapters
+        .provision_fallback("fallback/shop", "shop-web-prod", &[DNS])
         .await
         .expect("fallback");
-    let fallback = adapters
-        .keystore
-        .put_bundle(
-            "fallback/shop",
-            Bundle {
-                chain_pem: chain,
-                key: SecretPem::new(fkey.serialize_pem()),
-            },
-        )
-        .await
-        .expect("fallback bundle");
 
     let mut targets = Vec::new();
     let mut connections = String::new();

@@ -3,7 +3,7 @@
 //! inventory and policy the scenarios run under.
 
 use certops_adapters::Embedded;
-use certops_core::ports::{Bundle, Clock, IssueRequest, Keystore, SecretPem};
+use certops_core::ports::{Bundle, Clock, Keystore, SecretPem};
 use certops_core::{Endpoint, Error};
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use std::sync::Arc;
@@ -148,35 +148,8 @@ pub(super) async fn setup(
             )
             .await?;
         // The fallback certificate: pre-provisioned from the internal PKI.
-        let fkey = rcgen::KeyPair::generate().map_err(rc)?;
-        let mut p = rcgen::CertificateParams::new(vec![s.cn.to_string()]).map_err(rc)?;
-        p.distinguished_name.push(rcgen::DnType::CommonName, s.cn);
-        let csr = p
-            .serialize_request(&fkey)
-            .and_then(|c| c.pem())
-            .map_err(rc)?;
-        let issuer: certops_core::Issuer = toml_issuer(s.issuer)?;
-        let fchain = certops_core::ports::Issuer::issue(
-            adapters.ca.as_ref(),
-            &IssueRequest {
-                cert_id: s.id.into(),
-                issuer,
-                csr_pem: csr,
-                common_name: s.cn.into(),
-                sans: vec![s.cn.into()],
-                replaces: None,
-            },
-        )
-        .await?;
         let fallback = adapters
-            .keystore
-            .put_bundle(
-                &format!("fallback/{}", s.id),
-                Bundle {
-                    chain_pem: fchain,
-                    key: SecretPem::new(fkey.serialize_pem()),
-                },
-            )
+            .provision_fallback(&format!("fallback/{}", s.id), s.id, &[s.cn])
             .await?;
         let target = format!("lb-{}", s.id);
         let addr = adapters.endpoints.start(&target, &current).await?;
@@ -212,14 +185,4 @@ endpoints = [{{ host = "127.0.0.1", port = {port}, sni = "{cn}" }}]
         ));
     }
     Ok((toml, endpoints))
-}
-
-pub(super) fn toml_issuer(text: &str) -> Result<certops_core::Issuer, Error> {
-    #[derive(serde::Deserialize)]
-    struct Wrapper {
-        issuer: certops_core::Issuer,
-    }
-    toml::from_str::<Wrapper>(&format!("issuer = {text}"))
-        .map(|w| w.issuer)
-        .map_err(|e| Error::InvalidInput(format!("demo issuer: {e}")))
 }
