@@ -5,7 +5,6 @@
 use super::*;
 use crate::test_world::{Env, World, APPROVER};
 use certops_asl::ExecutionStatus;
-use certops_core::ports::Table;
 use certops_core::workflow::StepEvent;
 
 /// Requests approval of execution `exec`'s plan (triggered by `trigger`, if given) with
@@ -57,13 +56,7 @@ async fn an_authorised_approval_is_spent_and_completes_the_waiting_task() {
     let outcome = &done.output.unwrap()["decision"];
     assert_eq!(outcome["approver"], APPROVER);
     assert_eq!(outcome["approvalId"], json!(id));
-    let record = w
-        .deps
-        .store
-        .get(Table::Approvals, &id)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = w.approval(&id).await;
     let request: ApprovalRequest = serde_json::from_value(record["request"].clone()).unwrap();
     assert_eq!(outcome["planHash"], json!(request.plan_hash));
     assert_eq!(
@@ -111,13 +104,7 @@ async fn the_requester_may_not_approve_and_the_request_stays_open() {
         .unwrap_err();
     assert_eq!(err.name(), "SelfApproval");
     assert_eq!(status_for(&err), 403);
-    let record = w
-        .deps
-        .store
-        .get(Table::Approvals, &id)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = w.approval(&id).await;
     assert_eq!(record["status"], "pending");
     // Another member of the change authority still can.
     let decided = handle(
@@ -146,13 +133,7 @@ async fn someone_outside_the_change_authority_is_refused() {
     assert_eq!(err.name(), "NotInChangeAuthority");
     let last = w.audit("exec-1").await.pop().unwrap();
     assert_eq!(last.summary["refused"], "NotInChangeAuthority");
-    let record = w
-        .deps
-        .store
-        .get(Table::Approvals, &id)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = w.approval(&id).await;
     assert_eq!(record["status"], "pending");
 }
 
@@ -181,13 +162,7 @@ async fn a_decision_after_the_approval_expired_is_approval_expired() {
     assert_eq!(err.name(), "ApprovalExpired");
     let done = w.engine.wait_for(&arn).await.unwrap();
     assert_eq!(done.error.as_deref(), Some("ApprovalExpired"));
-    let record = w
-        .deps
-        .store
-        .get(Table::Approvals, &id)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = w.approval(&id).await;
     assert_eq!(record["status"], "expired");
 }
 
@@ -245,15 +220,7 @@ async fn over_http_only_a_callback_signed_for_its_approval_decides() {
         (400, json!("InvalidInput")),
         "path and body disagree"
     );
-    assert_eq!(
-        w.deps
-            .store
-            .get(Table::Approvals, &id)
-            .await
-            .unwrap()
-            .unwrap()["status"],
-        "pending"
-    );
+    assert_eq!(w.approval(&id).await["status"], "pending");
 
     let (status, answer) = post(&w, &id, &ts, &sign(&id), &body).await;
     assert_eq!(status, 200, "{answer}");

@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::test_world::{Env, World, APPROVER};
-use certops_core::ports::Table;
 
 #[tokio::test]
 async fn a_normal_change_gets_a_card_bound_to_the_plan_hash_and_the_token_sealed() {
@@ -32,13 +31,7 @@ async fn a_normal_change_gets_a_card_bound_to_the_plan_hash_and_the_token_sealed
     );
     assert!(!serde_json::to_string(&card).unwrap().contains(&token));
     // The record: pending, the token sealed (not in clear), every part delivered.
-    let record = w
-        .deps
-        .store
-        .get(Table::Approvals, &out.approval_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = w.approval(&out.approval_id).await;
     assert_eq!(record["status"], "pending");
     assert!(!record.to_string().contains(&token));
     let sealed = record["sealedToken"].as_str().unwrap();
@@ -69,13 +62,7 @@ async fn a_retried_request_takes_the_new_token_without_repeating_note_or_audit()
     event.task_token = Some(second.clone());
     let b = handle(&w.deps, event.clone()).await.unwrap();
     assert_eq!(a, b);
-    let record = w
-        .deps
-        .store
-        .get(Table::Approvals, &a.approval_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = w.approval(&a.approval_id).await;
     assert_eq!(
         w.deps
             .sealer

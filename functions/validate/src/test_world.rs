@@ -300,6 +300,16 @@ impl World {
         (arn, token)
     }
 
+    /// The stored approval record `id`.
+    pub async fn approval(&self, id: &str) -> serde_json::Value {
+        self.deps
+            .store
+            .get(certops_core::ports::Table::Approvals, id)
+            .await
+            .expect("store")
+            .expect("approval record")
+    }
+
     /// The execution's audit trail, oldest first.
     pub async fn audit(&self, execution: &str) -> Vec<certops_core::AuditRecord> {
         self.deps.store.audit(execution).await.expect("audit")

@@ -307,19 +307,8 @@ mod tests {
             .await
             .unwrap();
         let bundle = e.keystore.get_bundle(&reference).await.unwrap();
-        let (_, pem) = x509_parser::pem::parse_x509_pem(bundle.chain_pem.as_bytes()).unwrap();
-        let leaf = pem.parse_x509().unwrap();
-        let sans: Vec<String> = leaf
-            .subject_alternative_name()
-            .unwrap()
-            .unwrap()
-            .value
-            .general_names
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
         assert_eq!(
-            sans,
+            crate::local_ca::testing::leaf_sans(&bundle.chain_pem),
             ["DNSName(shop.example.com)", "DNSName(www.shop.example.com)"]
         );
         assert!(bundle.key.expose().contains("PRIVATE KEY"));

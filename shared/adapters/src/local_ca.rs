@@ -362,6 +362,21 @@ pub(crate) mod testing {
         (csr, key.serialize_pem())
     }
 
+    /// The SANs of the first certificate of `chain_pem`, as x509-parser prints them
+    /// (`DNSName(shop.local)`).
+    pub(crate) fn leaf_sans(chain_pem: &str) -> Vec<String> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(chain_pem.as_bytes()).unwrap();
+        let leaf = pem.parse_x509().unwrap();
+        leaf.subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect()
+    }
+
     /// An issue request for `cert_id` covering `names`.
     pub(crate) fn request(cert_id: &str, names: &[&str], csr_pem: String) -> IssueRequest {
         IssueRequest {
@@ -421,16 +436,10 @@ mod tests {
         assert_eq!(days, 90);
         let nb = leaf.validity().not_before.timestamp();
         assert!((nb - Utc::now().timestamp()).abs() < 60, "starts now");
-        let sans: Vec<String> = leaf
-            .subject_alternative_name()
-            .unwrap()
-            .unwrap()
-            .value
-            .general_names
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
-        assert_eq!(sans, ["DNSName(shop.local)", "DNSName(www.shop.local)"]);
+        assert_eq!(
+            testing::leaf_sans(&chain),
+            ["DNSName(shop.local)", "DNSName(www.shop.local)"]
+        );
 
         // Verify the chain as a TLS client would, trusting only the root.
         let root = ca.trust_anchors_pem().await.unwrap().unwrap();
