@@ -607,8 +607,7 @@ async fn decide(
         }
         Err(e) => {
             // The same status the approval callback answers, chosen by variant.
-            let status = StatusCode::from_u16(certops_fn_approval_callback::status_for(&e))
-                .unwrap_or(StatusCode::BAD_REQUEST);
+            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
             tracing::warn!(account = %s.user, approval = %id, error = e.name(), "console decision refused");
             if json {
                 return json_body(

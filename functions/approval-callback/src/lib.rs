@@ -152,25 +152,12 @@ async fn deliver(deps: &Deps, id: &str, spent: &Value, actor: &str) -> Result<()
 /// An HTTP answer: status code and JSON body.
 pub type HttpAnswer = (u16, Value);
 
-/// The status an error is answered with: 503 for what a retry may fix (the decision
-/// is then re-sent, see [`handle`]).
-pub fn status_for(e: &Error) -> u16 {
-    match e {
-        Error::Unauthorized(_) => 401,
-        Error::SelfApproval { .. } | Error::NotInChangeAuthority { .. } => 403,
-        Error::Conflict(_) | Error::ApprovalExpired { .. } | Error::PlanDrift { .. } => 409,
-        e if e.is_retryable() => 503,
-        // certops' own fault, not the caller's: its configuration or its stored state.
-        Error::Misconfigured(_) | Error::Corrupt(_) => 500,
-        _ => 400,
-    }
-}
-
-/// The HTTP status a decision's outcome is answered with.
+/// The HTTP status a decision's outcome is answered with ([`Error::http_status`]): 503
+/// for what a retry may fix (the decision is then re-sent, see [`handle`]).
 pub fn http_status(result: &Result<Decided, Error>) -> u16 {
     match result {
         Ok(_) => 200,
-        Err(e) => status_for(e),
+        Err(e) => e.http_status(),
     }
 }
 
@@ -258,7 +245,7 @@ pub async fn handle_http(
     if let Err(e) =
         certops_core::signature::verify_approval(secret, id, body, timestamp, signature, now)
     {
-        return refuse(status_for(&e), e.name(), e.to_string());
+        return refuse(e.http_status(), e.name(), e.to_string());
     }
     let Some(v) = parsed else {
         return refuse(400, "InvalidInput", "body is not JSON".into());
@@ -286,7 +273,7 @@ pub async fn handle_http(
     match handle(deps, cb).await {
         Ok(d) => (200, serde_json::to_value(d).unwrap_or_default()),
         Err(e) => (
-            status_for(&e),
+            e.http_status(),
             json!({"error": e.name(), "message": e.to_string()}),
         ),
     }

@@ -91,7 +91,7 @@ async fn an_approval_is_single_use() {
     .unwrap_err();
     assert_eq!(err.name(), "Conflict");
     assert!(err.to_string().contains("single-use"), "{err}");
-    assert_eq!(status_for(&err), 409);
+    assert_eq!(err.http_status(), 409);
 }
 
 #[tokio::test]
@@ -103,7 +103,7 @@ async fn the_requester_may_not_approve_and_the_request_stays_open() {
         .await
         .unwrap_err();
     assert_eq!(err.name(), "SelfApproval");
-    assert_eq!(status_for(&err), 403);
+    assert_eq!(err.http_status(), 403);
     let record = w.approval(&id).await;
     assert_eq!(record["status"], "pending");
     // Another member of the change authority still can.
@@ -176,7 +176,7 @@ async fn an_unknown_approval_is_invalid_input() {
     .await
     .unwrap_err();
     assert_eq!(err.name(), "InvalidInput");
-    assert_eq!(status_for(&err), 400);
+    assert_eq!(err.http_status(), 400);
 }
 
 /// The HTTP edge's signing secret in these tests.
@@ -229,25 +229,4 @@ async fn over_http_only_a_callback_signed_for_its_approval_decides() {
         w.engine.wait_for(&arn).await.unwrap().status,
         ExecutionStatus::Succeeded
     );
-}
-
-#[test]
-fn statuses_are_chosen_by_error_variant() {
-    let cases = [
-        (Error::Unauthorized("stale".into()), 401),
-        (
-            Error::SelfApproval {
-                identity: "sam".into(),
-            },
-            403,
-        ),
-        (Error::Conflict("spent".into()), 409),
-        (Error::Transient("down".into()), 503),
-        (Error::Misconfigured("no key".into()), 500),
-        (Error::Corrupt("unreadable".into()), 500),
-        (Error::InvalidInput("no approver".into()), 400),
-    ];
-    for (e, status) in cases {
-        assert_eq!(crate::status_for(&e), status, "{e}");
-    }
 }

@@ -251,12 +251,10 @@ pub async fn handle_webhook(
         now,
     ) {
         // A bad signature is the caller's (401); an unusable secret is ours (500).
-        let status = if matches!(e, Error::Unauthorized(_)) {
-            401
-        } else {
-            500
-        };
-        return response(status, json!({"error": e.name(), "message": e.to_string()}));
+        return response(
+            i64::from(e.http_status()),
+            json!({"error": e.name(), "message": e.to_string()}),
+        );
     }
     let Ok(text) = std::str::from_utf8(&raw) else {
         return response(
@@ -277,14 +275,11 @@ pub async fn handle_webhook(
     let truth = match record_of_truth(deps, posted).await {
         Ok(r) => r,
         Err(e) => {
-            let status = match &e {
-                Error::Transient(_) => 503,
-                Error::NotFound(_) => 404,
-                // certops was refused reading the record of truth: a fault on our side.
-                Error::AccessDenied(_) => 502,
-                _ => 400,
-            };
-            return response(status, json!({"error": e.name(), "message": e.to_string()}));
+            // Unreachable 503, gone 404, certops' credentials refused 502.
+            return response(
+                i64::from(e.http_status()),
+                json!({"error": e.name(), "message": e.to_string()}),
+            );
         }
     };
     let record = truth.as_ref().unwrap_or(posted);

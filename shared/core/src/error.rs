@@ -166,6 +166,23 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Transient(_) | Error::NotYetServed(_))
     }
+
+    /// The HTTP status an HTTP edge (the webhook, the approval callback, the console)
+    /// answers this refusal with: the caller's fault is 4xx, certops' own is 5xx.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::Unauthorized(_) => 401,
+            Error::SelfApproval { .. } | Error::NotInChangeAuthority { .. } => 403,
+            Error::NotFound(_) => 404,
+            Error::Conflict(_) | Error::ApprovalExpired { .. } | Error::PlanDrift { .. } => 409,
+            e if e.is_retryable() => 503,
+            // certops' own configuration or stored state.
+            Error::Misconfigured(_) | Error::Corrupt(_) => 500,
+            // A system certops reads from refused certops' credentials.
+            Error::AccessDenied(_) => 502,
+            _ => 400,
+        }
+    }
 }
 
 /// Every stable error name, for checking a state machine definition against the code.
@@ -210,6 +227,30 @@ impl From<Error> for lambda_runtime::Diagnostic {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn http_statuses_are_chosen_by_variant() {
+        let cases = [
+            (Error::Unauthorized("stale".into()), 401),
+            (
+                Error::SelfApproval {
+                    identity: "sam".into(),
+                },
+                403,
+            ),
+            (Error::NotFound("INC1".into()), 404),
+            (Error::Conflict("spent".into()), 409),
+            (Error::Transient("down".into()), 503),
+            (Error::Misconfigured("no key".into()), 500),
+            (Error::Corrupt("unreadable".into()), 500),
+            (Error::AccessDenied("401 from ServiceNow".into()), 502),
+            (Error::InvalidInput("no approver".into()), 400),
+        ];
+        for (e, status) in cases {
+            assert_eq!(e.http_status(), status, "{e}");
+        }
+    }
+
     use super::*;
 
     fn one_of_each() -> Vec<Error> {
